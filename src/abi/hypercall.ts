@@ -1,0 +1,105 @@
+// Hypercall numbers, sub-op numbers and the errno values hypercalls return
+// (xen/include/public/xen.h, grant_table.h, memory.h, event_channel.h, errno.h).
+
+export const __HYPERVISOR_memory_op = 12;
+export const __HYPERVISOR_update_va_mapping = 14;
+export const __HYPERVISOR_grant_table_op = 20;
+export const __HYPERVISOR_event_channel_op = 32;
+
+export const GNTTABOP_map_grant_ref = 0;
+export const GNTTABOP_unmap_grant_ref = 1;
+export const GNTTABOP_setup_table = 2;
+export const GNTTABOP_dump_table = 3;
+export const GNTTABOP_transfer = 4;
+export const GNTTABOP_copy = 5;
+export const GNTTABOP_query_size = 6;
+export const GNTTABOP_unmap_and_replace = 7;
+export const GNTTABOP_set_version = 8;
+export const GNTTABOP_get_status_frames = 9;
+export const GNTTABOP_get_version = 10;
+export const GNTTABOP_swap_grant_ref = 11;
+export const GNTTABOP_cache_flush = 12;
+
+/** Low 12 bits of `cmd` carry the op; the bits above are continuation state (cache_flush only). */
+export const GNTTABOP_CMD_MASK = 0xfff;
+export const GNTTABOP_CONTINUATION_ARG_SHIFT = 12;
+
+export const GNTTABOP_NAMES: readonly string[] = [
+  'map_grant_ref',
+  'unmap_grant_ref',
+  'setup_table',
+  'dump_table',
+  'transfer',
+  'copy',
+  'query_size',
+  'unmap_and_replace',
+  'set_version',
+  'get_status_frames',
+  'get_version',
+  'swap_grant_ref',
+  'cache_flush',
+];
+
+export const XENMEM_add_to_physmap = 7;
+export const XENMAPSPACE_grant_table = 1;
+/** ORed into `idx` of add_to_physmap to select a status frame instead of a shared frame. */
+export const XENMAPIDX_grant_table_status = 0x80000000;
+
+/** update_va_mapping flags (UVMF_*): the TLB-flush selector; our model flushes nothing. */
+export const UVMF_NONE = 0;
+export const UVMF_TLB_FLUSH = 1;
+export const UVMF_INVLPG = 2;
+
+/** x86 PTE bits used by update_va_mapping and grant host mappings. */
+export const _PAGE_PRESENT = 0x1;
+export const _PAGE_RW = 0x2;
+export const _PAGE_USER = 0x4;
+export const _PAGE_PWT = 0x8;
+export const _PAGE_PCD = 0x10;
+export const _PAGE_ACCESSED = 0x20;
+export const _PAGE_DIRTY = 0x40;
+export const _PAGE_PAT = 0x80;
+/** Xen's software bit marking a grant-table PTE (_PAGE_GNTTAB, an AVAIL bit). */
+export const _PAGE_GNTTAB = 0x400;
+
+/** Xen errno values (xen/include/public/errno.h); hypercalls return their negation. */
+export const XEN_EPERM = 1;
+export const XEN_ENOENT = 2;
+export const XEN_ESRCH = 3;
+export const XEN_EAGAIN = 11;
+export const XEN_ENOMEM = 12;
+export const XEN_EACCES = 13;
+export const XEN_EFAULT = 14;
+export const XEN_EBUSY = 16;
+export const XEN_EEXIST = 17;
+export const XEN_EINVAL = 22;
+export const XEN_ENOSPC = 28;
+export const XEN_ERANGE = 34;
+export const XEN_ENOSYS = 38;
+export const XEN_EILSEQ = 84;
+export const XEN_EOPNOTSUPP = 95;
+
+export const XEN_ERRNO_NAMES: Readonly<Record<number, string>> = {
+  [XEN_EPERM]: 'EPERM',
+  [XEN_ENOENT]: 'ENOENT',
+  [XEN_ESRCH]: 'ESRCH',
+  [XEN_EAGAIN]: 'EAGAIN',
+  [XEN_ENOMEM]: 'ENOMEM',
+  [XEN_EACCES]: 'EACCES',
+  [XEN_EFAULT]: 'EFAULT',
+  [XEN_EBUSY]: 'EBUSY',
+  [XEN_EEXIST]: 'EEXIST',
+  [XEN_EINVAL]: 'EINVAL',
+  [XEN_ENOSPC]: 'ENOSPC',
+  [XEN_ERANGE]: 'ERANGE',
+  [XEN_ENOSYS]: 'ENOSYS',
+  [XEN_EILSEQ]: 'EILSEQ',
+  [XEN_EOPNOTSUPP]: 'EOPNOTSUPP',
+};
+
+/** "-EINVAL" style name of a hypercall return value. */
+export function errnoName(ret: number): string {
+  if (ret === 0) return '0';
+  const name = XEN_ERRNO_NAMES[-ret];
+  return name === undefined ? String(ret) : `-${name}`;
+}
