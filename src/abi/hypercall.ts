@@ -66,6 +66,7 @@ export const _PAGE_GNTTAB = 0x400;
 export const XEN_EPERM = 1;
 export const XEN_ENOENT = 2;
 export const XEN_ESRCH = 3;
+export const XEN_ENXIO = 6;
 export const XEN_EAGAIN = 11;
 export const XEN_ENOMEM = 12;
 export const XEN_EACCES = 13;
@@ -83,6 +84,7 @@ export const XEN_ERRNO_NAMES: Readonly<Record<number, string>> = {
   [XEN_EPERM]: 'EPERM',
   [XEN_ENOENT]: 'ENOENT',
   [XEN_ESRCH]: 'ESRCH',
+  [XEN_ENXIO]: 'ENXIO',
   [XEN_EAGAIN]: 'EAGAIN',
   [XEN_ENOMEM]: 'ENOMEM',
   [XEN_EACCES]: 'EACCES',

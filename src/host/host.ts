@@ -1,0 +1,103 @@
+// The host API (DESIGN.md): domains over one machine memory, each reaching the
+// hypervisor through Xen's raw hypercall interface.
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import type { Domain, DomainKind } from '../xen/domain.ts';
+import { type CreateDomainOptions, type GnttabOptions, Hypervisor } from '../xen/hypervisor.ts';
+import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
+import { GuestFault, GuestMemory } from './guest-memory.ts';
+
+export interface HostOptions {
+  /** Machine memory in MiB (default 64). */
+  memoryMiB?: number;
+  gnttab?: GnttabOptions;
+  /** Seed for the hypervisor's random choices; the same seed gives the same run. */
+  seed?: number;
+}
+
+export type DomainOptions = Omit<CreateDomainOptions, 'kind'> & { kind: DomainKind };
+
+export class DomainDestroyedError extends Error {
+  constructor(domid: number) {
+    super(`d${domid} has been destroyed; create a new domain to go on`);
+    this.name = 'DomainDestroyedError';
+  }
+}
+
+export class DomainHandle {
+  readonly domid: number;
+  readonly kind: DomainKind;
+  readonly memory: GuestMemory;
+  /** The hypervisor's record of this domain (state private to Xen: for tests and tools, not guests). */
+  readonly xen: Domain;
+  private readonly hv: Hypervisor;
+
+  constructor(hv: Hypervisor, d: Domain) {
+    this.hv = hv;
+    this.xen = d;
+    this.domid = d.domid;
+    this.kind = d.kind;
+    this.memory = new GuestMemory(hv, d);
+  }
+
+  /** Bytes of RAM, mapped at addresses 0..ramBytes. */
+  get ramBytes(): number {
+    return this.xen.ramPages * XEN_PAGE_SIZE;
+  }
+
+  get alive(): boolean {
+    return !this.xen.isDying;
+  }
+
+  /** Xen's raw hypercall: `nr` and register arguments; returns 0 or a negative errno. */
+  hypercall(nr: number, ...args: (number | bigint)[]): number {
+    if (this.xen.isDying) throw new DomainDestroyedError(this.domid);
+    return this.hv.hypercall(this.xen, nr, args);
+  }
+
+  /** The frame number this domain writes into a grant entry for the page at `addr` (PV: MFN, HVM: GFN). */
+  frameOf(addr: number): number {
+    const pfn = Math.floor(addr / XEN_PAGE_SIZE);
+    if (this.xen.translated) return pfn;
+    const base = this.xen.translatePage(addr, false);
+    if (base < 0) throw new GuestFault(this.domid, addr, false);
+    return base / XEN_PAGE_SIZE;
+  }
+}
+
+export class Host {
+  readonly hypervisor: Hypervisor;
+  private readonly handles = new Map<number, DomainHandle>();
+
+  constructor(options: HostOptions = {}) {
+    this.hypervisor = new Hypervisor(options);
+  }
+
+  createDomain(options: DomainOptions): DomainHandle {
+    const d = this.hypervisor.createDomain(options);
+    const h = new DomainHandle(this.hypervisor, d);
+    this.handles.set(d.domid, h);
+    return h;
+  }
+
+  /** The live domain with this id, if any. */
+  domain(domid: number): DomainHandle | undefined {
+    const h = this.handles.get(domid);
+    return h?.alive ? h : undefined;
+  }
+
+  get domains(): DomainHandle[] {
+    return [...this.handles.values()].filter((h) => h.alive);
+  }
+
+  /** Destroys a domain as Xen does (reference §12). */
+  destroyDomain(domid: number): void {
+    const h = this.handles.get(domid);
+    if (h === undefined || !h.alive) throw new RangeError(`no live domain d${domid}`);
+    this.hypervisor.destroyDomain(h.xen);
+  }
+
+  /** The cross-cutting invariants; an empty list means they all hold. */
+  checkInvariants(options?: InvariantOptions): string[] {
+    return checkInvariants(this.hypervisor, options);
+  }
+}

@@ -1,0 +1,35 @@
+// Machine memory: one SharedArrayBuffer of 4 KiB frames, shared by the hypervisor
+// and every domain's guest code (later across worker threads).
+import { XEN_PAGE_SHIFT, XEN_PAGE_SIZE } from '../abi/limits.ts';
+import { SharedWords } from './shared-words.ts';
+
+export class MachineMemory {
+  readonly sab: SharedArrayBuffer;
+  readonly nrFrames: number;
+  readonly u8: Uint8Array;
+  readonly words: SharedWords;
+
+  constructor(nrFrames: number, sab?: SharedArrayBuffer) {
+    if (!Number.isInteger(nrFrames) || nrFrames < 16)
+      throw new RangeError(`machine memory needs at least 16 frames, got ${nrFrames}`);
+    if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1)
+      throw new Error('gnttab needs a little-endian platform (Xen ABI is little-endian)');
+    this.nrFrames = nrFrames;
+    this.sab = sab ?? new SharedArrayBuffer(nrFrames * XEN_PAGE_SIZE);
+    this.u8 = new Uint8Array(this.sab);
+    this.words = new SharedWords(this.sab);
+  }
+
+  /** Byte address of frame `mfn` in machine memory. */
+  static addr(mfn: number): number {
+    return mfn * XEN_PAGE_SIZE;
+  }
+
+  frame(mfn: number): Uint8Array {
+    return this.u8.subarray(mfn << XEN_PAGE_SHIFT, (mfn + 1) << XEN_PAGE_SHIFT);
+  }
+
+  zeroFrame(mfn: number): void {
+    this.u8.fill(0, mfn * XEN_PAGE_SIZE, (mfn + 1) * XEN_PAGE_SIZE);
+  }
+}

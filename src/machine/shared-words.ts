@@ -1,0 +1,58 @@
+// Every access to a word that two parties touch concurrently (grant-entry flags,
+// status words, later ring indices and event words) goes through these named
+// operations, so the memory-ordering rules live in one place.
+//
+// JavaScript Atomics are sequentially consistent, which is at least as strong as
+// the x86 `lock cmpxchg` / `lock and` Xen and Linux use, so each operation is a
+// full barrier for the other Atomics operations. Plain typed-array accesses are
+// not ordered: anything published to another party is written first with plain
+// stores and then made visible by an Atomics store or RMW of the word that the
+// other side checks (flags last on grant, status bits before re-reading the
+// header in v2, and so on).
+
+export class SharedWords {
+  readonly u16: Uint16Array;
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+  /** A private word used only as the target of fence(). */
+  private readonly fenceWord: Int32Array;
+
+  constructor(sab: SharedArrayBuffer) {
+    this.u16 = new Uint16Array(sab);
+    this.u32 = new Uint32Array(sab);
+    this.i32 = new Int32Array(sab);
+    this.fenceWord = new Int32Array(new SharedArrayBuffer(4));
+  }
+
+  /** Byte address must be 2-aligned. */
+  load16(addr: number): number {
+    return Atomics.load(this.u16, addr >>> 1);
+  }
+  store16(addr: number, v: number): void {
+    Atomics.store(this.u16, addr >>> 1, v);
+  }
+  /** Returns the value found; the exchange happened iff it equals `expected`. */
+  cmpxchg16(addr: number, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.u16, addr >>> 1, expected, replacement);
+  }
+  or16(addr: number, bits: number): number {
+    return Atomics.or(this.u16, addr >>> 1, bits);
+  }
+  and16(addr: number, bits: number): number {
+    return Atomics.and(this.u16, addr >>> 1, bits);
+  }
+  /** Byte address must be 4-aligned. */
+  load32(addr: number): number {
+    return Atomics.load(this.u32, addr >>> 2);
+  }
+  store32(addr: number, v: number): void {
+    Atomics.store(this.u32, addr >>> 2, v);
+  }
+  cmpxchg32(addr: number, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.u32, addr >>> 2, expected >>> 0, replacement >>> 0);
+  }
+  /** Full memory barrier (smp_mb): an atomic RMW orders all Atomics accesses around it. */
+  fence(): void {
+    Atomics.add(this.fenceWord, 0, 0);
+  }
+}

@@ -1,0 +1,221 @@
+// The hypercall entry (reference §5): Xen's do_grant_table_op with the HVM
+// filter of hvm_grant_table_op, memory_op and update_va_mapping. Batched ops
+// process elements in order; a fault reading an element or writing its status
+// back ends the batch with -EFAULT, leaving the earlier elements done.
+import {
+  gnttab_map_grant_ref,
+  gnttab_swap_grant_ref,
+  gnttab_transfer,
+  gnttab_unmap_and_replace,
+  gnttab_unmap_grant_ref,
+} from '../abi/gnttab-ops.ts';
+import {
+  __HYPERVISOR_grant_table_op,
+  __HYPERVISOR_memory_op,
+  __HYPERVISOR_update_va_mapping,
+  GNTTABOP_CMD_MASK,
+  GNTTABOP_cache_flush,
+  GNTTABOP_copy,
+  GNTTABOP_get_status_frames,
+  GNTTABOP_get_version,
+  GNTTABOP_map_grant_ref,
+  GNTTABOP_query_size,
+  GNTTABOP_set_version,
+  GNTTABOP_setup_table,
+  GNTTABOP_swap_grant_ref,
+  GNTTABOP_transfer,
+  GNTTABOP_unmap_and_replace,
+  GNTTABOP_unmap_grant_ref,
+  XEN_EFAULT,
+  XEN_EINVAL,
+  XEN_ENOSYS,
+  XEN_EOPNOTSUPP,
+} from '../abi/hypercall.ts';
+import type { Domain } from './domain.ts';
+import { copyFieldToGuest, copyStructFromGuest, copyStructToGuest } from './guest-io.ts';
+import type { Hypervisor } from './hypervisor.ts';
+import { GNTTAB_UNMAP_BATCH_SIZE } from './limits-internal.ts';
+import { memoryOp } from './memory-op.ts';
+import { grantCopy } from './ops/copy.ts';
+import { getStatusFrames } from './ops/get-status-frames.ts';
+import { getVersion } from './ops/get-version.ts';
+import { mapGrantRef } from './ops/map-grant-ref.ts';
+import { querySize } from './ops/query-size.ts';
+import { setVersion } from './ops/set-version.ts';
+import { setupTable } from './ops/setup-table.ts';
+import { swapGrantRef } from './ops/swap-grant-ref.ts';
+import { transfer } from './ops/transfer.ts';
+import { newUnmapCommon, type UnmapCommon, unmapCommon, unmapComplete } from './ops/unmap-grant-ref.ts';
+import { ADDRESS_SPACE_PAGES } from './paging.ts';
+import { updateVaMapping } from './update-va-mapping.ts';
+
+const TWO32 = 0x1_0000_0000;
+const TWO64 = 2 ** 64;
+
+/** A 64-bit register value as a number (above 2^53 it rounds, which only range checks ever see). */
+export function reg(x: unknown): number {
+  if (typeof x === 'bigint') return Number(BigInt.asUintN(64, x));
+  if (typeof x !== 'number' || !Number.isFinite(x)) return 0;
+  const t = Math.trunc(x);
+  return t >= 0 ? t % TWO64 : TWO64 + (t % TWO64);
+}
+
+/** A C `unsigned int` argument: the low 32 bits of the register. */
+function u32(x: unknown): number {
+  if (typeof x === 'bigint') return Number(BigInt.asUintN(32, x));
+  return reg(x) % TWO32;
+}
+
+/** guest_handle_okay: the whole array lies inside the guest's address space. */
+function handleOkay(addr: number, count: number, size: number): boolean {
+  return addr + count * size <= ADDRESS_SPACE_PAGES * 4096;
+}
+
+/** The ops an HVM guest may use (hvm_grant_table_op); the raw cmd is matched, high bits included. */
+const HVM_GRANT_OPS = new Set([
+  GNTTABOP_query_size,
+  GNTTABOP_setup_table,
+  GNTTABOP_set_version,
+  GNTTABOP_get_version,
+  GNTTABOP_copy,
+  GNTTABOP_map_grant_ref,
+  GNTTABOP_unmap_grant_ref,
+  GNTTABOP_swap_grant_ref,
+]);
+
+export function dispatchHypercall(hv: Hypervisor, d: Domain, nr: number, args: readonly unknown[]): number {
+  switch (nr) {
+    case __HYPERVISOR_grant_table_op:
+      return grantTableOp(hv, d, u32(args[0]), reg(args[1]), u32(args[2]));
+    case __HYPERVISOR_memory_op:
+      return memoryOp(hv, d, u32(args[0]), reg(args[1]));
+    case __HYPERVISOR_update_va_mapping:
+      return updateVaMapping(hv, d, reg(args[0]), reg(args[1]));
+    default:
+      return -XEN_ENOSYS;
+  }
+}
+
+function grantTableOp(hv: Hypervisor, d: Domain, cmd: number, uop: number, count: number): number {
+  if (d.translated && !HVM_GRANT_OPS.has(cmd)) return -XEN_ENOSYS;
+  if (count >= 0x8000_0000) return -XEN_EINVAL;
+  const op = cmd & GNTTABOP_CMD_MASK;
+  if (op !== GNTTABOP_cache_flush && cmd !== op) return -XEN_EINVAL;
+  switch (op) {
+    case GNTTABOP_map_grant_ref:
+      if (!handleOkay(uop, count, gnttab_map_grant_ref.size)) return -XEN_EFAULT;
+      return mapBatch(hv, d, uop, count);
+    case GNTTABOP_unmap_grant_ref:
+      if (!handleOkay(uop, count, gnttab_unmap_grant_ref.size)) return -XEN_EFAULT;
+      return unmapBatch(hv, d, uop, count, false);
+    case GNTTABOP_unmap_and_replace:
+      if (!handleOkay(uop, count, gnttab_unmap_and_replace.size)) return -XEN_EFAULT;
+      return unmapBatch(hv, d, uop, count, true);
+    case GNTTABOP_setup_table:
+      return setupTable(hv, d, uop, count);
+    case GNTTABOP_transfer:
+      if (!handleOkay(uop, count, gnttab_transfer.size)) return -XEN_EFAULT;
+      if (!hv.opts.transfer) return -XEN_EOPNOTSUPP;
+      return transferBatch(hv, d, uop, count);
+    case GNTTABOP_copy:
+      if (!handleOkay(uop, count, 40)) return -XEN_EFAULT;
+      return grantCopy(hv, d, uop, count);
+    case GNTTABOP_query_size:
+      return querySize(hv, d, uop, count);
+    case GNTTABOP_set_version:
+      return setVersion(hv, d, uop);
+    case GNTTABOP_get_status_frames:
+      return getStatusFrames(hv, d, uop, count);
+    case GNTTABOP_get_version:
+      return getVersion(hv, d, uop);
+    case GNTTABOP_swap_grant_ref:
+      if (!handleOkay(uop, count, gnttab_swap_grant_ref.size)) return -XEN_EFAULT;
+      return swapBatch(hv, d, uop, count);
+    default:
+      // dump_table (gone since 2006), cache_flush (Arm builds only) and unknown commands.
+      return -XEN_ENOSYS;
+  }
+}
+
+function mapBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number {
+  const def = gnttab_map_grant_ref;
+  for (let i = 0; i < count; i++) {
+    const addr = uop + i * def.size;
+    const op = copyStructFromGuest(hv, d, addr, def);
+    if (op === null) return -XEN_EFAULT;
+    const r = mapGrantRef(hv, d, op);
+    op.status = r.status;
+    if (r.status === 0) {
+      op.handle = r.handle;
+      op.dev_bus_addr = r.devBusAddr;
+    }
+    // The whole struct goes back; on failure handle and dev_bus_addr are the caller's own.
+    if (!copyStructToGuest(hv, d, addr, def, op)) return -XEN_EFAULT;
+  }
+  return 0;
+}
+
+function unmapBatch(hv: Hypervisor, d: Domain, uop: number, count: number, replace: boolean): number {
+  const def = replace ? gnttab_unmap_and_replace : gnttab_unmap_grant_ref;
+  let i = 0;
+  while (i < count) {
+    const c = Math.min(count - i, GNTTAB_UNMAP_BATCH_SIZE);
+    const done: UnmapCommon[] = [];
+    let fault = false;
+    for (let j = 0; j < c; j++) {
+      const addr = uop + (i + j) * def.size;
+      let common: UnmapCommon;
+      if (replace) {
+        const op = copyStructFromGuest(hv, d, addr, gnttab_unmap_and_replace);
+        if (op === null) {
+          fault = true;
+          break;
+        }
+        // unmap_and_replace never touches device mappings.
+        common = newUnmapCommon(op.host_addr, 0, op.new_addr, op.handle);
+      } else {
+        const op = copyStructFromGuest(hv, d, addr, gnttab_unmap_grant_ref);
+        if (op === null) {
+          fault = true;
+          break;
+        }
+        common = newUnmapCommon(op.host_addr, op.dev_bus_addr, 0, op.handle);
+      }
+      unmapCommon(hv, d, common);
+      done.push(common);
+      if (!copyFieldToGuest(hv, d, addr, def, 'status', common.status)) {
+        fault = true;
+        break;
+      }
+    }
+    // TLB flush of the caller happens here: nothing to flush in this model.
+    for (const common of done) unmapComplete(hv, d, common);
+    if (fault) return -XEN_EFAULT;
+    i += c;
+  }
+  return 0;
+}
+
+function transferBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number {
+  const def = gnttab_transfer;
+  for (let i = 0; i < count; i++) {
+    const addr = uop + i * def.size;
+    const op = copyStructFromGuest(hv, d, addr, def);
+    if (op === null) return -XEN_EFAULT;
+    const status = transfer(hv, d, op.mfn, op.domid, op.ref);
+    if (!copyFieldToGuest(hv, d, addr, def, 'status', status)) return -XEN_EFAULT;
+  }
+  return 0;
+}
+
+function swapBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number {
+  const def = gnttab_swap_grant_ref;
+  for (let i = 0; i < count; i++) {
+    const addr = uop + i * def.size;
+    const op = copyStructFromGuest(hv, d, addr, def);
+    if (op === null) return -XEN_EFAULT;
+    const status = swapGrantRef(hv, d, op.ref_a, op.ref_b);
+    if (!copyFieldToGuest(hv, d, addr, def, 'status', status)) return -XEN_EFAULT;
+  }
+  return 0;
+}

@@ -1,0 +1,68 @@
+// A domain as the hypervisor sees it: kind, address space, pages, grant table.
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import type { GrantTable } from './grant-table.ts';
+import { ADDRESS_SPACE_PAGES, P2m, PvPageTable } from './paging.ts';
+
+export type DomainKind = 'pv' | 'hvm';
+
+export class Domain {
+  readonly domid: number;
+  readonly kind: DomainKind;
+  readonly vcpus: number;
+  /** Pages of RAM the domain was created with (frames 0..ramPages-1 of its address space). */
+  readonly ramPages: number;
+  /** Reservation limit (max_pages). */
+  readonly maxPages: number;
+  /** RAM pages the domain owns now (tot_pages), by MFN. */
+  readonly owned = new Set<number>();
+  readonly gt: GrantTable;
+  /** PV: its page table. */
+  readonly pt: PvPageTable | null;
+  /** HVM: its P2M. */
+  readonly p2m: P2m | null;
+  /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
+  currentVcpu = 0;
+  isDying = false;
+  /** Set when Xen crashed the domain (domain_crash); the host destroys it after the hypercall. */
+  crashed: string | null = null;
+  /** Exceptions Xen injected (for instance #GP on an implicit grant unmap, quirk §15.19). */
+  readonly injected: { vector: number; reason: string }[] = [];
+
+  constructor(
+    domid: number,
+    kind: DomainKind,
+    vcpus: number,
+    ramPages: number,
+    maxPages: number,
+    gt: GrantTable,
+  ) {
+    this.domid = domid;
+    this.kind = kind;
+    this.vcpus = vcpus;
+    this.ramPages = ramPages;
+    this.maxPages = maxPages;
+    this.gt = gt;
+    this.pt = kind === 'pv' ? new PvPageTable() : null;
+    this.p2m = kind === 'hvm' ? new P2m() : null;
+  }
+
+  /** HVM, PVH and every Arm guest are "translated" (paging_mode_translate / external). */
+  get translated(): boolean {
+    return this.kind === 'hvm';
+  }
+
+  get totPages(): number {
+    return this.owned.size;
+  }
+
+  /**
+   * Machine byte address of the page holding `addr` in this domain's address
+   * space, or -1 when the access faults (unmapped, or a write through a
+   * read-only mapping).
+   */
+  translatePage(addr: number, write: boolean): number {
+    const pfn = Math.floor(addr / XEN_PAGE_SIZE);
+    if (!(pfn >= 0 && pfn < ADDRESS_SPACE_PAGES)) return -1;
+    return this.pt !== null ? this.pt.translate(pfn, write) : this.p2m!.translate(pfn, write);
+  }
+}

@@ -1,0 +1,51 @@
+// Xen's copy_from_guest / copy_to_guest for the op structs of src/abi.
+import { decodeStruct, encodeStruct, type StructDef, type StructValue, setField } from '../abi/struct.ts';
+import type { Domain } from './domain.ts';
+import type { Hypervisor } from './hypervisor.ts';
+
+/** Reads one struct from guest memory; null on a fault. */
+export function copyStructFromGuest<F extends string>(
+  hv: Hypervisor,
+  d: Domain,
+  addr: number,
+  def: StructDef<F>,
+): StructValue<F> | null {
+  const bytes = hv.copyFromGuest(d, addr, def.size);
+  return bytes === null ? null : decodeStruct(def, bytes);
+}
+
+/** Writes a whole struct back; false on a fault. */
+export function copyStructToGuest<F extends string>(
+  hv: Hypervisor,
+  d: Domain,
+  addr: number,
+  def: StructDef<F>,
+  value: StructValue<F>,
+): boolean {
+  return hv.copyToGuest(d, addr, encodeStruct(def, value));
+}
+
+/** __copy_field_to_guest: writes back one field of the struct at addr. */
+export function copyFieldToGuest<F extends string>(
+  hv: Hypervisor,
+  d: Domain,
+  addr: number,
+  def: StructDef<F>,
+  field: F,
+  value: number,
+): boolean {
+  const f = def.fields[field];
+  const size = f.type === 'u64' ? 8 : f.type === 'u32' ? 4 : f.type === 'u8' ? 1 : 2;
+  const bytes = new Uint8Array(size);
+  setField(new DataView(bytes.buffer), -f.offset, f, value);
+  return hv.copyToGuest(d, addr + f.offset, bytes);
+}
+
+/** Writes one u64 array element (a frame list entry); a negative value writes all ones (INVALID_GFN). */
+export function copyU64ToGuest(hv: Hypervisor, d: Domain, addr: number, value: number): boolean {
+  const bytes = new Uint8Array(8);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, value < 0 ? 0xffffffff : value % 0x1_0000_0000, true);
+  view.setUint32(4, value < 0 ? 0xffffffff : Math.floor(value / 0x1_0000_0000), true);
+  return hv.copyToGuest(d, addr, bytes);
+}

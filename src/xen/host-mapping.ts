@@ -1,0 +1,134 @@
+// Creating and tearing down a grant's host mapping, per kind of grantee
+// (reference §6.1.1, §6.2 step 9, §6.3).
+//   PV:  a PTE in the grantee's page table at the linear address host_addr.
+//   HVM: a grant-map P2M entry at GFN host_addr >> 12.
+// The page references of a mapping are taken and dropped by map/unmap, not here.
+
+import {
+  GNTMAP_application_map,
+  GNTMAP_contains_pte,
+  GNTMAP_host_map,
+  GNTMAP_readonly,
+  GTF_PAT,
+  GTF_PCD,
+  GTF_PWT,
+} from '../abi/flags.ts';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_GNTTAB,
+  _PAGE_PAT,
+  _PAGE_PCD,
+  _PAGE_PRESENT,
+  _PAGE_PWT,
+  _PAGE_RW,
+  _PAGE_USER,
+} from '../abi/hypercall.ts';
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import { GNTST_general_error, GNTST_okay } from '../abi/status.ts';
+import type { Domain } from './domain.ts';
+import type { Hypervisor } from './hypervisor.ts';
+import {
+  ADDRESS_SPACE_PAGES,
+  isGrantP2m,
+  makePte,
+  P2M_GRANT_MAP_RO,
+  P2M_GRANT_MAP_RW,
+  pteFlags,
+  pteFrame,
+} from './paging.ts';
+
+function pageOf(addr: number): number {
+  const pfn = Math.floor(addr / XEN_PAGE_SIZE);
+  return Number.isSafeInteger(addr) && pfn < ADDRESS_SPACE_PAGES ? pfn : -1;
+}
+
+/** The PTE flags of a grant mapping (Xen's grant_pte_flags plus cache attributes). */
+function grantPteFlags(flags: number, cacheFlags: number): number {
+  let f = _PAGE_PRESENT | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_GNTTAB;
+  if ((flags & GNTMAP_readonly) === 0) f |= _PAGE_RW;
+  if ((flags & GNTMAP_application_map) !== 0) f |= _PAGE_USER;
+  if ((cacheFlags & GTF_PWT) !== 0) f |= _PAGE_PWT;
+  if ((cacheFlags & GTF_PCD) !== 0) f |= _PAGE_PCD;
+  if ((cacheFlags & GTF_PAT) !== 0) f |= _PAGE_PAT;
+  return f;
+}
+
+export function createGrantHostMapping(
+  hv: Hypervisor,
+  ld: Domain,
+  addr: number,
+  mfn: number,
+  flags: number,
+  cacheFlags: number,
+): number {
+  if (ld.pt !== null) {
+    // contains_pte names the machine address of an L1 PTE in a page of type
+    // L1 page table; page tables are private to the hypervisor in this model,
+    // so no guest page has that type and Xen's check fails.
+    if ((flags & GNTMAP_contains_pte) !== 0) return GNTST_general_error;
+    const vpn = pageOf(addr);
+    if (vpn < 0) return GNTST_general_error;
+    const old = ld.pt.get(vpn);
+    ld.pt.set(vpn, makePte(mfn, grantPteFlags(flags, cacheFlags)));
+    hv.putPteReferences(ld, old);
+    return GNTST_okay;
+  }
+  if ((flags & ~GNTMAP_readonly) >>> 0 !== GNTMAP_host_map || cacheFlags !== 0) return GNTST_general_error;
+  const gfn = pageOf(addr);
+  if (gfn < 0) return GNTST_general_error;
+  const p2m = ld.p2m!;
+  const old = p2m.get(gfn);
+  // Xen refuses to replace a grant or foreign entry this way; RAM there is unhooked
+  // from the physical map (it stays allocated to the domain).
+  if (old !== undefined && isGrantP2m(old.type)) return GNTST_general_error;
+  p2m.set(gfn, mfn, (flags & GNTMAP_readonly) !== 0 ? P2M_GRANT_MAP_RO : P2M_GRANT_MAP_RW);
+  return GNTST_okay;
+}
+
+/**
+ * Tears down (or, with newAddr, replaces) a host mapping. The mapping must
+ * still be the grant's: PV compares frame, present and RW bits (XSA-234); HVM
+ * requires a grant P2M entry for the same frame.
+ */
+export function replaceGrantHostMapping(
+  hv: Hypervisor,
+  ld: Domain,
+  addr: number,
+  mfn: number,
+  newAddr: number,
+  flags: number,
+): number {
+  if (ld.pt !== null) {
+    if ((flags & GNTMAP_contains_pte) !== 0) return GNTST_general_error;
+    const vpn = pageOf(addr);
+    if (vpn < 0) return GNTST_general_error;
+    let replacement = 0;
+    if (newAddr !== 0) {
+      const nvpn = pageOf(newAddr);
+      if (nvpn < 0) return GNTST_general_error;
+      // Steal the PTE that maps newAddr: zap it, and install it in place of the grant PTE.
+      replacement = ld.pt.get(nvpn);
+      ld.pt.set(nvpn, 0);
+    }
+    const cur = ld.pt.get(vpn);
+    const expect = (flags & GNTMAP_readonly) !== 0 ? _PAGE_PRESENT : _PAGE_PRESENT | _PAGE_RW;
+    if (
+      pteFrame(cur) !== mfn ||
+      (pteFlags(cur) & (_PAGE_PRESENT | _PAGE_RW)) !== expect ||
+      (cur & _PAGE_GNTTAB) === 0
+    ) {
+      hv.putPteReferences(ld, replacement);
+      return GNTST_general_error;
+    }
+    ld.pt.set(vpn, replacement);
+    return GNTST_okay;
+  }
+  if (newAddr !== 0) return GNTST_general_error;
+  const gfn = pageOf(addr);
+  if (gfn < 0) return GNTST_general_error;
+  const e = ld.p2m!.get(gfn);
+  if (e === undefined || !isGrantP2m(e.type) || e.mfn !== mfn) return GNTST_general_error;
+  ld.p2m!.delete(gfn);
+  return GNTST_okay;
+}

@@ -1,0 +1,381 @@
+// The hypervisor: machine memory, the frame table, every domain, and the page
+// reference rules grants rely on (reference §4.4). Hypercalls enter through
+// dispatch.ts; one file per op under ops/.
+import { DOMID_FIRST_RESERVED, DOMID_SELF } from '../abi/domid.ts';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_GNTTAB,
+  _PAGE_PRESENT,
+  _PAGE_RW,
+  XEN_EFAULT,
+  XEN_ESRCH,
+} from '../abi/hypercall.ts';
+import {
+  DEFAULT_MAX_GRANT_FRAMES,
+  DEFAULT_MAX_MAPTRACK_FRAMES,
+  INITIAL_NR_GRANT_FRAMES,
+  statusFramesFor,
+  XEN_PAGE_SIZE,
+} from '../abi/limits.ts';
+import { FrameTable, OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
+import { MachineMemory } from '../machine/machine-memory.ts';
+import { dispatchHypercall } from './dispatch.ts';
+import { Domain, type DomainKind } from './domain.ts';
+import { GrantTable, NO_GFN } from './grant-table.ts';
+import { releaseMappings } from './lifecycle.ts';
+import { makePte, P2M_RAM_RW, pteFlags, pteFrame } from './paging.ts';
+
+export interface GnttabOptions {
+  /** Highest grant-table version guests may select (Xen's gnttab=max-ver:N). Default 2 (x86). */
+  maxVersion?: 1 | 2;
+  /** Transitive grants (gnttab=transitive). Default on. */
+  transitive?: boolean;
+  /** GNTTABOP_transfer (gnttab=transfer, PV builds). Default on. */
+  transfer?: boolean;
+}
+
+export interface HypervisorOptions {
+  memoryMiB?: number;
+  gnttab?: GnttabOptions;
+  /** Seed of the hypervisor's random choices (maptrack stealing); runs are deterministic per seed. */
+  seed?: number;
+}
+
+export interface CreateDomainOptions {
+  kind: DomainKind;
+  memoryKiB?: number;
+  /** Reservation limit in KiB (xl maxmem); default memoryKiB. */
+  maxMemoryKiB?: number;
+  maxGrantFrames?: number;
+  maxMaptrackFrames?: number;
+  /** Per-domain max grant version (xl max_grant_version); default the host's. */
+  maxGrantVersion?: 1 | 2;
+  vcpus?: number;
+}
+
+/** Frames kept by the hypervisor itself at the bottom of machine memory. */
+const XEN_RESERVED_FRAMES = 16;
+
+export class Hypervisor {
+  readonly machine: MachineMemory;
+  readonly frames: FrameTable;
+  readonly domains = new Map<number, Domain>();
+  readonly opts: { maxVersion: 1 | 2; transitive: boolean; transfer: boolean };
+  /** Exceptions raised inside the hypervisor (bugs): never thrown at guests, reported by checkInvariants. */
+  readonly internalErrors: unknown[] = [];
+  private nextDomid = 0;
+  private rngState: number;
+
+  constructor(options: HypervisorOptions = {}) {
+    const mib = options.memoryMiB ?? 64;
+    if (!Number.isInteger(mib) || mib < 1 || mib > 4096) {
+      throw new RangeError(`memoryMiB must be an integer from 1 to 4096, got ${mib}`);
+    }
+    const g = options.gnttab ?? {};
+    const maxVersion = g.maxVersion ?? 2;
+    if (maxVersion !== 1 && maxVersion !== 2)
+      throw new RangeError(`gnttab.maxVersion must be 1 or 2, got ${String(maxVersion)}`);
+    this.opts = { maxVersion, transitive: g.transitive ?? true, transfer: g.transfer ?? true };
+    const nrFrames = (mib * 1024 * 1024) / XEN_PAGE_SIZE;
+    this.machine = new MachineMemory(nrFrames);
+    this.frames = new FrameTable(nrFrames, XEN_RESERVED_FRAMES);
+    this.rngState = (options.seed ?? 0x9e3779b9) >>> 0 || 1;
+  }
+
+  /** xorshift32: deterministic per seed. */
+  random(): number {
+    let x = this.rngState;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rngState = x >>> 0;
+    return this.rngState / 0x1_0000_0000;
+  }
+
+  /**
+   * A hypercall from domain `d`: returns 0 or a negative errno, never throws.
+   * A domain Xen crashed during the call is destroyed once it returns.
+   */
+  hypercall(d: Domain, nr: number, args: readonly unknown[]): number {
+    if (d.isDying) return -XEN_ESRCH;
+    let rc: number;
+    try {
+      rc = dispatchHypercall(this, d, nr, args);
+    } catch (err) {
+      this.internalErrors.push(err);
+      this.crashDomain(d, `hypervisor internal error: ${err instanceof Error ? err.message : String(err)}`);
+      rc = -XEN_EFAULT;
+    }
+    if (d.crashed !== null && !d.isDying) this.destroyDomain(d);
+    return rc;
+  }
+
+  // ---- domains --------------------------------------------------------------------------------
+
+  createDomain(o: CreateDomainOptions): Domain {
+    if (o.kind !== 'pv' && o.kind !== 'hvm')
+      throw new TypeError(`kind must be 'pv' or 'hvm', got ${String(o.kind)}`);
+    const kib = o.memoryKiB ?? 4096;
+    if (!Number.isInteger(kib) || kib < 4 || kib % 4 !== 0)
+      throw new RangeError(`memoryKiB must be a positive multiple of 4, got ${kib}`);
+    const ramPages = kib / 4;
+    const maxKib = o.maxMemoryKiB ?? kib;
+    if (!Number.isInteger(maxKib) || maxKib < kib)
+      throw new RangeError(`maxMemoryKiB must be at least memoryKiB (${kib}), got ${maxKib}`);
+    const maxGrantFrames = o.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES;
+    if (!Number.isInteger(maxGrantFrames) || maxGrantFrames < INITIAL_NR_GRANT_FRAMES) {
+      throw new RangeError(
+        `maxGrantFrames must be an integer of at least 1 (Xen answers -EINVAL), got ${maxGrantFrames}`,
+      );
+    }
+    const maxMaptrackFrames = o.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES;
+    if (!Number.isInteger(maxMaptrackFrames) || maxMaptrackFrames < 0) {
+      throw new RangeError(`maxMaptrackFrames must be a non-negative integer, got ${maxMaptrackFrames}`);
+    }
+    const maxVersion = o.maxGrantVersion ?? this.opts.maxVersion;
+    if ((maxVersion !== 1 && maxVersion !== 2) || maxVersion > this.opts.maxVersion) {
+      throw new RangeError(
+        `maxGrantVersion must be between 1 and the host's ${this.opts.maxVersion} (Xen answers -EINVAL)`,
+      );
+    }
+    const vcpus = o.vcpus ?? 1;
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 128)
+      throw new RangeError(`vcpus must be 1..128, got ${vcpus}`);
+    if (this.nextDomid >= DOMID_FIRST_RESERVED) throw new RangeError('out of domain ids');
+    if (ramPages + INITIAL_NR_GRANT_FRAMES > this.frames.freeFrames) {
+      throw new RangeError(
+        `not enough machine memory for a ${kib} KiB domain: ${this.frames.freeFrames * 4} KiB free; give the Host a larger memoryMiB`,
+      );
+    }
+    const domid = this.nextDomid++;
+    const gt = new GrantTable(maxVersion, maxGrantFrames, maxMaptrackFrames, vcpus, () => this.random());
+    const d = new Domain(domid, o.kind, vcpus, ramPages, maxKib / 4, gt);
+    for (let pfn = 0; pfn < ramPages; pfn++) {
+      const mfn = this.frames.alloc(domid, PGC_allocated);
+      this.machine.zeroFrame(mfn);
+      d.owned.add(mfn);
+      if (d.pt !== null) {
+        // The PV domain's initial mappings of its own RAM: each PTE holds a
+        // general reference and, being writable, a writable type reference.
+        this.frames.count[mfn]!++;
+        this.frames.typeCount[mfn]!++;
+        d.pt.set(pfn, makePte(mfn, _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY));
+      } else {
+        d.p2m!.set(pfn, mfn, P2M_RAM_RW);
+      }
+    }
+    this.domains.set(domid, d);
+    if (!this.growTable(d, INITIAL_NR_GRANT_FRAMES))
+      throw new RangeError('out of machine memory for the grant table');
+    return d;
+  }
+
+  /** rcu_lock_domain_by_id: an exact id; reserved ids (DOMID_SELF included) find nothing. */
+  domainById(domid: number): Domain | undefined {
+    return this.domains.get(domid);
+  }
+
+  /** rcu_lock_domain_by_any_id: DOMID_SELF means the caller. */
+  domainByAnyId(domid: number, caller: Domain): Domain | undefined {
+    return domid === DOMID_SELF ? caller : this.domains.get(domid);
+  }
+
+  /** The default XSM policy's target check: itself, or the control domain (dom0). */
+  xsmTarget(caller: Domain, target: Domain): boolean {
+    return caller === target || caller.domid === 0;
+  }
+
+  /** domain_crash: the domain is marked, and the host destroys it once the hypercall returns. */
+  crashDomain(d: Domain, reason: string): void {
+    if (d.crashed === null) d.crashed = reason;
+  }
+
+  /**
+   * Destroys a domain (reference §12): releases its grant mappings, tears down its
+   * address space, gives back its pages. Pages others still map keep the domain
+   * as a zombie until the last reference goes.
+   */
+  destroyDomain(d: Domain): void {
+    if (d.isDying) return;
+    d.isDying = true;
+    releaseMappings(this, d);
+    if (d.pt !== null) {
+      for (const [vpn, pte] of [...d.pt.entries()]) {
+        d.pt.set(vpn, 0);
+        this.putPteReferences(d, pte);
+      }
+    } else {
+      d.p2m!.clear();
+      d.gt.sharedGfn.fill(NO_GFN);
+      d.gt.statusGfn.fill(NO_GFN);
+    }
+    for (const mfn of [...d.owned]) this.dropAllocation(mfn);
+    this.maybeFinalise(d);
+  }
+
+  /** Final destruction once no page of the domain is referenced any more. */
+  private maybeFinalise(d: Domain): void {
+    if (!d.isDying || d.owned.size > 0 || !this.domains.has(d.domid)) return;
+    for (const mfn of [...d.gt.shared, ...d.gt.status]) this.freeXenHeapFrame(mfn);
+    d.gt.shared.length = 0;
+    d.gt.status.length = 0;
+    this.domains.delete(d.domid);
+  }
+
+  // ---- pages ------------------------------------------------------------------------------------
+
+  /** get_page: a general reference, if the page is allocated and owned by `d`. */
+  getPage(mfn: number, d: Domain): boolean {
+    if (!this.frames.isValid(mfn) || this.frames.owner[mfn] !== d.domid || this.frames.count[mfn]! <= 0)
+      return false;
+    this.frames.count[mfn]!++;
+    return true;
+  }
+
+  /** put_page: drops a general reference; the last one frees the page. */
+  putPage(mfn: number): void {
+    const f = this.frames;
+    const c = --f.count[mfn]!;
+    if (c > 0) return;
+    if (c < 0) throw new Error(`page ${mfn}: reference count underflow`);
+    const owner = f.owner[mfn]!;
+    const xenHeap = (f.flags[mfn]! & PGC_xen_heap) !== 0;
+    this.machine.zeroFrame(mfn);
+    f.release(mfn);
+    if (owner !== OWNER_NONE && !xenHeap) {
+      const d = this.domains.get(owner);
+      if (d !== undefined) {
+        d.owned.delete(mfn);
+        this.maybeFinalise(d);
+      }
+    }
+  }
+
+  /** Drops the owner's allocation reference (PGC_allocated), once. */
+  dropAllocation(mfn: number): void {
+    const f = this.frames;
+    if ((f.flags[mfn]! & PGC_allocated) === 0) return;
+    f.flags[mfn] = f.flags[mfn]! & ~PGC_allocated;
+    this.putPage(mfn);
+  }
+
+  getPageTypeWritable(mfn: number): boolean {
+    this.frames.typeCount[mfn]!++;
+    return true;
+  }
+
+  putPageType(mfn: number): void {
+    if (--this.frames.typeCount[mfn]! < 0) throw new Error(`page ${mfn}: type count underflow`);
+  }
+
+  /**
+   * put_page_from_l1e: drops what a PV PTE holds. A grant PTE of a running
+   * domain zapped this way gets #GP injected (quirk §15.19); its reference goes
+   * with it, while the grant's pin and maptrack slot stay.
+   */
+  putPteReferences(d: Domain, pte: number): void {
+    if ((pte & _PAGE_PRESENT) === 0) return;
+    const mfn = pteFrame(pte);
+    const flags = pteFlags(pte);
+    if (!this.frames.isValid(mfn) || this.frames.owner[mfn] === OWNER_NONE) return;
+    if ((flags & _PAGE_GNTTAB) !== 0) {
+      if (!d.isDying) d.injected.push({ vector: 13, reason: 'attempt to implicitly unmap a granted PTE' });
+      const owner = this.domains.get(this.frames.owner[mfn]!);
+      // A writable host mapping took a type reference when the granter is PV or the mapping is of itself.
+      if ((flags & _PAGE_RW) !== 0 && (owner === d || (owner !== undefined && !owner.translated)))
+        this.putPageType(mfn);
+      this.putPage(mfn);
+      return;
+    }
+    if ((flags & _PAGE_RW) !== 0) this.putPageType(mfn);
+    this.putPage(mfn);
+  }
+
+  /** Allocates a zeroed Xen-heap frame owned (and shared read-write) by `d`. */
+  private allocXenHeapFrame(d: Domain): number {
+    const mfn = this.frames.alloc(d.domid, PGC_xen_heap);
+    if (mfn < 0) return -1;
+    this.machine.zeroFrame(mfn);
+    this.frames.typeCount[mfn] = 1;
+    return mfn;
+  }
+
+  /** Frees a Xen-heap frame: drops the allocation reference (it goes when nothing else maps it). */
+  freeXenHeapFrame(mfn: number): void {
+    this.putPageType(mfn);
+    this.putPage(mfn);
+  }
+
+  /**
+   * gnttab_grow_table: grows to `n` shared frames (and, in v2, the status
+   * frames they need). All or nothing; the table never shrinks.
+   */
+  growTable(d: Domain, n: number): boolean {
+    const gt = d.gt;
+    if (n > gt.maxGrantFrames) return false;
+    const needShared = Math.max(0, n - gt.nrGrantFrames);
+    const needStatus =
+      gt.version === 2 ? Math.max(0, statusFramesFor(Math.max(n, gt.nrGrantFrames)) - gt.nrStatusFrames) : 0;
+    if (needShared + needStatus === 0) return true;
+    if (needShared + needStatus > this.frames.freeFrames) return false;
+    for (let i = 0; i < needShared; i++) {
+      gt.shared.push(this.allocXenHeapFrame(d));
+      gt.sharedGfn.push(NO_GFN);
+    }
+    for (let i = 0; i < needStatus; i++) {
+      gt.status.push(this.allocXenHeapFrame(d));
+      gt.statusGfn.push(NO_GFN);
+    }
+    const entries = gt.nrGrantFrames * 512;
+    for (let ref = gt.active.length; ref < entries; ref++) gt.activeEntry(ref);
+    return true;
+  }
+
+  /** Allocates and shares the status frames for the current table size (v1 -> v2). */
+  populateStatusFrames(d: Domain): boolean {
+    const gt = d.gt;
+    const need = statusFramesFor(gt.nrGrantFrames) - gt.nrStatusFrames;
+    if (need > this.frames.freeFrames) return false;
+    for (let i = 0; i < need; i++) {
+      gt.status.push(this.allocXenHeapFrame(d));
+      gt.statusGfn.push(NO_GFN);
+    }
+    return true;
+  }
+
+  // ---- guest memory, as Xen's copy_from_guest / copy_to_guest --------------------------------------
+
+  /** Reads guest memory; null when any byte faults. */
+  copyFromGuest(d: Domain, addr: number, len: number): Uint8Array | null {
+    if (!(addr >= 0) || !Number.isSafeInteger(addr)) return null;
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const base = d.translatePage(a, false);
+      if (base < 0) return null;
+      const off = a % XEN_PAGE_SIZE;
+      const n = Math.min(len - done, XEN_PAGE_SIZE - off);
+      out.set(this.machine.u8.subarray(base + off, base + off + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Writes guest memory; false when a page faults (earlier pages are written, as in Xen). */
+  copyToGuest(d: Domain, addr: number, bytes: Uint8Array): boolean {
+    if (!(addr >= 0) || !Number.isSafeInteger(addr)) return false;
+    let done = 0;
+    while (done < bytes.length) {
+      const a = addr + done;
+      const base = d.translatePage(a, true);
+      if (base < 0) return false;
+      const off = a % XEN_PAGE_SIZE;
+      const n = Math.min(bytes.length - done, XEN_PAGE_SIZE - off);
+      this.machine.u8.set(bytes.subarray(done, done + n), base + off);
+      done += n;
+    }
+    return true;
+  }
+}

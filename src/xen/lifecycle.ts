@@ -1,0 +1,41 @@
+// gnttab_release_mappings (reference §12): when a grantee dies, every live
+// maptrack slot is unpinned at its granter, highest handle first.
+import { GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly } from '../abi/flags.ts';
+import { GNTPIN_devr_inc, GNTPIN_devw_inc, GNTPIN_hstr_inc, GNTPIN_hstw_inc } from '../abi/limits.ts';
+import type { Domain } from './domain.ts';
+import { reduceStatusForPin } from './helpers.ts';
+import type { Hypervisor } from './hypervisor.ts';
+
+export function releaseMappings(hv: Hypervisor, d: Domain): void {
+  const mt = d.gt.maptrack;
+  for (let handle = mt.limit - 1; handle >= 0; handle--) {
+    const flags = mt.flags[handle]!;
+    if ((flags & (GNTMAP_device_map | GNTMAP_host_map)) === 0) continue;
+    const rd = hv.domainById(mt.domid[handle]!);
+    const ref = mt.ref[handle]!;
+    mt.flags[handle] = 0;
+    if (rd === undefined || ref >= rd.gt.nrGrantEntries()) continue;
+    const act = rd.gt.activeEntry(ref);
+    const readonly = (flags & GNTMAP_readonly) !== 0;
+    const mfn = act.mfn;
+    let puts = 0;
+    let typePuts = 0;
+    if ((flags & GNTMAP_device_map) !== 0) {
+      act.pin = (act.pin - (readonly ? GNTPIN_devr_inc : GNTPIN_devw_inc)) >>> 0;
+      puts++;
+      if (!readonly) typePuts++;
+    }
+    if ((flags & GNTMAP_host_map) !== 0) {
+      act.pin = (act.pin - (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
+      // A PV grantee's host references stay with its grant PTEs, dropped when
+      // its page tables are torn down; a translated grantee's go now.
+      if (d.translated) {
+        puts++;
+        if (!readonly && (d === rd || !rd.translated)) typePuts++;
+      }
+    }
+    reduceStatusForPin(hv, rd, ref, act, readonly);
+    while (typePuts-- > 0) hv.putPageType(mfn);
+    while (puts-- > 0) hv.putPage(mfn);
+  }
+}

@@ -1,0 +1,181 @@
+// acquire_grant_for_copy / release_grant_for_copy (reference §6.7.1): pin an
+// entry for the duration of a copy, with host counters, following a transitive
+// grant one level deep with both levels pinned.
+import { GTF_sub_page, GTF_transitive, GTF_type_mask } from '../../abi/flags.ts';
+import {
+  GNTPIN_devw_mask,
+  GNTPIN_hstr_inc,
+  GNTPIN_hstw_inc,
+  GNTPIN_hstw_mask,
+  XEN_PAGE_SIZE,
+} from '../../abi/limits.ts';
+import { GNTST_bad_domain, GNTST_bad_gntref, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
+import type { Domain } from '../domain.ts';
+import { getPagedFrame, reduceStatusForPin, setStatus } from '../helpers.ts';
+import type { Hypervisor } from '../hypervisor.ts';
+import { readU64 } from './map-grant-ref.ts';
+
+/** Internal: the grant changed while a lock was dropped; restart the hypercall at this element. */
+export const ERESTART = 1;
+
+export interface CopyGrant {
+  status: number;
+  mfn: number;
+  /** Window within the page. */
+  start: number;
+  length: number;
+}
+
+const failed = (status: number): CopyGrant => ({ status, mfn: -1, start: 0, length: 0 });
+
+/** Undoes a status change made for a pin that did not happen (fixup_status_for_copy_pin). */
+function fixupStatus(hv: Hypervisor, rd: Domain, ref: number, readonly: boolean): void {
+  reduceStatusForPin(hv, rd, ref, rd.gt.activeEntry(ref), readonly);
+}
+
+export function acquireGrantForCopy(
+  hv: Hypervisor,
+  rd: Domain,
+  gref: number,
+  ldom: number,
+  readonly: boolean,
+  allowTransitive: boolean,
+): CopyGrant {
+  const rgt = rd.gt;
+  if (gref >= rgt.nrGrantEntries()) return failed(GNTST_bad_gntref);
+  const act = rgt.activeEntry(gref);
+  // Already pinned: by the same grantee only, and with no counter about to pass 128.
+  if (act.pin !== 0 && (act.domid !== ldom || (act.pin & 0x80808080) !== 0))
+    return failed(GNTST_general_error);
+  const w = hv.machine.words;
+  const sha = rgt.shaAddr(gref);
+  const oldPin = act.pin;
+  const needStatus = oldPin === 0 || (!readonly && (oldPin & (GNTPIN_devw_mask | GNTPIN_hstw_mask)) === 0);
+  let mfn: number;
+
+  if (rgt.version === 2 && (w.load16(sha) & GTF_type_mask) === GTF_transitive) {
+    if (needStatus) {
+      const rc = setStatus(hv, rd, gref, act, false, readonly, ldom);
+      if (rc !== GNTST_okay) return failed(rc);
+    }
+    if (!allowTransitive) {
+      fixupStatus(hv, rd, gref, readonly);
+      return failed(GNTST_general_error);
+    }
+    // Read once: the guest may change the entry under our feet.
+    const transDomid = w.load16(sha + 4);
+    const transGref = w.load32(sha + 8);
+    if (transDomid === rd.domid) {
+      fixupStatus(hv, rd, gref, readonly);
+      return failed(GNTST_general_error);
+    }
+    const td = hv.domainById(transDomid);
+    if (td === undefined) {
+      fixupStatus(hv, rd, gref, readonly);
+      return failed(GNTST_general_error);
+    }
+    rgt.nrV2Ops++;
+    // rd's lock is dropped here; the inner grant must name rd and cannot itself be transitive.
+    const inner = acquireGrantForCopy(hv, td, transGref, rd.domid, readonly, false);
+    if (inner.status !== GNTST_okay) {
+      rgt.nrV2Ops--;
+      fixupStatus(hv, rd, gref, readonly);
+      return inner;
+    }
+    const changed =
+      rgt.version !== 2 ||
+      act.pin !== oldPin ||
+      (oldPin !== 0 &&
+        (act.domid !== ldom ||
+          act.mfn !== inner.mfn ||
+          act.start !== inner.start ||
+          act.length !== inner.length ||
+          act.srcDomid !== td.domid ||
+          act.transGref !== transGref ||
+          !act.isSubPage));
+    if (changed) {
+      // Released after rd's locks are dropped (XSA-411).
+      releaseGrantForCopy(hv, td, transGref, readonly);
+      rgt.nrV2Ops--;
+      fixupStatus(hv, rd, gref, readonly);
+      hv.putPage(inner.mfn);
+      return failed(ERESTART);
+    }
+    if (oldPin === 0) {
+      act.domid = ldom;
+      act.start = inner.start;
+      act.length = inner.length;
+      act.srcDomid = td.domid;
+      act.transGref = transGref;
+      act.mfn = inner.mfn;
+      // Always sub-page: that blocks mapping a transitive grant. The nr_v2_ops
+      // count stays until the pin drops to 0.
+      act.isSubPage = true;
+    } else {
+      rgt.nrV2Ops--;
+    }
+    mfn = inner.mfn;
+  } else if (needStatus) {
+    const rc = setStatus(hv, rd, gref, act, false, readonly, ldom);
+    if (rc !== GNTST_okay) return failed(rc);
+    let gfn: number;
+    let isSubPage = false;
+    let start = 0;
+    let length = XEN_PAGE_SIZE;
+    if (rgt.version === 1) {
+      gfn = w.load32(sha + 4);
+    } else {
+      gfn = readU64(hv, sha + 8);
+      if ((w.load16(sha) & GTF_sub_page) !== 0) {
+        isSubPage = true;
+        // The active entry keeps start in 15 bits (quirk §15.20).
+        start = w.load16(sha + 4) & 0x7fff;
+        length = w.load16(sha + 6);
+      }
+    }
+    const pf = getPagedFrame(hv, rd, gfn);
+    if (pf.status !== GNTST_okay) {
+      fixupStatus(hv, rd, gref, readonly);
+      return failed(pf.status);
+    }
+    mfn = pf.mfn;
+    if (oldPin === 0) {
+      act.domid = ldom;
+      act.isSubPage = isSubPage;
+      act.start = start;
+      act.length = length;
+      act.srcDomid = rd.domid;
+      act.transGref = gref;
+      act.mfn = mfn;
+      if (isSubPage) rgt.nrV2Ops++;
+    } else if (
+      // A writable upgrade must find the entry as it was pinned (XSA-500).
+      mfn !== act.mfn ||
+      act.srcDomid !== rd.domid ||
+      act.transGref !== gref ||
+      (act.isSubPage && (!isSubPage || act.start !== start || act.length !== length))
+    ) {
+      hv.putPage(mfn);
+      fixupStatus(hv, rd, gref, readonly);
+      return failed(GNTST_general_error);
+    }
+  } else {
+    // Fast path: pinned with enough access already; the shared entry is not read.
+    // The page must still be rd's and rd alive (XSA-236).
+    mfn = act.mfn;
+    if (rd.isDying || !hv.getPage(mfn, rd)) return failed(GNTST_bad_domain);
+  }
+  act.pin = (act.pin + (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
+  return { status: GNTST_okay, mfn, start: act.start, length: act.length };
+}
+
+export function releaseGrantForCopy(hv: Hypervisor, rd: Domain, gref: number, readonly: boolean): void {
+  const rgt = rd.gt;
+  const act = rgt.activeEntry(gref);
+  const td = rgt.version === 1 ? rd : hv.domainById(act.srcDomid);
+  const transGref = rgt.version === 1 ? gref : act.transGref;
+  act.pin = (act.pin - (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
+  reduceStatusForPin(hv, rd, gref, act, readonly);
+  if (act.pin === 0 && act.isSubPage) rgt.nrV2Ops--;
+  if (td !== undefined && td !== rd) releaseGrantForCopy(hv, td, transGref, readonly);
+}

@@ -1,0 +1,171 @@
+// GNTTABOP_map_grant_ref (reference §6.1): pin a granter's entry and map its
+// frame for the caller, host (CPU) and/or device, read-only or writable.
+import {
+  GNTMAP_application_map,
+  GNTMAP_contains_pte,
+  GNTMAP_device_map,
+  GNTMAP_host_map,
+  GNTMAP_readonly,
+  GTF_PAT,
+  GTF_PCD,
+  GTF_PWT,
+} from '../../abi/flags.ts';
+import {
+  GNTPIN_devr_inc,
+  GNTPIN_devw_inc,
+  GNTPIN_devw_mask,
+  GNTPIN_hstr_inc,
+  GNTPIN_hstw_inc,
+  GNTPIN_hstw_mask,
+  XEN_PAGE_SIZE,
+} from '../../abi/limits.ts';
+import {
+  GNTST_bad_domain,
+  GNTST_bad_gntref,
+  GNTST_general_error,
+  GNTST_no_space,
+  GNTST_okay,
+} from '../../abi/status.ts';
+import type { ActiveEntry } from '../active-entry.ts';
+import type { Domain } from '../domain.ts';
+import { getPagedFrame, reduceStatusForPin, setStatus } from '../helpers.ts';
+import { createGrantHostMapping, replaceGrantHostMapping } from '../host-mapping.ts';
+import type { Hypervisor } from '../hypervisor.ts';
+
+export interface MapOp {
+  host_addr: number;
+  flags: number;
+  ref: number;
+  dom: number;
+}
+
+export interface MapResult {
+  status: number;
+  handle: number;
+  devBusAddr: number;
+}
+
+/** x86: a writable host mapping takes a type reference when the granter is PV or maps itself. */
+export function hostMappingTakesType(readonly: boolean, ld: Domain, rd: Domain): boolean {
+  return !readonly && (ld === rd || !rd.translated);
+}
+
+function fail(status: number): MapResult {
+  return { status, handle: -1, devBusAddr: -1 };
+}
+
+export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
+  const flags = op.flags >>> 0;
+  const readonly = (flags & GNTMAP_readonly) !== 0;
+  let pinIncr = 0;
+  if ((flags & GNTMAP_device_map) !== 0) pinIncr += readonly ? GNTPIN_devr_inc : GNTPIN_devw_inc;
+  if ((flags & GNTMAP_host_map) !== 0) pinIncr += readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc;
+  // Quirk §15.1: neither host_map nor device_map is bad_gntref, not general_error.
+  if (pinIncr === 0) return fail(GNTST_bad_gntref);
+  if (ld.translated && (flags & (GNTMAP_device_map | GNTMAP_application_map | GNTMAP_contains_pte)) !== 0) {
+    return fail(GNTST_general_error);
+  }
+  // By exact id: DOMID_SELF is not accepted (quirk §15.2).
+  const rd = hv.domainById(op.dom);
+  if (rd === undefined) return fail(GNTST_bad_domain);
+  // XSM grant_mapref: the default policy allows every map.
+  const lgt = ld.gt;
+  const handle = lgt.maptrack.get(ld.currentVcpu);
+  if (handle < 0) return fail(GNTST_no_space);
+
+  const rgt = rd.gt;
+  const ref = op.ref >>> 0;
+  if (ref >= rgt.nrGrantEntries()) {
+    lgt.maptrack.put(handle);
+    return fail(GNTST_bad_gntref);
+  }
+  const act: ActiveEntry = rgt.activeEntry(ref);
+  // Bit 7 of any counter being incremented already set: the counter would pass 128.
+  if (act.pin !== 0 && (act.domid !== ld.domid || (act.pin & (pinIncr << 7)) !== 0 || act.isSubPage)) {
+    lgt.maptrack.put(handle);
+    return fail(GNTST_general_error);
+  }
+  let pageRefTaken = false;
+  if (act.pin === 0 || (!readonly && (act.pin & (GNTPIN_hstw_mask | GNTPIN_devw_mask)) === 0)) {
+    const rc = setStatus(hv, rd, ref, act, true, readonly, ld.domid);
+    if (rc !== GNTST_okay) {
+      lgt.maptrack.put(handle);
+      return fail(rc);
+    }
+    if (act.pin === 0) {
+      const sha = rgt.shaAddr(ref);
+      const gfn = rgt.version === 1 ? hv.machine.words.load32(sha + 4) : readU64(hv, sha + 8);
+      const pf = getPagedFrame(hv, rd, gfn);
+      if (pf.status !== GNTST_okay) {
+        reduceStatusForPin(hv, rd, ref, act, readonly);
+        lgt.maptrack.put(handle);
+        return fail(pf.status);
+      }
+      pageRefTaken = true;
+      act.domid = ld.domid;
+      act.mfn = pf.mfn;
+      act.start = 0;
+      act.length = XEN_PAGE_SIZE;
+      act.isSubPage = false;
+      act.srcDomid = rd.domid;
+      act.transGref = ref;
+    }
+  }
+  act.pin = (act.pin + pinIncr) >>> 0;
+  const mfn = act.mfn;
+  const cacheFlags = hv.machine.words.load16(rgt.shaAddr(ref)) & (GTF_PAT | GTF_PWT | GTF_PCD);
+
+  // References and the mapping itself (step 11). Every mapping holds a general
+  // reference of its own: taken here unless H3 just took it.
+  let refcnt = 0;
+  let typecnt = 0;
+  let hostMapCreated = false;
+  let rc = GNTST_okay;
+  if (pageRefTaken || hv.getPage(mfn, rd)) {
+    refcnt = 1;
+    if ((flags & GNTMAP_device_map) !== 0 && !readonly) {
+      hv.getPageTypeWritable(mfn);
+      typecnt++;
+    }
+    if ((flags & GNTMAP_host_map) !== 0) {
+      if ((flags & GNTMAP_device_map) !== 0) {
+        if (hv.getPage(mfn, rd)) refcnt++;
+        else rc = GNTST_general_error;
+      }
+      if (rc === GNTST_okay && hostMappingTakesType(readonly, ld, rd)) {
+        hv.getPageTypeWritable(mfn);
+        typecnt++;
+      }
+      if (rc === GNTST_okay) {
+        rc = createGrantHostMapping(hv, ld, op.host_addr, mfn, flags, cacheFlags);
+        hostMapCreated = rc === GNTST_okay;
+      }
+    }
+  } else {
+    // The page is no longer rd's ("could not pin").
+    rc = GNTST_general_error;
+  }
+
+  if (rc !== GNTST_okay) {
+    if (hostMapCreated) replaceGrantHostMapping(hv, ld, op.host_addr, mfn, 0, flags);
+    while (typecnt-- > 0) hv.putPageType(mfn);
+    while (refcnt-- > 0) hv.putPage(mfn);
+    act.pin = (act.pin - pinIncr) >>> 0;
+    reduceStatusForPin(hv, rd, ref, act, readonly);
+    lgt.maptrack.put(handle);
+    return fail(rc);
+  }
+
+  // Publish the maptrack slot: domid and ref first, flags last.
+  const mt = lgt.maptrack;
+  mt.domid[handle] = op.dom;
+  mt.ref[handle] = ref;
+  mt.flags[handle] = flags & 0xffff;
+  return { status: GNTST_okay, handle, devBusAddr: mfn * XEN_PAGE_SIZE };
+}
+
+/** A 64-bit frame field of a v2 entry (the guest writes it before publishing the flags). */
+export function readU64(hv: Hypervisor, addr: number): number {
+  const w = hv.machine.words;
+  return w.load32(addr) + w.load32(addr + 4) * 0x1_0000_0000;
+}

@@ -1,0 +1,95 @@
+// GNTTABOP_transfer (reference §6.6, §10): legacy page flipping from a PV
+// sender into an accept_transfer entry of the receiver. The sender's page is
+// lost on every failure after it was stolen (everything but bad_page).
+import { GTF_accept_transfer, GTF_transfer_committed, GTF_transfer_completed } from '../../abi/flags.ts';
+import { GNTTAB_CMPXCHG_ATTEMPTS } from '../../abi/limits.ts';
+import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
+import { OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../../machine/frame-table.ts';
+import type { Domain } from '../domain.ts';
+import type { Hypervisor } from '../hypervisor.ts';
+import { ADDRESS_SPACE_PAGES, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
+import { readU64 } from './map-grant-ref.ts';
+
+/**
+ * steal_page: the page must be d's, not a Xen-heap page, and hold exactly its
+ * allocation reference plus the caller's temporary one. Afterwards it has no
+ * owner and one reference (the temporary one).
+ */
+function stealPage(hv: Hypervisor, d: Domain, mfn: number): boolean {
+  const f = hv.frames;
+  if (f.owner[mfn] !== d.domid || (f.flags[mfn]! & PGC_xen_heap) !== 0) return false;
+  if ((f.flags[mfn]! & PGC_allocated) === 0 || f.count[mfn] !== 2 || f.typeCount[mfn] !== 0) return false;
+  f.flags[mfn] = 0;
+  f.count[mfn] = 1;
+  f.owner[mfn] = OWNER_NONE;
+  d.owned.delete(mfn);
+  return true;
+}
+
+/** gnttab_prepare_for_transfer: commit the receiver's entry with a bounded CMPXCHG. */
+function prepareForTransfer(hv: Hypervisor, e: Domain, d: Domain, ref: number): boolean {
+  const gt = e.gt;
+  if (ref >= gt.nrGrantEntries()) return false;
+  const w = hv.machine.words;
+  const sha = gt.shaAddr(ref);
+  let scombo = w.load32(sha);
+  for (let attempt = 1; ; attempt++) {
+    // Exactly GTF_accept_transfer, no other bit, naming the sender.
+    if ((scombo & 0xffff) !== GTF_accept_transfer || scombo >>> 16 !== d.domid) return false;
+    const prev = w.cmpxchg32(sha, scombo, (scombo | GTF_transfer_committed) >>> 0);
+    if (prev === scombo) return true;
+    if (attempt === GNTTAB_CMPXCHG_ATTEMPTS) return false;
+    scombo = prev;
+  }
+}
+
+export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, ref: number): number {
+  // PV sender: the GFN is the MFN; get_page_from_gfn takes a temporary reference.
+  if (!hv.getPage(gfn, d)) return GNTST_bad_page;
+  const mfn = gfn;
+  if (!stealPage(hv, d, mfn)) {
+    hv.putPage(mfn);
+    return GNTST_bad_page;
+  }
+  // From here on the page is lost on failure: freed with its last reference.
+  const e = hv.domainById(domid);
+  if (e === undefined) {
+    hv.putPage(mfn);
+    return GNTST_bad_domain;
+  }
+  // XSM grant_transfer: allowed by the default policy. Machine frames here are
+  // all below 2^32, so a v1 PV receiver never needs the copy to a low page.
+  if (e.isDying || e.totPages >= e.maxPages) {
+    hv.putPage(mfn);
+    return GNTST_general_error;
+  }
+  const version = e.gt.version;
+  if (!prepareForTransfer(hv, e, d, ref)) {
+    hv.putPage(mfn);
+    return GNTST_general_error;
+  }
+  // assign_pages: the temporary reference becomes e's allocation reference.
+  hv.frames.owner[mfn] = e.domid;
+  hv.frames.flags[mfn] = PGC_allocated;
+  e.owned.add(mfn);
+  const gt = e.gt;
+  if (gt.version !== version) return GNTST_general_error; // XSA-501
+  const w = hv.machine.words;
+  const sha = gt.shaAddr(ref);
+  const dest = version === 1 ? w.load32(sha + 4) : readU64(hv, sha + 8);
+  let added = true;
+  if (e.p2m !== null) {
+    // guest_physmap_add_page: fails outside the physical map or over a grant mapping.
+    if (!(Number.isSafeInteger(dest) && dest < ADDRESS_SPACE_PAGES)) added = false;
+    else if (isGrantP2m(e.p2m.get(dest)?.type ?? P2M_RAM_RW)) added = false;
+    else e.p2m.set(dest, mfn, P2M_RAM_RW);
+  } else if (version === 1) {
+    w.store32(sha + 4, mfn);
+  } else {
+    w.store32(sha + 8, mfn);
+    w.store32(sha + 12, 0);
+  }
+  // The frame is written before GTF_transfer_completed is set.
+  w.or16(sha, GTF_transfer_completed);
+  return added ? GNTST_okay : GNTST_general_error;
+}

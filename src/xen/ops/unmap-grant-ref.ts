@@ -1,0 +1,120 @@
+// GNTTABOP_unmap_grant_ref and GNTTABOP_unmap_and_replace (reference §6.2, §6.3).
+// Phase 1 (unmapCommon) tears down mappings and frees the handle; after the
+// TLB flush, phase 2 (unmapComplete) drops page references and pins and clears
+// the status bits, so the granter never sees an entry free while a stale
+// translation could still reach it.
+import { GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly } from '../../abi/flags.ts';
+import {
+  GNTPIN_devr_inc,
+  GNTPIN_devw_inc,
+  GNTPIN_hstr_inc,
+  GNTPIN_hstw_inc,
+  XEN_PAGE_SIZE,
+} from '../../abi/limits.ts';
+import { GNTST_bad_dev_addr, GNTST_bad_handle, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
+import type { Domain } from '../domain.ts';
+import { reduceStatusForPin } from '../helpers.ts';
+import { replaceGrantHostMapping } from '../host-mapping.ts';
+import type { Hypervisor } from '../hypervisor.ts';
+import { hostMappingTakesType } from './map-grant-ref.ts';
+
+export interface UnmapCommon {
+  hostAddr: number;
+  devBusAddr: number;
+  newAddr: number;
+  handle: number;
+  status: number;
+  /** Filled by phase 1 for phase 2. */
+  rd: Domain | null;
+  ref: number;
+  mfn: number;
+  done: number;
+}
+
+export function newUnmapCommon(
+  hostAddr: number,
+  devBusAddr: number,
+  newAddr: number,
+  handle: number,
+): UnmapCommon {
+  return { hostAddr, devBusAddr, newAddr, handle, status: GNTST_okay, rd: null, ref: 0, mfn: 0, done: 0 };
+}
+
+/** Phase 1. */
+export function unmapCommon(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
+  const mt = ld.gt.maptrack;
+  const handle = op.handle >>> 0;
+  if (handle >= mt.limit) {
+    op.status = GNTST_bad_handle;
+    return;
+  }
+  const flags = mt.flags[handle]!;
+  if (flags === 0) {
+    op.status = GNTST_bad_handle;
+    return;
+  }
+  const rd = hv.domainById(mt.domid[handle]!);
+  if (rd === undefined) {
+    // Quirk §15.5: the granter is gone (the mapping was implicitly unmapped): Xen crashes the caller.
+    hv.crashDomain(ld, `unmap of handle ${handle}: granting domain ${mt.domid[handle]} no longer exists`);
+    op.status = GNTST_general_error;
+    return;
+  }
+  // XSM grant_unmapref: the default policy allows it.
+  const ref = mt.ref[handle]!;
+  if (ref >= rd.gt.nrGrantEntries()) {
+    op.status = GNTST_bad_handle;
+    return;
+  }
+  const act = rd.gt.activeEntry(ref);
+  op.rd = rd;
+  op.ref = ref;
+  op.mfn = act.mfn;
+  if (op.devBusAddr !== 0 && (flags & GNTMAP_device_map) !== 0 && op.devBusAddr !== act.mfn * XEN_PAGE_SIZE) {
+    op.status = GNTST_bad_dev_addr;
+    return;
+  }
+  if (op.hostAddr !== 0 && (flags & GNTMAP_host_map) !== 0) {
+    const rc = replaceGrantHostMapping(hv, ld, op.hostAddr, op.mfn, op.newAddr, flags);
+    if (rc !== GNTST_okay) {
+      op.status = rc;
+      return;
+    }
+    mt.flags[handle] = mt.flags[handle]! & ~GNTMAP_host_map;
+    op.done |= GNTMAP_host_map | (flags & GNTMAP_readonly);
+  }
+  if (op.devBusAddr !== 0 && (flags & GNTMAP_device_map) !== 0) {
+    mt.flags[handle] = mt.flags[handle]! & ~GNTMAP_device_map;
+    op.done |= GNTMAP_device_map | (flags & GNTMAP_readonly);
+  }
+  // The handle is freed in phase 1, so a racing unmap of it sees bad_handle (XSA-218).
+  if ((mt.flags[handle]! & (GNTMAP_device_map | GNTMAP_host_map)) === 0) {
+    mt.flags[handle] = 0;
+    mt.put(handle);
+  }
+  op.status = GNTST_okay;
+}
+
+/** Phase 2, after the caller's TLB flush. */
+export function unmapComplete(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
+  const rd = op.rd;
+  if (op.done === 0 || rd === null) return;
+  const act = rd.gt.activeEntry(op.ref);
+  const readonly = (op.done & GNTMAP_readonly) !== 0;
+  const mfn = op.mfn;
+  const device = (op.done & GNTMAP_device_map) !== 0;
+  const host = (op.done & GNTMAP_host_map) !== 0;
+  if (device) act.pin = (act.pin - (readonly ? GNTPIN_devr_inc : GNTPIN_devw_inc)) >>> 0;
+  if (host) act.pin = (act.pin - (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
+  reduceStatusForPin(hv, rd, op.ref, act, readonly);
+  // Unpinned first, then the page references go: the last one may free the
+  // page, and with it a dying granter.
+  if (device) {
+    if (!readonly) hv.putPageType(mfn);
+    hv.putPage(mfn);
+  }
+  if (host) {
+    if (hostMappingTakesType(readonly, ld, rd)) hv.putPageType(mfn);
+    hv.putPage(mfn);
+  }
+}
