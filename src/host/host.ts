@@ -4,6 +4,7 @@ import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { Domain, DomainKind } from '../xen/domain.ts';
 import { type CreateDomainOptions, type GnttabOptions, Hypervisor } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
+import { P2M_RAM_PAGED, P2M_RAM_RW } from '../xen/paging.ts';
 import { GuestFault, GuestMemory } from './guest-memory.ts';
 
 export interface HostOptions {
@@ -52,6 +53,30 @@ export class DomainHandle {
   hypercall(nr: number, ...args: (number | bigint)[]): number {
     if (this.xen.isDying) throw new DomainDestroyedError(this.domid);
     return this.hv.hypercall(this.xen, nr, args);
+  }
+
+  /**
+   * Fault injection (HVM): marks the page at `addr` paged out, as Xen's memory
+   * pager would. Grant ops on it answer GNTST_eagain and guest accesses fault
+   * until pageIn.
+   */
+  pageOut(addr: number): void {
+    this.pagingState(addr, P2M_RAM_PAGED);
+  }
+
+  pageIn(addr: number): void {
+    this.pagingState(addr, P2M_RAM_RW);
+  }
+
+  private pagingState(addr: number, type: typeof P2M_RAM_RW | typeof P2M_RAM_PAGED): void {
+    const p2m = this.xen.p2m;
+    if (p2m === null) throw new TypeError('paging applies to hvm domains only');
+    const gfn = Math.floor(addr / XEN_PAGE_SIZE);
+    const e = p2m.get(gfn);
+    if (e === undefined || (e.type !== P2M_RAM_RW && e.type !== P2M_RAM_PAGED)) {
+      throw new RangeError(`d${this.domid}: no RAM at 0x${addr.toString(16)} to page out or in`);
+    }
+    p2m.set(gfn, e.mfn, type);
   }
 
   /** The frame number this domain writes into a grant entry for the page at `addr` (PV: MFN, HVM: GFN). */

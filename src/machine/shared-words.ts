@@ -10,7 +10,24 @@
 // other side checks (flags last on grant, status bits before re-reading the
 // header in v2, and so on).
 
+/** Names of the shared-word operations, as an interposer sees them. */
+export type SharedOp =
+  | 'load16'
+  | 'store16'
+  | 'cmpxchg16'
+  | 'or16'
+  | 'and16'
+  | 'load32'
+  | 'store32'
+  | 'cmpxchg32';
+
 export class SharedWords {
+  /**
+   * Called before every shared-word operation when set: lets a test act as a
+   * concurrent party at each step (flip a guest's flags between Xen's read and
+   * its CMPXCHG, say). Null in normal runs.
+   */
+  interpose: ((op: SharedOp, addr: number) => void) | null = null;
   readonly u16: Uint16Array;
   readonly u32: Uint32Array;
   readonly i32: Int32Array;
@@ -26,29 +43,37 @@ export class SharedWords {
 
   /** Byte address must be 2-aligned. */
   load16(addr: number): number {
+    if (this.interpose !== null) this.interpose('load16', addr);
     return Atomics.load(this.u16, addr >>> 1);
   }
   store16(addr: number, v: number): void {
+    if (this.interpose !== null) this.interpose('store16', addr);
     Atomics.store(this.u16, addr >>> 1, v);
   }
   /** Returns the value found; the exchange happened iff it equals `expected`. */
   cmpxchg16(addr: number, expected: number, replacement: number): number {
+    if (this.interpose !== null) this.interpose('cmpxchg16', addr);
     return Atomics.compareExchange(this.u16, addr >>> 1, expected, replacement);
   }
   or16(addr: number, bits: number): number {
+    if (this.interpose !== null) this.interpose('or16', addr);
     return Atomics.or(this.u16, addr >>> 1, bits);
   }
   and16(addr: number, bits: number): number {
+    if (this.interpose !== null) this.interpose('and16', addr);
     return Atomics.and(this.u16, addr >>> 1, bits);
   }
   /** Byte address must be 4-aligned. */
   load32(addr: number): number {
+    if (this.interpose !== null) this.interpose('load32', addr);
     return Atomics.load(this.u32, addr >>> 2);
   }
   store32(addr: number, v: number): void {
+    if (this.interpose !== null) this.interpose('store32', addr);
     Atomics.store(this.u32, addr >>> 2, v);
   }
   cmpxchg32(addr: number, expected: number, replacement: number): number {
+    if (this.interpose !== null) this.interpose('cmpxchg32', addr);
     return Atomics.compareExchange(this.u32, addr >>> 2, expected >>> 0, replacement >>> 0);
   }
   /** Full memory barrier (smp_mb): an atomic RMW orders all Atomics accesses around it. */
