@@ -1,2 +1,2 @@
 // The explicit list of test files (Node 20 does not discover .ts tests itself).
-export const testFiles = ['test/abi/constants.test.ts', 'test/xen/smoke.test.ts'];
+export const testFiles = ['test/abi/constants.test.ts', 'test/xen/smoke.test.ts', 'test/conformance/raw-abi.test.ts'];

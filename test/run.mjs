@@ -24,6 +24,8 @@ const res = spawnSync(
   [
     '--import',
     'tsx',
+    // Resolve `import ... from 'gnttab'` (the package root) to the TypeScript sources.
+    '--conditions=source',
     '--test',
     '--test-reporter=spec',
     '--test-reporter-destination=stdout',
