@@ -44,8 +44,10 @@ export function acquireGrantForCopy(
   const rgt = rd.gt;
   if (gref >= rgt.nrGrantEntries()) return failed(GNTST_bad_gntref);
   const act = rgt.activeEntry(gref);
-  // Already pinned: by the same grantee only, and with no counter about to pass 128.
-  if (act.pin !== 0 && (act.domid !== ldom || (act.pin & 0x80808080) !== 0))
+  // Already pinned: by the same grantee only, and with the host counter it
+  // increments below 128 (reference §6.7.1 step 2, following Xen's HEAD).
+  const pinIncr = readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc;
+  if (act.pin !== 0 && (act.domid !== ldom || (act.pin & (pinIncr << 7)) !== 0))
     return failed(GNTST_general_error);
   const w = hv.machine.words;
   const sha = rgt.shaAddr(gref);
@@ -165,7 +167,7 @@ export function acquireGrantForCopy(
     mfn = act.mfn;
     if (rd.isDying || !hv.getPage(mfn, rd)) return failed(GNTST_bad_domain);
   }
-  act.pin = (act.pin + (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
+  act.pin = (act.pin + pinIncr) >>> 0;
   return { status: GNTST_okay, mfn, start: act.start, length: act.length };
 }
 
