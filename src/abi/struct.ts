@@ -16,6 +16,8 @@ export interface StructDef<F extends string = string> {
   readonly name: string;
   readonly size: number;
   readonly fields: { readonly [K in F]: Field };
+  /** The fields in declaration order, for decoding without walking object keys. */
+  readonly list: readonly (readonly [F, Field])[];
 }
 
 export type StructValue<F extends string> = { [K in F]: number };
@@ -28,12 +30,14 @@ export function defineStruct<F extends string>(
   fields: { readonly [K in F]: readonly [number, FieldType] },
 ): StructDef<F> {
   const out = {} as { [K in F]: Field };
+  const list: (readonly [F, Field])[] = [];
   for (const key of Object.keys(fields) as F[]) {
     const [offset, type] = fields[key];
     if (offset + fieldSize(type) > size) throw new Error(`${name}.${key} lies outside the struct`);
     out[key] = { offset, type };
+    list.push([key, out[key]]);
   }
-  return { name, size, fields: out };
+  return { name, size, fields: out, list };
 }
 
 export function fieldSize(type: FieldType): number {
@@ -96,10 +100,28 @@ export function decodeStruct<F extends string>(
   bytes: Uint8Array,
   base = 0,
 ): StructValue<F> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return decodeFromView(def, new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), base);
+}
+
+/** Decodes the struct at byte `base` of a DataView (machine memory, say). */
+export function decodeFromView<F extends string>(
+  def: StructDef<F>,
+  view: DataView,
+  base: number,
+): StructValue<F> {
   const out = {} as StructValue<F>;
-  for (const key of Object.keys(def.fields) as F[]) out[key] = getField(view, base, def.fields[key]);
+  for (const [key, f] of def.list) out[key] = getField(view, base, f);
   return out;
+}
+
+/** Encodes every field of `value` at byte `base` of a DataView. */
+export function encodeToView<F extends string>(
+  def: StructDef<F>,
+  view: DataView,
+  base: number,
+  value: StructValue<F>,
+): void {
+  for (const [key, f] of def.list) setField(view, base, f, value[key]);
 }
 
 /** Encodes `value` into a new zero-filled buffer of the struct's size; missing fields are 0. */

@@ -7,6 +7,8 @@ export class MachineMemory {
   readonly sab: SharedArrayBuffer;
   readonly nrFrames: number;
   readonly u8: Uint8Array;
+  /** Little-endian field access over all of machine memory (plain, not atomic). */
+  readonly view: DataView;
   readonly words: SharedWords;
 
   constructor(nrFrames: number, sab?: SharedArrayBuffer) {
@@ -17,6 +19,7 @@ export class MachineMemory {
     this.nrFrames = nrFrames;
     this.sab = sab ?? new SharedArrayBuffer(nrFrames * XEN_PAGE_SIZE);
     this.u8 = new Uint8Array(this.sab);
+    this.view = new DataView(this.sab);
     this.words = new SharedWords(this.sab);
   }
 

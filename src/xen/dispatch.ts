@@ -156,14 +156,14 @@ function mapBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number
 }
 
 function unmapBatch(hv: Hypervisor, d: Domain, uop: number, count: number, replace: boolean): number {
-  const def = replace ? gnttab_unmap_and_replace : gnttab_unmap_grant_ref;
+  const size = gnttab_unmap_grant_ref.size; // = gnttab_unmap_and_replace.size
   let i = 0;
   while (i < count) {
     const c = Math.min(count - i, GNTTAB_UNMAP_BATCH_SIZE);
     const done: UnmapCommon[] = [];
     let fault = false;
     for (let j = 0; j < c; j++) {
-      const addr = uop + (i + j) * def.size;
+      const addr = uop + (i + j) * size;
       let common: UnmapCommon;
       if (replace) {
         const op = copyStructFromGuest(hv, d, addr, gnttab_unmap_and_replace);
@@ -183,7 +183,8 @@ function unmapBatch(hv: Hypervisor, d: Domain, uop: number, count: number, repla
       }
       unmapCommon(hv, d, common);
       done.push(common);
-      if (!copyFieldToGuest(hv, d, addr, def, 'status', common.status)) {
+      // status sits at offset 20 of both structs.
+      if (!copyFieldToGuest(hv, d, addr, gnttab_unmap_grant_ref, 'status', common.status)) {
         fault = true;
         break;
       }

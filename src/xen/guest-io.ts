@@ -1,7 +1,27 @@
-// Xen's copy_from_guest / copy_to_guest for the op structs of src/abi.
-import { decodeStruct, encodeStruct, type StructDef, type StructValue, setField } from '../abi/struct.ts';
+// Xen's copy_from_guest / copy_to_guest for the op structs of src/abi. A struct
+// inside one page is read and written in place in machine memory; one that
+// crosses a page goes through a bounce buffer, page by page.
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import {
+  decodeFromView,
+  decodeStruct,
+  encodeStruct,
+  encodeToView,
+  fieldSize,
+  type StructDef,
+  type StructValue,
+  setField,
+} from '../abi/struct.ts';
 import type { Domain } from './domain.ts';
 import type { Hypervisor } from './hypervisor.ts';
+
+/** Machine address of [addr, addr+len) when it lies in one mapped page, else -1. */
+function inOnePage(d: Domain, addr: number, len: number, write: boolean): number {
+  const off = addr % XEN_PAGE_SIZE;
+  if (!(addr >= 0) || off + len > XEN_PAGE_SIZE) return -1;
+  const base = d.translatePage(addr, write);
+  return base < 0 ? -1 : base + off;
+}
 
 /** Reads one struct from guest memory; null on a fault. */
 export function copyStructFromGuest<F extends string>(
@@ -10,6 +30,8 @@ export function copyStructFromGuest<F extends string>(
   addr: number,
   def: StructDef<F>,
 ): StructValue<F> | null {
+  const m = inOnePage(d, addr, def.size, false);
+  if (m >= 0) return decodeFromView(def, hv.machine.view, m);
   const bytes = hv.copyFromGuest(d, addr, def.size);
   return bytes === null ? null : decodeStruct(def, bytes);
 }
@@ -22,6 +44,11 @@ export function copyStructToGuest<F extends string>(
   def: StructDef<F>,
   value: StructValue<F>,
 ): boolean {
+  const m = inOnePage(d, addr, def.size, true);
+  if (m >= 0) {
+    encodeToView(def, hv.machine.view, m, value);
+    return true;
+  }
   return hv.copyToGuest(d, addr, encodeStruct(def, value));
 }
 
@@ -35,7 +62,12 @@ export function copyFieldToGuest<F extends string>(
   value: number,
 ): boolean {
   const f = def.fields[field];
-  const size = f.type === 'u64' ? 8 : f.type === 'u32' ? 4 : f.type === 'u8' ? 1 : 2;
+  const size = fieldSize(f.type);
+  const m = inOnePage(d, addr + f.offset, size, true);
+  if (m >= 0) {
+    setField(hv.machine.view, m - f.offset, f, value);
+    return true;
+  }
   const bytes = new Uint8Array(size);
   setField(new DataView(bytes.buffer), -f.offset, f, value);
   return hv.copyToGuest(d, addr + f.offset, bytes);
