@@ -9,6 +9,8 @@ export class MachineMemory {
   readonly u8: Uint8Array;
   /** Little-endian field access over all of machine memory (plain, not atomic). */
   readonly view: DataView;
+  /** 32-bit words for the MMU's table walks (Atomics, but outside the interposable shared words). */
+  readonly u32: Uint32Array;
   readonly words: SharedWords;
 
   constructor(nrFrames: number, sab?: SharedArrayBuffer) {
@@ -20,6 +22,7 @@ export class MachineMemory {
     this.sab = sab ?? new SharedArrayBuffer(nrFrames * XEN_PAGE_SIZE);
     this.u8 = new Uint8Array(this.sab);
     this.view = new DataView(this.sab);
+    this.u32 = new Uint32Array(this.sab);
     this.words = new SharedWords(this.sab);
   }
 

@@ -1,7 +1,8 @@
 // A domain as the hypervisor sees it: kind, address space, pages, grant table.
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import type { MachineMemory } from '../machine/machine-memory.ts';
 import type { GrantTable } from './grant-table.ts';
-import { ADDRESS_SPACE_PAGES, P2m, PvPageTable } from './paging.ts';
+import { ADDRESS_SPACE_PAGES, P2m, PvPageTable, type TableFrameAllocator } from './paging.ts';
 
 export type DomainKind = 'pv' | 'hvm';
 
@@ -20,6 +21,8 @@ export class Domain {
   readonly pt: PvPageTable | null;
   /** HVM: its P2M. */
   readonly p2m: P2m | null;
+  /** Frames reserved for its translation table and not used yet. */
+  pagingPool: number[] = [];
   /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
   currentVcpu = 0;
   isDying = false;
@@ -35,6 +38,8 @@ export class Domain {
     ramPages: number,
     maxPages: number,
     gt: GrantTable,
+    machine: MachineMemory,
+    allocTableFrame: TableFrameAllocator,
   ) {
     this.domid = domid;
     this.kind = kind;
@@ -42,13 +47,23 @@ export class Domain {
     this.ramPages = ramPages;
     this.maxPages = maxPages;
     this.gt = gt;
-    this.pt = kind === 'pv' ? new PvPageTable() : null;
-    this.p2m = kind === 'hvm' ? new P2m() : null;
+    this.pt = kind === 'pv' ? new PvPageTable(machine, allocTableFrame) : null;
+    this.p2m = kind === 'hvm' ? new P2m(machine, allocTableFrame) : null;
   }
 
   /** HVM, PVH and every Arm guest are "translated" (paging_mode_translate / external). */
   get translated(): boolean {
     return this.kind === 'hvm';
+  }
+
+  /** Root frame of its translation table in machine memory (page table or P2M). */
+  get mmuRoot(): number {
+    return this.pt !== null ? this.pt.root : this.p2m!.root;
+  }
+
+  /** The frames of its translation table (Xen's own). */
+  tableFrames(): number[] {
+    return this.pt !== null ? this.pt.frames() : this.p2m!.frames();
   }
 
   get totPages(): number {

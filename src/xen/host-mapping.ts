@@ -27,6 +27,7 @@ import {
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import { GNTST_general_error, GNTST_okay } from '../abi/status.ts';
 import type { Domain } from './domain.ts';
+import { NO_GFN } from './grant-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import {
   ADDRESS_SPACE_PAGES,
@@ -69,6 +70,7 @@ export function createGrantHostMapping(
     if ((flags & GNTMAP_contains_pte) !== 0) return GNTST_general_error;
     const vpn = pageOf(addr);
     if (vpn < 0) return GNTST_general_error;
+    if (!ld.pt.ensure(vpn)) return GNTST_general_error;
     const old = ld.pt.get(vpn);
     ld.pt.set(vpn, makePte(mfn, grantPteFlags(flags, cacheFlags)));
     hv.putPteReferences(ld, old);
@@ -79,9 +81,23 @@ export function createGrantHostMapping(
   if (gfn < 0) return GNTST_general_error;
   const p2m = ld.p2m!;
   const old = p2m.get(gfn);
-  // Xen refuses to replace a grant or foreign entry this way; RAM there is unhooked
-  // from the physical map (it stays allocated to the domain).
-  if (old !== undefined && isGrantP2m(old.type)) return GNTST_general_error;
+  // Xen refuses to replace a grant or foreign entry this way, and crashes the
+  // domain for trying (p2m_add_page: "not permitted", domain_crash).
+  if (old !== undefined && isGrantP2m(old.type)) {
+    hv.crashDomain(ld, `grant map over the grant mapping at GFN 0x${gfn.toString(16)}`);
+    return GNTST_general_error;
+  }
+  // RAM there is unhooked from the physical map (it stays allocated to the
+  // domain); one of its own grant or status frames is then at no GFN (x86 reads
+  // a frame's GFN back from the M2P, which p2m_add_page invalidates).
+  if (old !== undefined) {
+    const gt = ld.gt;
+    const shared = gt.shared.indexOf(old.mfn);
+    if (shared >= 0) gt.sharedGfn[shared] = NO_GFN;
+    const status = gt.status.indexOf(old.mfn);
+    if (status >= 0) gt.statusGfn[status] = NO_GFN;
+  }
+  if (!p2m.ensure(gfn)) return GNTST_general_error;
   p2m.set(gfn, mfn, (flags & GNTMAP_readonly) !== 0 ? P2M_GRANT_MAP_RO : P2M_GRANT_MAP_RW);
   return GNTST_okay;
 }

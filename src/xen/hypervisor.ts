@@ -18,7 +18,7 @@ import {
   statusFramesFor,
   XEN_PAGE_SIZE,
 } from '../abi/limits.ts';
-import { FrameTable, OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
+import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
 import { MachineMemory } from '../machine/machine-memory.ts';
 import { dispatchHypercall } from './dispatch.ts';
 import { Domain, type DomainKind } from './domain.ts';
@@ -53,6 +53,12 @@ export interface CreateDomainOptions {
   maxGrantVersion?: 1 | 2;
   vcpus?: number;
 }
+
+/**
+ * Leaf frames of a domain's paging pool beyond those its RAM needs: each maps
+ * 4 MiB of its address space (grant frames, status frames, foreign mappings).
+ */
+export const PAGING_POOL_SPARE_LEAVES = 16;
 
 /** Frames kept by the hypervisor itself at the bottom of machine memory. */
 const XEN_RESERVED_FRAMES = 16;
@@ -143,14 +149,28 @@ export class Hypervisor {
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 128)
       throw new RangeError(`vcpus must be 1..128, got ${vcpus}`);
     if (this.nextDomid >= DOMID_FIRST_RESERVED) throw new RangeError('out of domain ids');
-    if (ramPages + INITIAL_NR_GRANT_FRAMES > this.frames.freeFrames) {
+    const poolFrames = 1 + Math.ceil(ramPages / 1024) + PAGING_POOL_SPARE_LEAVES;
+    if (ramPages + INITIAL_NR_GRANT_FRAMES + poolFrames > this.frames.freeFrames) {
       throw new RangeError(
         `not enough machine memory for a ${kib} KiB domain: ${this.frames.freeFrames * 4} KiB free; give the Host a larger memoryMiB`,
       );
     }
     const domid = this.nextDomid++;
     const gt = new GrantTable(maxVersion, maxGrantFrames, maxMaptrackFrames, vcpus, () => this.random());
-    const d = new Domain(domid, o.kind, vcpus, ramPages, maxKib / 4, gt);
+    // The translation table's frames come from a pool reserved now, as Xen's
+    // HAP/shadow paging pool: mapping things later never takes machine memory.
+    const pool: number[] = [];
+    for (let i = 0; i < poolFrames; i++) pool.push(this.allocXenFrame());
+    const allocTableFrame = () => {
+      const mfn = pool.pop();
+      return mfn === undefined ? -1 : mfn;
+    };
+    const d = new Domain(domid, o.kind, vcpus, ramPages, maxKib / 4, gt, this.machine, allocTableFrame);
+    d.pagingPool = pool;
+    for (let pfn = 0; pfn < ramPages; pfn += 1024) {
+      const ok = d.pt !== null ? d.pt.ensure(pfn) : d.p2m!.ensure(pfn);
+      if (!ok) throw new RangeError('out of machine memory for a page table');
+    }
     for (let pfn = 0; pfn < ramPages; pfn++) {
       const mfn = this.frames.alloc(domid, PGC_allocated);
       this.machine.zeroFrame(mfn);
@@ -218,6 +238,8 @@ export class Hypervisor {
   private maybeFinalise(d: Domain): void {
     if (!d.isDying || d.owned.size > 0 || !this.domains.has(d.domid)) return;
     for (const mfn of [...d.gt.shared, ...d.gt.status]) this.freeXenHeapFrame(mfn);
+    for (const mfn of [...d.tableFrames(), ...d.pagingPool]) this.putPage(mfn);
+    d.pagingPool.length = 0;
     d.gt.shared.length = 0;
     d.gt.status.length = 0;
     this.domains.delete(d.domid);
@@ -290,6 +312,13 @@ export class Hypervisor {
     }
     if ((flags & _PAGE_RW) !== 0) this.putPageType(mfn);
     this.putPage(mfn);
+  }
+
+  /** A zeroed frame for the hypervisor's own use (page-table frames), or -1. */
+  allocXenFrame(): number {
+    const mfn = this.frames.alloc(OWNER_XEN);
+    if (mfn >= 0) this.machine.zeroFrame(mfn);
+    return mfn;
   }
 
   /** Allocates a zeroed Xen-heap frame owned (and shared read-write) by `d`. */

@@ -6,6 +6,7 @@ import {
   XEN_EACCES,
   XEN_EFAULT,
   XEN_EINVAL,
+  XEN_ENOMEM,
   XEN_ENOSYS,
   XEN_ENXIO,
   XEN_EPERM,
@@ -53,9 +54,10 @@ function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn:
   ) {
     const idx = rawIdx - XENMAPIDX_grant_table_status;
     if (idx >= gt.nrStatusFrames) {
-      // Grow so that status frame idx exists: 8 grant frames per status frame.
+      // Grow so that status frame idx exists: 8 grant frames per status frame. As in
+      // gnttab_get_status_frame_mfn, a size above the maximum grows nothing (-EINVAL).
       const frames = Math.ceil(((idx + 1) * GRANT_STATUS_PER_FRAME) / GRANT_PER_FRAME_V2);
-      if (!hv.growTable(d, Math.min(frames, gt.maxGrantFrames)) || idx >= gt.nrStatusFrames)
+      if (frames > gt.maxGrantFrames || !hv.growTable(d, frames) || idx >= gt.nrStatusFrames)
         return -XEN_EINVAL;
     }
     mfn = gt.status[idx]!;
@@ -70,6 +72,7 @@ function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn:
   }
   if (!(Number.isSafeInteger(gpfn) && gpfn < ADDRESS_SPACE_PAGES)) return -XEN_EINVAL;
   const p2m = d.p2m!;
+  if (!p2m.ensure(gpfn)) return -XEN_ENOMEM;
   const prev = p2m.get(gpfn);
   if (prev !== undefined && prev.mfn !== mfn) {
     if (isGrantP2m(prev.type)) return -XEN_ENXIO; // guest_remove_page cannot take a foreign page

@@ -1,20 +1,28 @@
-// Address translation for the two kinds of domain (DESIGN.md "Address spaces").
-// PV: a page table of virtual pages holding x86 PTEs (frame << 12 | flags).
-// HVM: a P2M of guest frames holding (mfn, p2m type).
-// Both cover 4 GiB: RAM at the bottom, the rest unpopulated.
+// The hypervisor's side of address translation (DESIGN.md "Address spaces"):
+// the PV page table of virtual pages (x86 PTEs) and the HVM P2M of guest frames
+// ((mfn, p2m type)). Both live in machine memory as two-level tables
+// (src/machine/mmu.ts) in frames owned by Xen, so guest code in any thread can
+// walk them as its MMU; only the hypervisor writes them.
 import { _PAGE_PRESENT, _PAGE_RW } from '../abi/hypercall.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import type { MachineMemory } from '../machine/machine-memory.ts';
+import {
+  ADDRESS_SPACE_PAGES,
+  MMU_ENTRIES,
+  P2M_GRANT_MAP_RO,
+  P2M_GRANT_MAP_RW,
+  P2M_RAM_PAGED,
+  P2M_RAM_RW,
+  P2M_VALID,
+  PAGE_SHIFT,
+  PTE_PRESENT,
+  readTableEntry,
+  translate,
+  walk,
+  writeTableEntry,
+} from '../machine/mmu.ts';
 
-/** Pages in a domain's address space: 4 GiB. */
-export const ADDRESS_SPACE_PAGES = 1 << 20;
-
-export const P2M_RAM_RW = 0;
-/** A foreign grant mapped writable (p2m_grant_map_rw). */
-export const P2M_GRANT_MAP_RW = 1;
-/** A foreign grant mapped read-only (p2m_grant_map_ro). */
-export const P2M_GRANT_MAP_RO = 2;
-/** Paged out: grant ops on it answer GNTST_eagain (p2m_ram_paged). */
-export const P2M_RAM_PAGED = 3;
+export { ADDRESS_SPACE_PAGES, P2M_GRANT_MAP_RO, P2M_GRANT_MAP_RW, P2M_RAM_PAGED, P2M_RAM_RW };
 
 export type P2mType = 0 | 1 | 2 | 3;
 
@@ -33,58 +41,149 @@ export function makePte(mfn: number, flags: number): number {
   return mfn * XEN_PAGE_SIZE + (flags & 0xfff);
 }
 
-export class P2m {
-  /** gfn -> mfn * 4 + type */
-  private readonly map = new Map<number, number>();
+/** Allocates (and zeroes) a frame for the hypervisor's own use, or -1. */
+export type TableFrameAllocator = () => number;
 
+/** A two-level translation table in machine memory. */
+class TwoLevelTable {
+  readonly root: number;
+  private readonly machine: MachineMemory;
+  private readonly alloc: TableFrameAllocator;
+  /** Leaf frames in use, by root index. */
+  private readonly leaves = new Map<number, number>();
+
+  constructor(machine: MachineMemory, alloc: TableFrameAllocator) {
+    this.machine = machine;
+    this.alloc = alloc;
+    const root = alloc();
+    if (root < 0) throw new RangeError('out of machine memory for a page table');
+    this.root = root;
+  }
+
+  /** Every frame the table occupies (root and leaves). */
+  frames(): number[] {
+    return [this.root, ...this.leaves.values()];
+  }
+
+  get nrLeaves(): number {
+    return this.leaves.size;
+  }
+
+  raw(pfn: number): number {
+    return walk(this.machine, this.root, pfn);
+  }
+
+  /** Makes sure the leaf for `pfn` exists; false when no frame could be had. */
+  ensure(pfn: number): boolean {
+    const i = pfn >>> 10;
+    if (this.leaves.has(i)) return true;
+    const leaf = this.alloc();
+    if (leaf < 0) return false;
+    this.leaves.set(i, leaf);
+    writeTableEntry(this.machine, this.root, i, leaf * 4096 + PTE_PRESENT);
+    return true;
+  }
+
+  /** Writes the entry for `pfn`; a non-zero entry needs its leaf (ensure) first. */
+  write(pfn: number, entry: number): void {
+    const leaf = this.leaves.get(pfn >>> 10);
+    if (leaf === undefined) {
+      if (entry === 0) return;
+      throw new Error(`page table: no leaf for page ${pfn} (ensure() was not called)`);
+    }
+    writeTableEntry(this.machine, leaf, pfn & 1023, entry);
+  }
+
+  *entries(): IterableIterator<[number, number]> {
+    for (const [i, leaf] of [...this.leaves.entries()].sort((a, b) => a[0] - b[0])) {
+      for (let j = 0; j < MMU_ENTRIES; j++) {
+        const e = readTableEntry(this.machine, leaf, j);
+        if (e !== 0) yield [i * MMU_ENTRIES + j, e];
+      }
+    }
+  }
+}
+
+export class P2m {
+  private readonly t: TwoLevelTable;
+  private readonly machine: MachineMemory;
+
+  constructor(machine: MachineMemory, alloc: TableFrameAllocator) {
+    this.machine = machine;
+    this.t = new TwoLevelTable(machine, alloc);
+  }
+
+  get root(): number {
+    return this.t.root;
+  }
+  frames(): number[] {
+    return this.t.frames();
+  }
   get(gfn: number): { mfn: number; type: P2mType } | undefined {
-    const e = this.map.get(gfn);
-    if (e === undefined) return undefined;
-    return { mfn: Math.floor(e / 4), type: (e % 4) as P2mType };
+    if (!(gfn >= 0 && gfn < ADDRESS_SPACE_PAGES)) return undefined;
+    const e = this.t.raw(gfn);
+    if ((e & P2M_VALID) === 0) return undefined;
+    return { mfn: e >>> PAGE_SHIFT, type: ((e >>> 1) & 3) as P2mType };
+  }
+  /** Makes room for an entry at gfn; false when out of machine memory. */
+  ensure(gfn: number): boolean {
+    return this.t.ensure(gfn);
   }
   set(gfn: number, mfn: number, type: P2mType): void {
-    this.map.set(gfn, mfn * 4 + type);
+    this.t.write(gfn, mfn * 4096 + (type << 1) + P2M_VALID);
   }
   delete(gfn: number): void {
-    this.map.delete(gfn);
+    this.t.write(gfn, 0);
   }
-  /** Machine byte address of the page at `gfn`, or -1 when the access faults. */
   translate(gfn: number, write: boolean): number {
-    const e = this.map.get(gfn);
-    if (e === undefined) return -1;
-    const t = e % 4;
-    if (t === P2M_RAM_PAGED) return -1;
-    if (write && t === P2M_GRANT_MAP_RO) return -1;
-    return Math.floor(e / 4) * XEN_PAGE_SIZE;
+    return translate(this.machine, 'hvm', this.t.root, gfn * 4096, write);
   }
-  entries(): IterableIterator<[number, number]> {
-    return this.map.entries();
+  /** [gfn, mfn * 4 + type] for every entry. */
+  *entries(): IterableIterator<[number, number]> {
+    for (const [gfn, e] of this.t.entries()) yield [gfn, (e >>> PAGE_SHIFT) * 4 + ((e >>> 1) & 3)];
   }
   clear(): void {
-    this.map.clear();
+    for (const [gfn] of [...this.t.entries()]) this.t.write(gfn, 0);
   }
 }
 
 export class PvPageTable {
-  private readonly map = new Map<number, number>();
+  private readonly t: TwoLevelTable;
+  private readonly machine: MachineMemory;
 
+  constructor(machine: MachineMemory, alloc: TableFrameAllocator) {
+    this.machine = machine;
+    this.t = new TwoLevelTable(machine, alloc);
+  }
+
+  get root(): number {
+    return this.t.root;
+  }
+  frames(): number[] {
+    return this.t.frames();
+  }
+  /** The PTE of virtual page vpn (frame * 4096 + flags), 0 when none. */
   get(vpn: number): number {
-    return this.map.get(vpn) ?? 0;
+    if (!(vpn >= 0 && vpn < ADDRESS_SPACE_PAGES)) return 0;
+    return this.t.raw(vpn) >>> 0;
+  }
+  /** Makes room for a PTE at vpn; false when out of machine memory. */
+  ensure(vpn: number): boolean {
+    return this.t.ensure(vpn);
   }
   set(vpn: number, pte: number): void {
-    if (pte === 0) this.map.delete(vpn);
-    else this.map.set(vpn, pte);
+    this.t.write(vpn, pte);
   }
   translate(vpn: number, write: boolean): number {
-    const pte = this.map.get(vpn);
-    if (pte === undefined || (pte & _PAGE_PRESENT) === 0) return -1;
-    if (write && (pte & _PAGE_RW) === 0) return -1;
-    return pteFrame(pte) * XEN_PAGE_SIZE;
+    return translate(this.machine, 'pv', this.t.root, vpn * 4096, write);
   }
-  entries(): IterableIterator<[number, number]> {
-    return this.map.entries();
+  *entries(): IterableIterator<[number, number]> {
+    for (const [vpn, e] of this.t.entries()) yield [vpn, e >>> 0];
   }
   clear(): void {
-    this.map.clear();
+    for (const [vpn] of [...this.t.entries()]) this.t.write(vpn, 0);
   }
 }
+
+/** x86 PTE bits of a present, writable mapping. */
+export const PTE_PRESENT_RW = _PAGE_PRESENT | _PAGE_RW;

@@ -81,7 +81,7 @@ export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, 
   if (e.p2m !== null) {
     // guest_physmap_add_page: fails outside the physical map or over a grant mapping.
     if (!(Number.isSafeInteger(dest) && dest < ADDRESS_SPACE_PAGES)) added = false;
-    else if (isGrantP2m(e.p2m.get(dest)?.type ?? P2M_RAM_RW)) added = false;
+    else if (isGrantP2m(e.p2m.get(dest)?.type ?? P2M_RAM_RW) || !e.p2m.ensure(dest)) added = false;
     else e.p2m.set(dest, mfn, P2M_RAM_RW);
   } else if (version === 1) {
     w.store32(sha + 4, mfn);
