@@ -1,2 +1,7 @@
 // The explicit list of test files (Node 20 does not discover .ts tests itself).
-export const testFiles = ['test/abi/constants.test.ts', 'test/xen/smoke.test.ts', 'test/conformance/raw-abi.test.ts'];
+export const testFiles = [
+  'test/abi/constants.test.ts',
+  'test/xen/smoke.test.ts',
+  'test/xen/map-unmap.test.ts',
+  'test/conformance/raw-abi.test.ts',
+];
