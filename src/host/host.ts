@@ -1,11 +1,11 @@
 // The host API (DESIGN.md): domains over one machine memory, each reaching the
 // hypervisor through Xen's raw hypercall interface.
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import { GuestFault, GuestMemory } from '../machine/guest-memory.ts';
 import type { Domain, DomainKind } from '../xen/domain.ts';
 import { type CreateDomainOptions, type GnttabOptions, Hypervisor } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { P2M_RAM_PAGED, P2M_RAM_RW } from '../xen/paging.ts';
-import { GuestFault, GuestMemory } from './guest-memory.ts';
 
 export interface HostOptions {
   /** Machine memory in MiB (default 64). */
@@ -37,7 +37,12 @@ export class DomainHandle {
     this.xen = d;
     this.domid = d.domid;
     this.kind = d.kind;
-    this.memory = new GuestMemory(hv, d);
+    this.memory = new GuestMemory(hv.machine, {
+      domid: d.domid,
+      kind: d.kind,
+      root: d.mmuRoot,
+      alive: () => !d.isDying,
+    });
   }
 
   /** Bytes of RAM, mapped at addresses 0..ramBytes. */

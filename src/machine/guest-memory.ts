@@ -1,0 +1,199 @@
+// A domain's view of memory as its CPU sees it: addresses in its own address
+// space (PV: virtual; HVM: guest-physical), translated page by page through
+// its table in machine memory (mmu.ts). Usable from any thread that holds the
+// machine memory. A fault throws GuestFault, as the guest would take a page
+// fault. Words shared with other parties (grant flags, status words, ring
+// indices, event words) are accessed through the atomic operations, which go
+// through the one SharedWords module.
+import type { ByteAccess } from '../abi/struct.ts';
+import type { MachineMemory } from './machine-memory.ts';
+import { type MmuKind, translate } from './mmu.ts';
+
+const PAGE = 4096;
+
+export class GuestFault extends Error {
+  readonly domid: number;
+  readonly addr: number;
+  readonly write: boolean;
+  constructor(domid: number, addr: number, write: boolean, why?: string) {
+    super(
+      `d${domid}: page fault on ${write ? 'write to' : 'read from'} 0x${addr.toString(16)} ` +
+        `(${why ?? `nothing mapped there${write ? ', or mapped read-only' : ''}`})`,
+    );
+    this.name = 'GuestFault';
+    this.domid = domid;
+    this.addr = addr;
+    this.write = write;
+  }
+}
+
+export interface GuestMemoryTarget {
+  domid: number;
+  kind: MmuKind;
+  /** Root frame of the domain's translation table. */
+  root: number;
+  /** False once the domain is gone: every access faults. */
+  alive?: () => boolean;
+}
+
+export class GuestMemory implements ByteAccess {
+  readonly machine: MachineMemory;
+  readonly domid: number;
+  private readonly kind: MmuKind;
+  private readonly root: number;
+  private readonly alive: () => boolean;
+
+  constructor(machine: MachineMemory, target: GuestMemoryTarget) {
+    this.machine = machine;
+    this.domid = target.domid;
+    this.kind = target.kind;
+    this.root = target.root;
+    this.alive = target.alive ?? (() => true);
+  }
+
+  /** Machine byte address of the page holding addr (faults throw). */
+  private page(addr: number, write: boolean): number {
+    if (!Number.isSafeInteger(addr) || addr < 0) throw new GuestFault(this.domid, addr, write);
+    if (!this.alive()) throw new GuestFault(this.domid, addr, write, 'the domain has been destroyed');
+    const base = translate(this.machine, this.kind, this.root, addr, write);
+    if (base < 0) throw new GuestFault(this.domid, addr, write);
+    return base;
+  }
+
+  /** Machine address of an aligned word at addr (faults throw). */
+  private word(addr: number, size: 2 | 4, write: boolean): number {
+    if (addr % size !== 0)
+      throw new RangeError(`d${this.domid}: unaligned ${size * 8}-bit atomic at 0x${addr.toString(16)}`);
+    return this.page(addr, write) + (addr % PAGE);
+  }
+
+  /** True when addr can be accessed (read, or written) without a fault. */
+  mapped(addr: number, write = false): boolean {
+    return (
+      Number.isSafeInteger(addr) &&
+      addr >= 0 &&
+      this.alive() &&
+      translate(this.machine, this.kind, this.root, addr, write) >= 0
+    );
+  }
+
+  read(addr: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.readInto(addr, out);
+    return out;
+  }
+
+  readInto(addr: number, out: Uint8Array): void {
+    const u8 = this.machine.u8;
+    const len = out.length;
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a % PAGE;
+      const n = Math.min(len - done, PAGE - off);
+      const base = this.page(a, false) + off;
+      out.set(u8.subarray(base, base + n), done);
+      done += n;
+    }
+  }
+
+  write(addr: number, bytes: Uint8Array): void {
+    const u8 = this.machine.u8;
+    let done = 0;
+    while (done < bytes.length) {
+      const a = addr + done;
+      const off = a % PAGE;
+      const n = Math.min(bytes.length - done, PAGE - off);
+      u8.set(bytes.subarray(done, done + n), this.page(a, true) + off);
+      done += n;
+    }
+  }
+
+  fill(addr: number, len: number, value = 0): void {
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a % PAGE;
+      const n = Math.min(len - done, PAGE - off);
+      const base = this.page(a, true) + off;
+      this.machine.u8.fill(value, base, base + n);
+      done += n;
+    }
+  }
+
+  /** Copies len bytes from src to dst inside this address space (memmove semantics per page run). */
+  copy(dst: number, src: number, len: number): void {
+    this.write(dst, this.read(src, len));
+  }
+
+  readU8(addr: number): number {
+    return this.machine.u8[this.page(addr, false) + (addr % PAGE)]!;
+  }
+  readU16(addr: number): number {
+    return addr % PAGE <= PAGE - 2
+      ? this.machine.view.getUint16(this.page(addr, false) + (addr % PAGE), true)
+      : this.dv(addr, 2).getUint16(0, true);
+  }
+  readU32(addr: number): number {
+    return addr % PAGE <= PAGE - 4
+      ? this.machine.view.getUint32(this.page(addr, false) + (addr % PAGE), true)
+      : this.dv(addr, 4).getUint32(0, true);
+  }
+  readU64(addr: number): bigint {
+    return addr % PAGE <= PAGE - 8
+      ? this.machine.view.getBigUint64(this.page(addr, false) + (addr % PAGE), true)
+      : this.dv(addr, 8).getBigUint64(0, true);
+  }
+  private dv(addr: number, len: number): DataView {
+    return new DataView(this.read(addr, len).buffer);
+  }
+  writeU8(addr: number, v: number): void {
+    this.machine.u8[this.page(addr, true) + (addr % PAGE)] = v & 0xff;
+  }
+  writeU16(addr: number, v: number): void {
+    const b = new Uint8Array(2);
+    new DataView(b.buffer).setUint16(0, v & 0xffff, true);
+    this.write(addr, b);
+  }
+  writeU32(addr: number, v: number): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v >>> 0, true);
+    this.write(addr, b);
+  }
+  writeU64(addr: number, v: number | bigint): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(v)), true);
+    this.write(addr, b);
+  }
+
+  // ---- shared words: atomic, ordered, through the one SharedWords module ------------------------
+
+  load16(addr: number): number {
+    return this.machine.words.load16(this.word(addr, 2, false));
+  }
+  store16(addr: number, v: number): void {
+    this.machine.words.store16(this.word(addr, 2, true), v);
+  }
+  cmpxchg16(addr: number, expected: number, replacement: number): number {
+    return this.machine.words.cmpxchg16(this.word(addr, 2, true), expected, replacement);
+  }
+  or16(addr: number, bits: number): number {
+    return this.machine.words.or16(this.word(addr, 2, true), bits);
+  }
+  and16(addr: number, bits: number): number {
+    return this.machine.words.and16(this.word(addr, 2, true), bits);
+  }
+  load32(addr: number): number {
+    return this.machine.words.load32(this.word(addr, 4, false));
+  }
+  store32(addr: number, v: number): void {
+    this.machine.words.store32(this.word(addr, 4, true), v);
+  }
+  cmpxchg32(addr: number, expected: number, replacement: number): number {
+    return this.machine.words.cmpxchg32(this.word(addr, 4, true), expected, replacement);
+  }
+  /** Full barrier (smp_mb). */
+  fence(): void {
+    this.machine.words.fence();
+  }
+}
