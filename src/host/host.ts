@@ -1,11 +1,14 @@
 // The host API (DESIGN.md): domains over one machine memory, each reaching the
 // hypervisor through Xen's raw hypercall interface.
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import type { GuestContext } from '../guest/context.ts';
 import { GuestFault, GuestMemory } from '../machine/guest-memory.ts';
 import type { Domain, DomainKind } from '../xen/domain.ts';
 import { type CreateDomainOptions, type GnttabOptions, Hypervisor } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { P2M_RAM_PAGED, P2M_RAM_RW } from '../xen/paging.ts';
+import { VirtualClock } from './virtual-clock.ts';
+import { WaitRegistry } from './wait-registry.ts';
 
 export interface HostOptions {
   /** Machine memory in MiB (default 64). */
@@ -96,10 +99,48 @@ export class DomainHandle {
 
 export class Host {
   readonly hypervisor: Hypervisor;
+  /** Virtual time of single-thread mode: it moves only when the host advances it. */
+  readonly clock = new VirtualClock();
+  private readonly waits: WaitRegistry;
   private readonly handles = new Map<number, DomainHandle>();
+  private readonly consoles = new Map<number, string[]>();
 
   constructor(options: HostOptions = {}) {
     this.hypervisor = new Hypervisor(options);
+    this.waits = new WaitRegistry(this.hypervisor.machine, this.clock);
+  }
+
+  /**
+   * The context guest code runs against, in this thread: deterministic (the
+   * virtual clock, in-thread waiters). The same guest code runs in a worker
+   * per domain with real time.
+   */
+  context(domid: number): GuestContext {
+    const h = this.domain(domid);
+    if (h === undefined) throw new RangeError(`no live domain d${domid}`);
+    const d = h.xen;
+    const lines = this.consoles.get(domid) ?? [];
+    this.consoles.set(domid, lines);
+    return {
+      start: { domid, kind: d.kind, ramBytes: h.ramBytes, sharedInfoFrame: -1 },
+      mem: h.memory,
+      hypercall: (nr, ...args) => h.hypercall(nr, ...args),
+      clock: this.clock,
+      wait: (addr, expected, ms) => this.waits.wait(h.memory.wordAddr(addr), expected, ms),
+      log: (line) => {
+        lines.push(line);
+      },
+    };
+  }
+
+  /** What a domain printed on its console through its context. */
+  console(domid: number): readonly string[] {
+    return this.consoles.get(domid) ?? [];
+  }
+
+  /** Guests waiting on a shared word in this thread. */
+  get waiters(): number {
+    return this.waits.count;
   }
 
   createDomain(options: DomainOptions): DomainHandle {

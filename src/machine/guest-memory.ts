@@ -192,6 +192,10 @@ export class GuestMemory implements ByteAccess {
   cmpxchg32(addr: number, expected: number, replacement: number): number {
     return this.machine.words.cmpxchg32(this.word(addr, 4, true), expected, replacement);
   }
+  /** Machine address of the Int32 word at addr, for waiting on it (faults throw). */
+  wordAddr(addr: number): number {
+    return this.word(addr, 4, false);
+  }
   /** Full barrier (smp_mb). */
   fence(): void {
     this.machine.words.fence();

@@ -19,7 +19,8 @@ export type SharedOp =
   | 'and16'
   | 'load32'
   | 'store32'
-  | 'cmpxchg32';
+  | 'cmpxchg32'
+  | 'or32';
 
 export class SharedWords {
   /**
@@ -28,6 +29,11 @@ export class SharedWords {
    * its CMPXCHG, say). Null in normal runs.
    */
   interpose: ((op: SharedOp, addr: number) => void) | null = null;
+  /**
+   * In-thread waiters (single-thread mode) learn of notify32 through this; in
+   * worker mode Atomics.notify wakes threads blocked in Atomics.wait.
+   */
+  onNotify: ((addr: number) => void) | null = null;
   readonly u16: Uint16Array;
   readonly u32: Uint32Array;
   readonly i32: Int32Array;
@@ -75,6 +81,20 @@ export class SharedWords {
   cmpxchg32(addr: number, expected: number, replacement: number): number {
     if (this.interpose !== null) this.interpose('cmpxchg32', addr);
     return Atomics.compareExchange(this.u32, addr >>> 2, expected >>> 0, replacement >>> 0);
+  }
+  /** OR into a 32-bit word (event words); returns the old value. */
+  or32(addr: number, bits: number): number {
+    if (this.interpose !== null) this.interpose('or32', addr);
+    return Atomics.or(this.i32, addr >>> 2, bits);
+  }
+  /** Wakes everyone waiting on the Int32 word at addr (event words, ring doorbells). */
+  notify32(addr: number): void {
+    Atomics.notify(this.i32, addr >>> 2);
+    if (this.onNotify !== null) this.onNotify(addr);
+  }
+  /** Blocks the calling thread while the Int32 at addr holds `expected` (workers only). */
+  wait32(addr: number, expected: number, ms: number): 'ok' | 'not-equal' | 'timed-out' {
+    return Atomics.wait(this.i32, addr >>> 2, expected | 0, ms);
   }
   /** Full memory barrier (smp_mb): an atomic RMW orders all Atomics accesses around it. */
   fence(): void {

@@ -60,10 +60,16 @@ export function reg(x: unknown): number {
   return t >= 0 ? t % TWO64 : TWO64 + (t % TWO64);
 }
 
-/** A C `unsigned int` argument: the low 32 bits of the register. */
+/**
+ * A C `unsigned int` argument: the low 32 bits of the register. Taken from the
+ * value itself, not from reg(): a small negative number rounds to 2^64 there
+ * (doubles are 2048 apart near 2^64), which would turn -1 into 0, not 0xffffffff.
+ */
 function u32(x: unknown): number {
   if (typeof x === 'bigint') return Number(BigInt.asUintN(32, x));
-  return reg(x) % TWO32;
+  if (typeof x !== 'number' || !Number.isFinite(x)) return 0;
+  const low = Math.trunc(x) % TWO32; // exact for every double
+  return low < 0 ? low + TWO32 : low + 0; // + 0 turns -0 into 0
 }
 
 /** guest_handle_okay: the whole array lies inside the guest's address space. */

@@ -71,6 +71,8 @@ export class Hypervisor {
   /** Exceptions raised inside the hypervisor (bugs): never thrown at guests, reported by checkInvariants. */
   readonly internalErrors: unknown[] = [];
   private nextDomid = 0;
+  /** Domains crashed during the current hypercall, destroyed once it returns. */
+  private readonly pendingCrashes: Domain[] = [];
   private rngState: number;
 
   constructor(options: HypervisorOptions = {}) {
@@ -114,6 +116,11 @@ export class Hypervisor {
       rc = -XEN_EFAULT;
     }
     if (d.crashed !== null && !d.isDying) this.destroyDomain(d);
+    // Xen may crash a domain other than the caller (a transfer's receiver, say).
+    while (this.pendingCrashes.length > 0) {
+      const x = this.pendingCrashes.pop()!;
+      if (!x.isDying) this.destroyDomain(x);
+    }
     return rc;
   }
 
@@ -208,7 +215,10 @@ export class Hypervisor {
 
   /** domain_crash: the domain is marked, and the host destroys it once the hypercall returns. */
   crashDomain(d: Domain, reason: string): void {
-    if (d.crashed === null) d.crashed = reason;
+    if (d.crashed === null) {
+      d.crashed = reason;
+      this.pendingCrashes.push(d);
+    }
   }
 
   /**

@@ -79,9 +79,14 @@ export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, 
   const dest = version === 1 ? w.load32(sha + 4) : readU64(hv, sha + 8);
   let added = true;
   if (e.p2m !== null) {
-    // guest_physmap_add_page: fails outside the physical map or over a grant mapping.
+    // guest_physmap_add_page: fails outside the physical map; over a grant
+    // mapping p2m_add_page refuses and crashes the receiver ("really shouldn't
+    // be unmapping grant/foreign maps this way").
     if (!(Number.isSafeInteger(dest) && dest < ADDRESS_SPACE_PAGES)) added = false;
-    else if (isGrantP2m(e.p2m.get(dest)?.type ?? P2M_RAM_RW) || !e.p2m.ensure(dest)) added = false;
+    else if (isGrantP2m(e.p2m.get(dest)?.type ?? P2M_RAM_RW)) {
+      hv.crashDomain(e, `transfer into the grant mapping at GFN 0x${dest.toString(16)}`);
+      added = false;
+    } else if (!e.p2m.ensure(dest)) added = false;
     else e.p2m.set(dest, mfn, P2M_RAM_RW);
   } else if (version === 1) {
     w.store32(sha + 4, mfn);

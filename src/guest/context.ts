@@ -1,0 +1,45 @@
+// The one small interface all guest code (src/guest, src/io) is written against:
+// its memory, its hypercall, its clock, and a way to sleep on a shared word. The
+// same guest code runs unchanged in one thread (deterministic: a virtual clock,
+// in-thread waiters) or in a worker thread per domain (real time, Atomics.wait).
+import type { GuestMemory } from '../machine/guest-memory.ts';
+
+export type DomainKind = 'pv' | 'hvm';
+
+/** Time as the guest sees it; virtual (deterministic) in single-thread mode. */
+export interface GuestClock {
+  /** Milliseconds since the host started. */
+  now(): number;
+  /** Runs fn after ms milliseconds; returns a function that cancels it. */
+  setTimer(ms: number, fn: () => void): () => void;
+  /** Resolves after ms milliseconds. */
+  sleep(ms: number): Promise<void>;
+}
+
+/** What the toolstack tells a domain at start (Xen's start_info, in spirit). */
+export interface StartInfo {
+  domid: number;
+  kind: DomainKind;
+  /** Bytes of RAM, mapped at 0..ramBytes. */
+  ramBytes: number;
+  /** Frame of the domain's shared-info page (PV: an MFN to map; HVM: placed with add_to_physmap). -1 until event channels exist. */
+  sharedInfoFrame: number;
+}
+
+export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
+
+export interface GuestContext {
+  readonly start: StartInfo;
+  /** The domain's own address space, as its CPU sees it. */
+  readonly mem: GuestMemory;
+  /** Xen's raw hypercall: returns 0 or a negative errno. */
+  hypercall(nr: number, ...args: (number | bigint)[]): number;
+  readonly clock: GuestClock;
+  /**
+   * Sleeps while the Int32 at `addr` (own address space) holds `expected`, until
+   * someone notifies that word (SharedWords.notify32) or `ms` pass (Infinity: no limit).
+   */
+  wait(addr: number, expected: number, ms: number): Promise<WaitResult>;
+  /** A line on the domain's console. */
+  log(line: string): void;
+}
