@@ -3,5 +3,7 @@ export const testFiles = [
   'test/abi/constants.test.ts',
   'test/xen/smoke.test.ts',
   'test/xen/map-unmap.test.ts',
+  'test/xen/copy.test.ts',
+  'test/xen/transfer.test.ts',
   'test/conformance/raw-abi.test.ts',
 ];
