@@ -5,5 +5,9 @@ export const testFiles = [
   'test/xen/map-unmap.test.ts',
   'test/xen/copy.test.ts',
   'test/xen/transfer.test.ts',
+  'test/xen/table-ops.test.ts',
+  'test/xen/set-version.test.ts',
+  'test/xen/dispatch.test.ts',
+  'test/host/workers.test.ts',
   'test/conformance/raw-abi.test.ts',
 ];
