@@ -37,6 +37,8 @@ export interface GnttabOptions {
 
 export interface HypervisorOptions {
   memoryMiB?: number;
+  /** Machine memory to run over (worker mode shares it with the domain threads); its size wins over memoryMiB. */
+  machineSab?: SharedArrayBuffer;
   gnttab?: GnttabOptions;
   /** Seed of the hypervisor's random choices (maptrack stealing); runs are deterministic per seed. */
   seed?: number;
@@ -85,8 +87,10 @@ export class Hypervisor {
     if (maxVersion !== 1 && maxVersion !== 2)
       throw new RangeError(`gnttab.maxVersion must be 1 or 2, got ${String(maxVersion)}`);
     this.opts = { maxVersion, transitive: g.transitive ?? true, transfer: g.transfer ?? true };
-    const nrFrames = (mib * 1024 * 1024) / XEN_PAGE_SIZE;
-    this.machine = new MachineMemory(nrFrames);
+    const nrFrames = options.machineSab
+      ? options.machineSab.byteLength / XEN_PAGE_SIZE
+      : (mib * 1024 * 1024) / XEN_PAGE_SIZE;
+    this.machine = new MachineMemory(nrFrames, options.machineSab);
     this.frames = new FrameTable(nrFrames, XEN_RESERVED_FRAMES);
     this.rngState = (options.seed ?? 0x9e3779b9) >>> 0 || 1;
   }

@@ -1,0 +1,115 @@
+// Worker entry of the hypervisor: owns the Hypervisor (its state never leaves
+// this thread), serves hypercalls from domain threads through the hypercall
+// channel, and control requests from the host through a message port, all
+// from one loop that sleeps on the channel's doorbell.
+import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { XEN_ESRCH } from '../abi/hypercall.ts';
+import type { Domain } from '../xen/domain.ts';
+import { type CreateDomainOptions, Hypervisor, type HypervisorOptions } from '../xen/hypervisor.ts';
+import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
+import { HypercallChannel, MAX_SLOTS } from './hypercall-channel.ts';
+import { snapshotTables } from './snapshot.ts';
+
+export interface HypervisorThreadData {
+  machineSab: SharedArrayBuffer;
+  channelSab: SharedArrayBuffer;
+  options: HypervisorOptions;
+  port: MessagePort;
+}
+
+export type ControlRequest =
+  | { id: number; op: 'create'; options: CreateDomainOptions }
+  | { id: number; op: 'destroy'; domid: number }
+  | { id: number; op: 'invariants'; options?: InvariantOptions }
+  | { id: number; op: 'snapshot' }
+  | { id: number; op: 'stats' }
+  | { id: number; op: 'stop' };
+
+const data = workerData as HypervisorThreadData;
+const hv = new Hypervisor({ ...data.options, machineSab: data.machineSab });
+const channel = new HypercallChannel(data.channelSab);
+const port = data.port;
+const bySlot = new Map<number, Domain>();
+const slotOf = new Map<number, number>();
+let hypercalls = 0;
+
+/** Tells the host about domains Xen destroyed (crashed) so it stops their threads. */
+function reportDeaths(): void {
+  for (const [slot, d] of bySlot) {
+    if (!d.isDying) continue;
+    bySlot.delete(slot);
+    slotOf.delete(d.domid);
+    channel.abandon(slot, -XEN_ESRCH);
+    port.postMessage({ type: 'died', domid: d.domid, reason: d.crashed ?? 'destroyed' });
+  }
+}
+
+function control(req: ControlRequest): unknown {
+  switch (req.op) {
+    case 'create': {
+      let slot = 0;
+      while (bySlot.has(slot) && slot < MAX_SLOTS) slot++;
+      if (slot >= MAX_SLOTS) throw new RangeError(`at most ${MAX_SLOTS} domains run in threads at once`);
+      const d = hv.createDomain(req.options);
+      bySlot.set(slot, d);
+      slotOf.set(d.domid, slot);
+      return {
+        domid: d.domid,
+        kind: d.kind,
+        ramBytes: d.ramPages * 4096,
+        root: d.mmuRoot,
+        slot,
+        sharedInfoFrame: sharedInfoFrameOf(d),
+      };
+    }
+    case 'destroy': {
+      const d = hv.domainById(req.domid);
+      if (d !== undefined && !d.isDying) hv.destroyDomain(d);
+      reportDeaths();
+      return null;
+    }
+    case 'invariants':
+      return checkInvariants(hv, req.options);
+    case 'snapshot':
+      return snapshotTables(hv);
+    case 'stats':
+      return { hypercalls, domains: hv.domains.size, freeFrames: hv.frames.freeFrames };
+    case 'stop':
+      return null;
+  }
+}
+
+/** The frame of a domain's shared-info page, when the hypervisor has one. */
+function sharedInfoFrameOf(d: Domain): number {
+  const f = (d as unknown as { sharedInfoMfn?: number }).sharedInfoMfn;
+  return typeof f === 'number' ? f : -1;
+}
+
+let running = true;
+while (running) {
+  const seen = channel.doorbell();
+  let work = channel.serve((slot, nr, args) => {
+    const d = bySlot.get(slot);
+    if (d === undefined) return -XEN_ESRCH;
+    hypercalls++;
+    return hv.hypercall(d, nr, args);
+  });
+  if (work > 0) reportDeaths();
+  for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
+    work++;
+    const req = m.message as ControlRequest;
+    try {
+      port.postMessage({ type: 'reply', id: req.id, result: control(req) });
+    } catch (err) {
+      port.postMessage({
+        type: 'reply',
+        id: req.id,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+    if (req.op === 'stop') running = false;
+  }
+  if (channel.stopRequested()) running = false;
+  if (running && work === 0) channel.waitDoorbell(seen, 200);
+}
+port.close();

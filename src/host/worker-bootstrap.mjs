@@ -1,0 +1,7 @@
+// Worker bootstrap for running from TypeScript sources on Node < 22.18: registers
+// tsx in this thread, then imports the real .ts entry named in workerData.
+import { workerData } from 'node:worker_threads';
+import { register } from 'tsx/esm/api';
+
+register();
+await import(workerData.entry);

@@ -1,0 +1,274 @@
+// Domains in threads: the hypervisor runs in its own worker thread and each
+// domain's guest code in a worker of its own, all over one shared machine
+// memory. Hypercalls go through the shared-memory hypercall channel and
+// complete synchronously for the calling guest. A guest that throws, or whose
+// thread dies, crashes only its own domain: the host destroys it (releasing its
+// mappings, reference §12) and the other domains go on.
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import type { StartInfo } from '../guest/context.ts';
+import type { CreateDomainOptions, HypervisorOptions } from '../xen/hypervisor.ts';
+import type { InvariantOptions } from '../xen/invariants.ts';
+import type { DomainThreadData } from './domain-thread.ts';
+import { HypercallChannel } from './hypercall-channel.ts';
+import type { ControlRequest, HypervisorThreadData } from './hypervisor-thread.ts';
+import type { TableSnapshot } from './snapshot.ts';
+import { resolveWorkerEntry } from './worker-entry.ts';
+
+export interface ThreadDomain {
+  readonly domid: number;
+  readonly kind: 'pv' | 'hvm';
+  readonly ramBytes: number;
+  readonly start: StartInfo;
+}
+
+interface DomainRecord extends ThreadDomain {
+  slot: number;
+  root: number;
+  worker: Worker | null;
+  dead: boolean;
+  onDeath: ((reason: string) => void) | null;
+}
+
+export class GuestCrash extends Error {
+  readonly domid: number;
+  constructor(domid: number, reason: string) {
+    super(`d${domid} crashed: ${reason}`);
+    this.name = 'GuestCrash';
+    this.domid = domid;
+  }
+}
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+export class WorkerHost {
+  readonly machineSab: SharedArrayBuffer;
+  private readonly channel: HypercallChannel;
+  private readonly hvWorker: Worker;
+  private readonly port: MessagePort;
+  private readonly pending = new Map<number, Pending>();
+  private readonly domains = new Map<number, DomainRecord>();
+  private readonly logs = new Map<number, string[]>();
+  private nextId = 1;
+  private stopped = false;
+  /** Called with every console line of every domain (default: kept, see consoleOf). */
+  onLog: ((domid: number, line: string) => void) | null = null;
+
+  private constructor(options: HypervisorOptions) {
+    const mib = options.memoryMiB ?? 64;
+    this.machineSab = new SharedArrayBuffer(mib * 1024 * 1024);
+    this.channel = new HypercallChannel();
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const entry = resolveWorkerEntry('hypervisor-thread');
+    const data: HypervisorThreadData & { entry?: string } = {
+      machineSab: this.machineSab,
+      channelSab: this.channel.sab,
+      options: { ...options, memoryMiB: mib },
+      port: port2,
+      ...entry.data,
+    };
+    this.hvWorker = new Worker(entry.file, { workerData: data, transferList: [port2] });
+    this.hvWorker.on('error', (err) => this.failAll(err));
+    this.hvWorker.on('exit', (code) => {
+      if (!this.stopped) this.failAll(new Error(`the hypervisor thread exited (code ${code})`));
+    });
+    this.port.on(
+      'message',
+      (m: {
+        type: string;
+        id?: number;
+        result?: unknown;
+        error?: string;
+        domid?: number;
+        reason?: string;
+      }) => {
+        if (m.type === 'reply' && m.id !== undefined) {
+          const p = this.pending.get(m.id);
+          this.pending.delete(m.id);
+          if (m.error !== undefined) p?.reject(new Error(m.error));
+          else p?.resolve(m.result);
+        } else if (m.type === 'died' && m.domid !== undefined) {
+          this.markDead(m.domid, m.reason ?? 'destroyed');
+        }
+      },
+    );
+  }
+
+  /** Starts the hypervisor thread. */
+  static async start(options: HypervisorOptions = {}): Promise<WorkerHost> {
+    const host = new WorkerHost(options);
+    await host.request({ op: 'stats' });
+    return host;
+  }
+
+  private request(req: Omit<ControlRequest, 'id'> & { op: ControlRequest['op'] }): Promise<unknown> {
+    if (this.stopped) return Promise.reject(new Error('the host has been shut down'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.port.postMessage({ ...req, id });
+      this.channel.ring();
+    });
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  async createDomain(options: CreateDomainOptions): Promise<ThreadDomain> {
+    const r = (await this.request({ op: 'create', options } as ControlRequest)) as {
+      domid: number;
+      kind: 'pv' | 'hvm';
+      ramBytes: number;
+      root: number;
+      slot: number;
+      sharedInfoFrame: number;
+    };
+    const start: StartInfo = {
+      domid: r.domid,
+      kind: r.kind,
+      ramBytes: r.ramBytes,
+      sharedInfoFrame: r.sharedInfoFrame,
+    };
+    const rec: DomainRecord = {
+      domid: r.domid,
+      kind: r.kind,
+      ramBytes: r.ramBytes,
+      start,
+      slot: r.slot,
+      root: r.root,
+      worker: null,
+      dead: false,
+      onDeath: null,
+    };
+    this.domains.set(r.domid, rec);
+    return rec;
+  }
+
+  /**
+   * Runs guest code in the domain's own worker thread: the default export of
+   * `module` (a file URL or path) is called as `(ctx, args)`. Resolves with its
+   * result; rejects with GuestCrash when it throws or its thread dies, after the
+   * domain has been destroyed.
+   */
+  spawn(domain: ThreadDomain, module: string | URL, args: unknown = null): Promise<unknown> {
+    const rec = this.domains.get(domain.domid);
+    if (rec === undefined || rec.dead)
+      return Promise.reject(new Error(`d${domain.domid} is not a live domain of this host`));
+    if (rec.worker !== null) return Promise.reject(new Error(`d${domain.domid} already runs guest code`));
+    const entry = resolveWorkerEntry('domain-thread');
+    const url =
+      module instanceof URL
+        ? module.href
+        : module.startsWith('file:')
+          ? module
+          : new URL(module, `file://${process.cwd()}/`).href;
+    const data: DomainThreadData & { entry?: string } = {
+      machineSab: this.machineSab,
+      channelSab: this.channel.sab,
+      slot: rec.slot,
+      root: rec.root,
+      start: rec.start,
+      module: url,
+      args,
+      ...entry.data,
+    };
+    const worker = new Worker(entry.file, { workerData: data });
+    rec.worker = worker;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const crash = (reason: string) => {
+        if (settled) return;
+        settled = true;
+        void this.destroyDomain(rec.domid).then(
+          () => reject(new GuestCrash(rec.domid, reason)),
+          () => reject(new GuestCrash(rec.domid, reason)),
+        );
+      };
+      rec.onDeath = (reason) => {
+        if (settled) return;
+        settled = true;
+        reject(new GuestCrash(rec.domid, reason));
+      };
+      worker.on('message', (m: { type: string; line?: string; result?: unknown; message?: string }) => {
+        if (m.type === 'log') {
+          const lines = this.logs.get(rec.domid) ?? [];
+          lines.push(m.line ?? '');
+          this.logs.set(rec.domid, lines);
+          this.onLog?.(rec.domid, m.line ?? '');
+        } else if (m.type === 'done') {
+          settled = true;
+          rec.worker = null;
+          void worker.terminate();
+          resolve(m.result);
+        } else if (m.type === 'crash') {
+          crash(m.message ?? 'guest code threw');
+        }
+      });
+      worker.on('error', (err) => crash(err.stack ?? err.message));
+      worker.on('exit', (code) => {
+        if (rec.worker === worker) rec.worker = null;
+        if (!settled) crash(`its thread exited with code ${code}`);
+      });
+    });
+  }
+
+  private markDead(domid: number, reason: string): void {
+    const rec = this.domains.get(domid);
+    if (rec === undefined || rec.dead) return;
+    rec.dead = true;
+    const w = rec.worker;
+    rec.worker = null;
+    if (w !== null) void w.terminate();
+    rec.onDeath?.(reason);
+  }
+
+  /** Destroys a domain: stops its thread, releases its mappings as Xen does. */
+  async destroyDomain(domid: number): Promise<void> {
+    const rec = this.domains.get(domid);
+    if (rec?.worker) {
+      const w = rec.worker;
+      rec.worker = null;
+      await w.terminate();
+    }
+    await this.request({ op: 'destroy', domid } as ControlRequest);
+    this.markDead(domid, 'destroyed by the host');
+  }
+
+  checkInvariants(options?: InvariantOptions): Promise<string[]> {
+    return this.request({ op: 'invariants', options } as ControlRequest) as Promise<string[]>;
+  }
+
+  snapshot(): Promise<TableSnapshot[]> {
+    return this.request({ op: 'snapshot' } as ControlRequest) as Promise<TableSnapshot[]>;
+  }
+
+  stats(): Promise<{ hypercalls: number; domains: number; freeFrames: number }> {
+    return this.request({ op: 'stats' } as ControlRequest) as Promise<{
+      hypercalls: number;
+      domains: number;
+      freeFrames: number;
+    }>;
+  }
+
+  consoleOf(domid: number): readonly string[] {
+    return this.logs.get(domid) ?? [];
+  }
+
+  /** Stops every domain thread and the hypervisor thread; leaves no worker or handle behind. */
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    const workers = [...this.domains.values()].map((r) => r.worker).filter((w): w is Worker => w !== null);
+    await Promise.all(workers.map((w) => w.terminate()));
+    try {
+      await this.request({ op: 'stop' } as ControlRequest);
+    } catch {
+      // the hypervisor thread is gone already
+    }
+    this.stopped = true;
+    this.channel.requestStop();
+    await this.hvWorker.terminate();
+    this.port.close();
+  }
+}

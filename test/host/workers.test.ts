@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { GuestCrash, WorkerHost } from '../../src/host/worker-host.ts';
+
+const guest = new URL('../fixtures/echo-guest.ts', import.meta.url);
+
+describe('domains in worker threads', () => {
+  let host: WorkerHost;
+  before(async () => {
+    host = await WorkerHost.start({ memoryMiB: 32 });
+  });
+  after(async () => {
+    await host.shutdown();
+  });
+
+  it('guest code in a worker makes hypercalls that complete synchronously', async () => {
+    const d = await host.createDomain({ kind: 'pv', memoryKiB: 512, maxGrantFrames: 7 });
+    const r = await host.spawn(d, guest, { mode: 'ok' });
+    assert.deepEqual(r, { rc: 0, nr: 1, max: 7, status: 0, domid: d.domid });
+    assert.deepEqual(host.consoleOf(d.domid), ['query_size rc=0']);
+    assert.deepEqual(await host.checkInvariants(), []);
+  });
+
+  it('a guest that throws crashes only its own domain', async () => {
+    const bad = await host.createDomain({ kind: 'hvm', memoryKiB: 512 });
+    const good = await host.createDomain({ kind: 'hvm', memoryKiB: 512 });
+    await assert.rejects(
+      host.spawn(bad, guest, { mode: 'throw' }),
+      (e: unknown) => e instanceof GuestCrash && e.domid === bad.domid && /guest bug/.test(e.message),
+    );
+    const r = (await host.spawn(good, guest, { mode: 'ok' })) as { rc: number };
+    assert.equal(r.rc, 0);
+    await assert.rejects(host.spawn(bad, guest, { mode: 'ok' }), /not a live domain/);
+    assert.deepEqual(await host.checkInvariants(), []);
+  });
+
+  it('a guest thread that exits crashes its domain; the host destroys it', async () => {
+    const d = await host.createDomain({ kind: 'pv', memoryKiB: 512 });
+    await assert.rejects(
+      host.spawn(d, guest, { mode: 'exit' }),
+      (e: unknown) => e instanceof GuestCrash && /exited with code 3/.test(e.message),
+    );
+    const s = await host.stats();
+    assert.ok(s.domains >= 1);
+    assert.deepEqual(await host.checkInvariants(), []);
+  });
+});
