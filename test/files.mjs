@@ -9,5 +9,6 @@ export const testFiles = [
   'test/xen/set-version.test.ts',
   'test/xen/dispatch.test.ts',
   'test/host/workers.test.ts',
+  'test/host/single-thread.test.ts',
   'test/conformance/raw-abi.test.ts',
 ];

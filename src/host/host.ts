@@ -20,6 +20,20 @@ export interface HostOptions {
 
 export type DomainOptions = Omit<CreateDomainOptions, 'kind'> & { kind: DomainKind };
 
+/** One guest program for runGuests: `main(ctx, args)`, the same signature a worker module's default export has. */
+export interface GuestJob {
+  domid: number;
+  main: (ctx: GuestContext, args: unknown) => unknown;
+  args?: unknown;
+}
+
+export interface GuestOutcome {
+  domid: number;
+  ok: boolean;
+  result: unknown;
+  error: Error | undefined;
+}
+
 export class DomainDestroyedError extends Error {
   constructor(domid: number) {
     super(`d${domid} has been destroyed; create a new domain to go on`);
@@ -131,6 +145,57 @@ export class Host {
         lines.push(line);
       },
     };
+  }
+
+  /**
+   * Runs guest code of several domains in this thread, deterministically: each
+   * `main(ctx, args)` runs against its domain's context; whenever every guest is
+   * waiting, the virtual clock jumps to the next timer. A guest that throws
+   * crashes only its own domain (destroyed, as in worker mode). Resolves when
+   * every guest has finished, with each one's result or crash.
+   */
+  async runGuests(jobs: readonly GuestJob[]): Promise<GuestOutcome[]> {
+    const out: GuestOutcome[] = jobs.map((j) => ({
+      domid: j.domid,
+      ok: false,
+      result: undefined,
+      error: undefined,
+    }));
+    let left = jobs.length;
+    jobs.forEach((j, i) => {
+      const o = out[i]!;
+      const ctx = this.context(j.domid);
+      Promise.resolve()
+        .then(() => j.main(ctx, j.args))
+        .then(
+          (r) => {
+            o.ok = true;
+            o.result = r;
+          },
+          (e: unknown) => {
+            o.error = e instanceof Error ? e : new Error(String(e));
+            if (this.domain(j.domid) !== undefined) this.destroyDomain(j.domid);
+          },
+        )
+        .finally(() => {
+          left--;
+        });
+    });
+    for (;;) {
+      // Let every runnable guest run until it waits (promise jobs only: deterministic).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (left === 0) return out;
+      const next = this.clock.nextDue();
+      if (next === undefined) {
+        const stuck = out
+          .filter((o, i) => !o.ok && o.error === undefined && jobs[i] !== undefined)
+          .map((o) => `d${o.domid}`);
+        throw new Error(
+          `deadlock: ${stuck.join(', ')} wait for something no one will do, and no timer is pending`,
+        );
+      }
+      this.clock.advance(Math.max(0, next - this.clock.now()));
+    }
   }
 
   /** What a domain printed on its console through its context. */
