@@ -23,6 +23,7 @@ export type ControlRequest =
   | { id: number; op: 'invariants'; options?: InvariantOptions }
   | { id: number; op: 'snapshot' }
   | { id: number; op: 'stats' }
+  | { id: number; op: 'pingpong'; sab: SharedArrayBuffer; rounds: number }
   | { id: number; op: 'stop' };
 
 const data = workerData as HypervisorThreadData;
@@ -74,9 +75,27 @@ function control(req: ControlRequest): unknown {
       return snapshotTables(hv);
     case 'stats':
       return { hypercalls, domains: hv.domains.size, freeFrames: hv.frames.freeFrames };
+    case 'pingpong':
+      return pingpong(req.sab, req.rounds);
     case 'stop':
       return null;
   }
+}
+
+/**
+ * For benchmarks: the bare cost of a round trip between this thread and a
+ * domain thread, with nothing but Atomics. Word 0 is the ball: the domain
+ * thread moves it to odd values, this thread to even ones.
+ */
+function pingpong(sab: SharedArrayBuffer, rounds: number): number {
+  const w = new Int32Array(sab);
+  for (let i = 0; i < rounds; i++) {
+    const odd = 2 * i + 1;
+    while (Atomics.load(w, 0) !== odd) Atomics.wait(w, 0, 2 * i, 1000);
+    Atomics.store(w, 0, odd + 1);
+    Atomics.notify(w, 0);
+  }
+  return rounds;
 }
 
 /** The frame of a domain's shared-info page, when the hypervisor has one. */

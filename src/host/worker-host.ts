@@ -252,6 +252,11 @@ export class WorkerHost {
     }>;
   }
 
+  /** Benchmarks: makes the hypervisor thread play `rounds` of Atomics ping-pong on word 0 of `sab`. */
+  pingpong(sab: SharedArrayBuffer, rounds: number): Promise<number> {
+    return this.request({ op: 'pingpong', sab, rounds } as ControlRequest) as Promise<number>;
+  }
+
   consoleOf(domid: number): readonly string[] {
     return this.logs.get(domid) ?? [];
   }

@@ -67,6 +67,16 @@ export class GuestMemory implements ByteAccess {
     return this.page(addr, write) + (addr % PAGE);
   }
 
+  /**
+   * The frame number this domain writes into a grant entry for the page at
+   * addr: PV, the MFN its page table maps there (a PV guest reads its own page
+   * tables); HVM, the GFN (the page number itself). Faults when nothing is mapped.
+   */
+  frameOf(addr: number): number {
+    const base = this.page(addr, false);
+    return this.kind === 'pv' ? base / PAGE : Math.floor(addr / PAGE);
+  }
+
   /** True when addr can be accessed (read, or written) without a fault. */
   mapped(addr: number, write = false): boolean {
     return (
