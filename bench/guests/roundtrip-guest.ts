@@ -1,6 +1,7 @@
 // Benchmark guest (runs in a domain's worker thread): times Atomics ping-pong
 // with the hypervisor thread, null hypercalls, and map+unmap pairs.
 import type { GuestContext } from '../../src/guest/context.ts';
+import { SPIN } from '../../src/host/hypercall-channel.ts';
 import {
   __HYPERVISOR_grant_table_op,
   encodeArray,
@@ -42,6 +43,7 @@ export default async function main(ctx: GuestContext, a: RoundtripArgs) {
     const t = now();
     Atomics.store(w, 0, 2 * i + 1);
     Atomics.notify(w, 0);
+    for (let s = 0; s < SPIN && Atomics.load(w, 0) !== 2 * i + 2; s++);
     while (Atomics.load(w, 0) !== 2 * i + 2) Atomics.wait(w, 0, 2 * i + 1, 1000);
     ping.push(now() - t);
   }

@@ -7,7 +7,7 @@ import { XEN_ESRCH } from '../abi/hypercall.ts';
 import type { Domain } from '../xen/domain.ts';
 import { type CreateDomainOptions, Hypervisor, type HypervisorOptions } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
-import { HypercallChannel, MAX_SLOTS } from './hypercall-channel.ts';
+import { HypercallChannel, MAX_SLOTS, SPIN } from './hypercall-channel.ts';
 import { snapshotTables } from './snapshot.ts';
 
 export interface HypervisorThreadData {
@@ -84,13 +84,15 @@ function control(req: ControlRequest): unknown {
 
 /**
  * For benchmarks: the bare cost of a round trip between this thread and a
- * domain thread, with nothing but Atomics. Word 0 is the ball: the domain
- * thread moves it to odd values, this thread to even ones.
+ * domain thread, with nothing but Atomics and the same spin-then-sleep waiting
+ * as the hypercall channel. Word 0 is the ball: the domain thread moves it to
+ * odd values, this thread to even ones.
  */
 function pingpong(sab: SharedArrayBuffer, rounds: number): number {
   const w = new Int32Array(sab);
   for (let i = 0; i < rounds; i++) {
     const odd = 2 * i + 1;
+    for (let s = 0; s < SPIN && Atomics.load(w, 0) !== odd; s++);
     while (Atomics.load(w, 0) !== odd) Atomics.wait(w, 0, 2 * i, 1000);
     Atomics.store(w, 0, odd + 1);
     Atomics.notify(w, 0);
