@@ -25,6 +25,7 @@ import {
   XENMAPSPACE_grant_table,
 } from '../abi/hypercall.ts';
 import { gntstName } from '../abi/status.ts';
+import type { GuestContext } from '../guest/context.ts';
 import { addToPhysmap, grantTableOp, updateVaMapping } from '../guest/hypercall.ts';
 import { type DomainHandle, Host } from '../host/host.ts';
 import { snapshotTables, type TableSnapshot } from '../host/snapshot.ts';
@@ -62,17 +63,17 @@ function check(cond: boolean, what: string): void {
 }
 
 /** Maps a domain's own grant table (and v2 status frame) into its address space. */
-function mapOwnTable(dom: DomainHandle, arg: number, steps: DemoStep[]): void {
+function mapOwnTable(dom: DomainHandle, ctx: GuestContext, steps: DemoStep[]): void {
   const v2 = dom.xen.gt.version === 2;
   if (dom.kind === 'pv') {
-    const list = arg + 256;
-    const st = grantTableOp(dom, arg, GNTTABOP_setup_table, gnttab_setup_table, [
+    const list = dom.ramBytes - 4096 + 256;
+    const st = grantTableOp(ctx, GNTTABOP_setup_table, gnttab_setup_table, [
       { dom: DOMID_SELF, nr_frames: 1, frame_list: list },
     ]);
     check(st.rc === 0 && st.out[0]!.status === 0, 'setup_table failed');
     const mfn = Number(dom.memory.readU64(list));
     check(
-      updateVaMapping(dom, GNTTAB_VA, mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)) === 0,
+      updateVaMapping(ctx, GNTTAB_VA, mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)) === 0,
       'update_va_mapping failed',
     );
     steps.push({
@@ -81,13 +82,13 @@ function mapOwnTable(dom: DomainHandle, arg: number, steps: DemoStep[]): void {
       result: `MFN 0x${mfn.toString(16)} at 0x${GNTTAB_VA.toString(16)}`,
     });
     if (v2) {
-      const gs = grantTableOp(dom, arg, GNTTABOP_get_status_frames, gnttab_get_status_frames, [
+      const gs = grantTableOp(ctx, GNTTABOP_get_status_frames, gnttab_get_status_frames, [
         { dom: DOMID_SELF, nr_frames: 1, frame_list: list },
       ]);
       check(gs.rc === 0 && gs.out[0]!.status === 0, 'get_status_frames failed');
       const smfn = Number(dom.memory.readU64(list));
       check(
-        updateVaMapping(dom, STATUS_VA, smfn * 4096 + _PAGE_PRESENT) === 0,
+        updateVaMapping(ctx, STATUS_VA, smfn * 4096 + _PAGE_PRESENT) === 0,
         'mapping the status frame failed',
       );
       steps.push({
@@ -98,7 +99,7 @@ function mapOwnTable(dom: DomainHandle, arg: number, steps: DemoStep[]): void {
     }
   } else {
     check(
-      addToPhysmap(dom, arg, DOMID_SELF, XENMAPSPACE_grant_table, 0, GNTTAB_VA / 4096) === 0,
+      addToPhysmap(ctx, DOMID_SELF, XENMAPSPACE_grant_table, 0, GNTTAB_VA / 4096) === 0,
       'add_to_physmap failed',
     );
     steps.push({
@@ -108,8 +109,7 @@ function mapOwnTable(dom: DomainHandle, arg: number, steps: DemoStep[]): void {
     });
     if (v2) {
       const rc = addToPhysmap(
-        dom,
-        arg,
+        ctx,
         DOMID_SELF,
         XENMAPSPACE_grant_table,
         XENMAPIDX_grant_table_status,
@@ -145,17 +145,17 @@ export function runDemo(o: DemoOptions): DemoReport {
     what: `create d${back.domid} (backend, ${o.backend}) and d${front.domid} (frontend, ${o.frontend})`,
     result: '1 MiB of RAM each',
   });
-  const fArg = front.ramBytes - 4096;
-  const bArg = back.ramBytes - 4096;
+  const fCtx = host.context(front.domid);
+  const bCtx = host.context(back.domid);
   const enc = new TextEncoder();
   const dec = new TextDecoder();
 
   if (o.layout === 2) {
-    const sv = grantTableOp(front, fArg, GNTTABOP_set_version, gnttab_set_version, [{ version: 2 }]);
+    const sv = grantTableOp(fCtx, GNTTABOP_set_version, gnttab_set_version, [{ version: 2 }]);
     check(sv.rc === 0 && sv.out[0]!.version === 2, `set_version(2) returned ${sv.rc}`);
     steps.push({ who: `d${front.domid}`, what: 'set_version(2)', result: 'layout v2, one status frame' });
   }
-  mapOwnTable(front, fArg, steps);
+  mapOwnTable(front, fCtx, steps);
 
   const shared = 0x10000;
   const readonlyPage = 0x11000;
@@ -169,7 +169,7 @@ export function runDemo(o: DemoOptions): DemoReport {
     result: 'flags written last',
   });
 
-  const m = grantTableOp(back, bArg, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
+  const m = grantTableOp(bCtx, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
     { host_addr: MAP_VA, flags: GNTMAP_host_map, ref: 8, dom: front.domid },
   ]);
   const mo = m.out[0]!;
@@ -190,7 +190,7 @@ export function runDemo(o: DemoOptions): DemoReport {
   });
 
   const dstPage = 0x20000;
-  const c = grantTableOp(back, bArg, GNTTABOP_copy, gnttab_copy, [
+  const c = grantTableOp(bCtx, GNTTABOP_copy, gnttab_copy, [
     {
       source_u: 9,
       source_domid: front.domid,
@@ -209,7 +209,7 @@ export function runDemo(o: DemoOptions): DemoReport {
     result: `"${dec.decode(back.memory.read(dstPage, 23))}"`,
   });
 
-  const w = grantTableOp(back, bArg, GNTTABOP_copy, gnttab_copy, [
+  const w = grantTableOp(bCtx, GNTTABOP_copy, gnttab_copy, [
     {
       source_u: back.frameOf(dstPage),
       source_domid: DOMID_SELF,
@@ -227,7 +227,7 @@ export function runDemo(o: DemoOptions): DemoReport {
 
   const tables = snapshotTables(host.hypervisor);
 
-  const u = grantTableOp(back, bArg, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [
+  const u = grantTableOp(bCtx, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [
     { host_addr: MAP_VA, handle: mo.handle },
   ]);
   check(u.rc === 0 && u.out[0]!.status === 0, 'unmap failed');

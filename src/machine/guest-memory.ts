@@ -87,6 +87,18 @@ export class GuestMemory implements ByteAccess {
     );
   }
 
+  /**
+   * PV only: the machine frame the domain's page table maps at addr, or -1 when
+   * nothing is mapped there. A PV kernel reads its own page tables (Linux's
+   * arbitrary_virt_to_mfn) to learn the MFN it writes into a grant entry. A
+   * translated (HVM) guest never sees machine frames: its frames are GFNs.
+   */
+  virtToMfn(addr: number): number {
+    if (this.kind !== 'pv') throw new TypeError(`d${this.domid}: a translated guest has no MFNs`);
+    if (!this.mapped(addr)) return -1;
+    return translate(this.machine, this.kind, this.root, addr, false) / PAGE;
+  }
+
   read(addr: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
     this.readInto(addr, out);
