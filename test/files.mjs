@@ -13,5 +13,6 @@ export const testFiles = [
   'test/guest/alloc-model.test.ts',
   'test/host/workers.test.ts',
   'test/host/single-thread.test.ts',
+  'test/host/revoke-race.test.ts',
   'test/conformance/raw-abi.test.ts',
 ];
