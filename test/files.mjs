@@ -11,6 +11,8 @@ export const testFiles = [
   'test/guest/gnttab.test.ts',
   'test/guest/backend.test.ts',
   'test/guest/alloc-model.test.ts',
+  'test/io/ring.test.ts',
+  'test/io/flex-ring.test.ts',
   'test/host/workers.test.ts',
   'test/host/single-thread.test.ts',
   'test/host/revoke-race.test.ts',

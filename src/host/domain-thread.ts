@@ -45,7 +45,12 @@ const ctx: GuestContext = {
   wait(addr, expected, ms): Promise<WaitResult> {
     const i = mem.wordAddr(addr) >>> 2;
     const r = waitAsync(machine.words.i32, i, expected | 0, ms);
-    return r.async ? r.value : Promise.resolve(r.value);
+    if (!r.async) return Promise.resolve(r.value);
+    // A pending Atomics.waitAsync does not keep Node's event loop alive: a guest
+    // whose only pending work is this wait would see its thread exit (code 13,
+    // unsettled top-level await). A timer holds the loop open until it settles.
+    const keepAlive = setInterval(() => {}, 0x3fff_ffff);
+    return r.value.finally(() => clearInterval(keepAlive));
   },
   log(line) {
     port.postMessage({ type: 'log', line });

@@ -173,19 +173,38 @@ export class GuestMemory implements ByteAccess {
     this.machine.u8[this.page(addr, true) + (addr % PAGE)] = v & 0xff;
   }
   writeU16(addr: number, v: number): void {
-    const b = new Uint8Array(2);
-    new DataView(b.buffer).setUint16(0, v & 0xffff, true);
-    this.write(addr, b);
+    if (addr % PAGE <= PAGE - 2)
+      this.machine.view.setUint16(this.page(addr, true) + (addr % PAGE), v & 0xffff, true);
+    else
+      this.write(
+        addr,
+        this.le(2, (d) => d.setUint16(0, v & 0xffff, true)),
+      );
   }
   writeU32(addr: number, v: number): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    this.write(addr, b);
+    if (addr % PAGE <= PAGE - 4)
+      this.machine.view.setUint32(this.page(addr, true) + (addr % PAGE), v >>> 0, true);
+    else
+      this.write(
+        addr,
+        this.le(4, (d) => d.setUint32(0, v >>> 0, true)),
+      );
   }
   writeU64(addr: number, v: number | bigint): void {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(v)), true);
-    this.write(addr, b);
+    const x = BigInt.asUintN(64, BigInt(v));
+    if (addr % PAGE <= PAGE - 8)
+      this.machine.view.setBigUint64(this.page(addr, true) + (addr % PAGE), x, true);
+    else
+      this.write(
+        addr,
+        this.le(8, (d) => d.setBigUint64(0, x, true)),
+      );
+  }
+  /** Little-endian bytes for a value that straddles a page boundary. */
+  private le(n: number, put: (d: DataView) => void): Uint8Array {
+    const b = new Uint8Array(n);
+    put(new DataView(b.buffer));
+    return b;
   }
 
   // ---- shared words: atomic, ordered, through the one SharedWords module ------------------------
