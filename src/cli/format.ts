@@ -1,4 +1,5 @@
 // Plain-text rendering for the CLI: aligned columns, no colour when not a TTY.
+import type { DecodedEntry } from '../host/decode.ts';
 import type { TableSnapshot } from '../host/snapshot.ts';
 
 export function hex(n: number, width = 0): string {
@@ -57,4 +58,52 @@ export function formatTable(t: TableSnapshot): string {
     );
   }
   return lines.join('\n');
+}
+
+/**
+ * One table as Xen's grant-table debug key ('g', gnttab_usage_print) prints it:
+ * the active entries (pinned refs) with their shared fields.
+ */
+export function formatXenDebugKey(t: TableSnapshot): string {
+  const lines = [
+    `grant-table for remote d${t.domid} (v${t.version})`,
+    `  ${t.frames} frames (${t.maxFrames} max), ${t.maptrackFrames} maptrack frames (${t.maxMaptrackFrames} max)`,
+  ];
+  let first = true;
+  for (const e of t.entries) {
+    if (e.active === undefined) continue;
+    if (first) {
+      lines.push('      -------- active --------       -------- shared --------');
+      lines.push('[ref] localdom mfn      pin          localdom gmfn     flags');
+      first = false;
+    }
+    const status = t.version === 1 ? e.flags : e.status;
+    lines.push(
+      `[0x${e.ref.toString(16).padStart(3, '0')}]  ${String(e.active.grantee).padStart(5)} 0x${e.active.mfn.toString(16).padStart(6, '0')} ` +
+        `0x${e.active.pin.toString(16).padStart(8, '0')}      ${String(e.domid).padStart(5)} 0x${e.frame.toString(16).padStart(6, '0')} ` +
+        `0x${status.toString(16).padStart(2, '0')}`,
+    );
+  }
+  if (first) lines.push('no active grant table entries');
+  return lines.join('\n');
+}
+
+/** Decoded entries of a frame dump as a table. */
+export function formatDecoded(entries: readonly DecodedEntry[], layout: 1 | 2): string {
+  if (entries.length === 0) return `no valid entries (layout v${layout})`;
+  const rows = [['ref', 'type', 'domid', 'frame / target', 'flags', 'status']];
+  for (const e of entries) {
+    const target = e.transitive
+      ? `d${e.transitive.domid}:ref ${e.transitive.gref}`
+      : `${hex(e.frame ?? 0)}${e.subPage ? ` [${e.subPage.offset}+${e.subPage.length}]` : ''}`;
+    rows.push([
+      String(e.ref),
+      e.type,
+      `d${e.domid}`,
+      target,
+      e.flagNames.join('|'),
+      e.status.join('|') || '-',
+    ]);
+  }
+  return columns(rows);
 }
