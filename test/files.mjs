@@ -1,6 +1,7 @@
 // The explicit list of test files (Node 20 does not discover .ts tests itself).
 export const testFiles = [
   'test/abi/constants.test.ts',
+  'test/abi/event-channel.test.ts',
   'test/xen/smoke.test.ts',
   'test/xen/map-unmap.test.ts',
   'test/xen/copy.test.ts',
@@ -8,9 +9,13 @@ export const testFiles = [
   'test/xen/table-ops.test.ts',
   'test/xen/set-version.test.ts',
   'test/xen/dispatch.test.ts',
+  'test/xen/event-channel.test.ts',
+  'test/xen/model.test.ts',
+  'test/xen/fuzz.test.ts',
   'test/guest/gnttab.test.ts',
   'test/guest/backend.test.ts',
   'test/guest/alloc-model.test.ts',
+  'test/guest/events.test.ts',
   'test/io/ring.test.ts',
   'test/io/flex-ring.test.ts',
   'test/host/workers.test.ts',

@@ -41,6 +41,8 @@ export const GNTTABOP_NAMES: readonly string[] = [
 ];
 
 export const XENMEM_add_to_physmap = 7;
+/** The domain's shared-info page (idx 0 only). */
+export const XENMAPSPACE_shared_info = 0;
 export const XENMAPSPACE_grant_table = 1;
 /** ORed into `idx` of add_to_physmap to select a status frame instead of a shared frame. */
 export const XENMAPIDX_grant_table_status = 0x80000000;

@@ -1,4 +1,5 @@
 export * from './domid.ts';
+export * from './event-channel.ts';
 export * from './flags.ts';
 export * from './gnttab-ops.ts';
 export * from './grant-entry.ts';

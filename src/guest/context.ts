@@ -22,7 +22,11 @@ export interface StartInfo {
   kind: DomainKind;
   /** Bytes of RAM, mapped at 0..ramBytes. */
   ramBytes: number;
-  /** Frame of the domain's shared-info page (PV: an MFN to map; HVM: placed with add_to_physmap). -1 until event channels exist. */
+  /**
+   * The domain's shared-info page (event channels). PV: its MFN, to map with
+   * update_va_mapping. HVM: 0, the idx to place with add_to_physmap
+   * (XENMAPSPACE_shared_info). -1 when the host gives none.
+   */
   sharedInfoFrame: number;
 }
 

@@ -136,7 +136,14 @@ export class Host {
     const lines = this.consoles.get(domid) ?? [];
     this.consoles.set(domid, lines);
     return {
-      start: { domid, kind: d.kind, ramBytes: h.ramBytes, sharedInfoFrame: -1 },
+      // PV: the MFN of the shared-info page, to map with update_va_mapping. HVM: 0,
+      // the idx of XENMAPSPACE_shared_info (a translated guest never sees MFNs).
+      start: {
+        domid,
+        kind: d.kind,
+        ramBytes: h.ramBytes,
+        sharedInfoFrame: d.translated ? 0 : d.sharedInfoMfn,
+      },
       mem: h.memory,
       hypercall: (nr, ...args) => h.hypercall(nr, ...args),
       clock: this.clock,

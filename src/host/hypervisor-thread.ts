@@ -100,10 +100,9 @@ function pingpong(sab: SharedArrayBuffer, rounds: number): number {
   return rounds;
 }
 
-/** The frame of a domain's shared-info page, when the hypervisor has one. */
+/** StartInfo.sharedInfoFrame: PV, the MFN to map; HVM, 0, the index for add_to_physmap (XENMAPSPACE_shared_info). */
 function sharedInfoFrameOf(d: Domain): number {
-  const f = (d as unknown as { sharedInfoMfn?: number }).sharedInfoMfn;
-  return typeof f === 'number' ? f : -1;
+  return d.translated ? 0 : d.sharedInfoMfn;
 }
 
 let running = true;

@@ -10,6 +10,7 @@ import {
   gnttab_unmap_grant_ref,
 } from '../abi/gnttab-ops.ts';
 import {
+  __HYPERVISOR_event_channel_op,
   __HYPERVISOR_grant_table_op,
   __HYPERVISOR_memory_op,
   __HYPERVISOR_update_va_mapping,
@@ -32,6 +33,7 @@ import {
   XEN_EOPNOTSUPP,
 } from '../abi/hypercall.ts';
 import type { Domain } from './domain.ts';
+import { eventChannelOp } from './event-channel.ts';
 import { copyFieldToGuest, copyStructFromGuest, copyStructToGuest } from './guest-io.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { GNTTAB_UNMAP_BATCH_SIZE } from './limits-internal.ts';
@@ -97,6 +99,9 @@ export function dispatchHypercall(hv: Hypervisor, d: Domain, nr: number, args: r
       return memoryOp(hv, d, u32(args[0]), reg(args[1]));
     case __HYPERVISOR_update_va_mapping:
       return updateVaMapping(hv, d, reg(args[0]), reg(args[1]));
+    case __HYPERVISOR_event_channel_op:
+      // do_event_channel_op(int cmd, arg): PV and HVM alike.
+      return eventChannelOp(hv, d, u32(args[0]), reg(args[1]));
     default:
       return -XEN_ENOSYS;
   }

@@ -1,6 +1,7 @@
 // A domain as the hypervisor sees it: kind, address space, pages, grant table.
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from '../machine/machine-memory.ts';
+import { DEFAULT_MAX_EVTCHN_PORT, EventChannelTable } from './event-channel.ts';
 import type { GrantTable } from './grant-table.ts';
 import { ADDRESS_SPACE_PAGES, P2m, PvPageTable, type TableFrameAllocator } from './paging.ts';
 
@@ -30,6 +31,12 @@ export class Domain {
   crashed: string | null = null;
   /** Exceptions Xen injected (for instance #GP on an implicit grant unmap, quirk §15.19). */
   readonly injected: { vector: number; reason: string }[] = [];
+  /** The shared-info page: a Xen-heap frame the domain owns and may map read-write (-1: none). */
+  sharedInfoMfn = -1;
+  /** HVM: where the guest placed its shared-info page (XENMAPSPACE_shared_info), or -1. */
+  sharedInfoGfn = -1;
+  /** Event channels (2-level ABI); replaced at creation when max_evtchn_port is given. */
+  evtchn: EventChannelTable;
 
   constructor(
     domid: number,
@@ -49,6 +56,7 @@ export class Domain {
     this.gt = gt;
     this.pt = kind === 'pv' ? new PvPageTable(machine, allocTableFrame) : null;
     this.p2m = kind === 'hvm' ? new P2m(machine, allocTableFrame) : null;
+    this.evtchn = new EventChannelTable(DEFAULT_MAX_EVTCHN_PORT, vcpus);
   }
 
   /** HVM, PVH and every Arm guest are "translated" (paging_mode_translate / external). */

@@ -22,6 +22,7 @@ import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '
 import { MachineMemory } from '../machine/machine-memory.ts';
 import { dispatchHypercall } from './dispatch.ts';
 import { Domain, type DomainKind } from './domain.ts';
+import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from './event-channel.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
 import { makePte, P2M_RAM_RW, pteFlags, pteFrame } from './paging.ts';
@@ -54,6 +55,11 @@ export interface CreateDomainOptions {
   /** Per-domain max grant version (xl max_grant_version); default the host's. */
   maxGrantVersion?: 1 | 2;
   vcpus?: number;
+  /**
+   * Highest event-channel port (Xen's max_evtchn_port); default 1023, libxl's
+   * max_event_channels. The 2-level ABI stops at port 4095 whatever the limit.
+   */
+  maxEvtchnPort?: number;
 }
 
 /**
@@ -159,9 +165,13 @@ export class Hypervisor {
     const vcpus = o.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 128)
       throw new RangeError(`vcpus must be 1..128, got ${vcpus}`);
+    const maxEvtchnPort = o.maxEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT;
+    if (!Number.isInteger(maxEvtchnPort) || maxEvtchnPort < 0)
+      throw new RangeError(`maxEvtchnPort must be a non-negative integer, got ${maxEvtchnPort}`);
     if (this.nextDomid >= DOMID_FIRST_RESERVED) throw new RangeError('out of domain ids');
     const poolFrames = 1 + Math.ceil(ramPages / 1024) + PAGING_POOL_SPARE_LEAVES;
-    if (ramPages + INITIAL_NR_GRANT_FRAMES + poolFrames > this.frames.freeFrames) {
+    // RAM, the first grant frame, the paging pool and the shared-info page.
+    if (ramPages + INITIAL_NR_GRANT_FRAMES + poolFrames + 1 > this.frames.freeFrames) {
       throw new RangeError(
         `not enough machine memory for a ${kib} KiB domain: ${this.frames.freeFrames * 4} KiB free; give the Host a larger memoryMiB`,
       );
@@ -199,6 +209,10 @@ export class Hypervisor {
     this.domains.set(domid, d);
     if (!this.growTable(d, INITIAL_NR_GRANT_FRAMES))
       throw new RangeError('out of machine memory for the grant table');
+    // The shared-info page (event channels): a zeroed Xen-heap frame shared rw with the domain.
+    d.sharedInfoMfn = this.allocXenHeapFrame(d);
+    if (d.sharedInfoMfn < 0) throw new RangeError('out of machine memory for the shared-info page');
+    if (maxEvtchnPort !== DEFAULT_MAX_EVTCHN_PORT) d.evtchn = new EventChannelTable(maxEvtchnPort, vcpus);
     return d;
   }
 
@@ -233,6 +247,8 @@ export class Hypervisor {
   destroyDomain(d: Domain): void {
     if (d.isDying) return;
     d.isDying = true;
+    // evtchn_destroy: its ports close; interdomain peers go back to unbound.
+    destroyEventChannels(this, d);
     releaseMappings(this, d);
     if (d.pt !== null) {
       for (const [vpn, pte] of [...d.pt.entries()]) {
@@ -242,6 +258,7 @@ export class Hypervisor {
     } else {
       d.p2m!.clear();
       d.gt.sharedGfn.fill(NO_GFN);
+      d.sharedInfoGfn = NO_GFN;
       d.gt.statusGfn.fill(NO_GFN);
     }
     for (const mfn of [...d.owned]) this.dropAllocation(mfn);
@@ -251,7 +268,13 @@ export class Hypervisor {
   /** Final destruction once no page of the domain is referenced any more. */
   private maybeFinalise(d: Domain): void {
     if (!d.isDying || d.owned.size > 0 || !this.domains.has(d.domid)) return;
+    // Its grant and status frames are pages it owns too (share_xen_page_with_guest
+    // takes a domain reference for them): while another domain still maps or
+    // pins one, d stays a zombie, and the granter of that mapping can still be found.
+    if (this.xenHeapFramesInUse(d)) return;
     for (const mfn of [...d.gt.shared, ...d.gt.status]) this.freeXenHeapFrame(mfn);
+    if (d.sharedInfoMfn >= 0) this.freeXenHeapFrame(d.sharedInfoMfn);
+    d.sharedInfoMfn = -1;
     for (const mfn of [...d.tableFrames(), ...d.pagingPool]) this.putPage(mfn);
     d.pagingPool.length = 0;
     d.gt.shared.length = 0;
@@ -269,11 +292,26 @@ export class Hypervisor {
     return true;
   }
 
+  /** Whether another domain still holds a reference to one of d's grant or status frames. */
+  xenHeapFramesInUse(d: Domain): boolean {
+    for (const mfn of d.gt.shared) if (this.frames.count[mfn]! > 1) return true;
+    for (const mfn of d.gt.status) if (this.frames.count[mfn]! > 1) return true;
+    if (d.sharedInfoMfn >= 0 && this.frames.count[d.sharedInfoMfn]! > 1) return true;
+    return false;
+  }
+
   /** put_page: drops a general reference; the last one frees the page. */
   putPage(mfn: number): void {
     const f = this.frames;
     const c = --f.count[mfn]!;
-    if (c > 0) return;
+    if (c > 0) {
+      // The last foreign reference to a dying domain's grant frame: it may be finalised now.
+      if (c === 1 && (f.flags[mfn]! & PGC_xen_heap) !== 0) {
+        const d = this.domains.get(f.owner[mfn]!);
+        if (d?.isDying === true) this.maybeFinalise(d);
+      }
+      return;
+    }
     if (c < 0) throw new Error(`page ${mfn}: reference count underflow`);
     const owner = f.owner[mfn]!;
     const xenHeap = (f.flags[mfn]! & PGC_xen_heap) !== 0;

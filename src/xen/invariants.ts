@@ -19,6 +19,7 @@ import {
   GNTPIN_hstw_mask,
 } from '../abi/limits.ts';
 import { OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
+import { checkEventChannels } from './event-channel.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { isGrantP2m, pteFlags, pteFrame } from './paging.ts';
 
@@ -63,8 +64,8 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     if ((f.flags[mfn]! & PGC_xen_heap) !== 0) {
       refs[mfn]! += 1;
       types[mfn]! += 1;
-      if (!d.gt.shared.includes(mfn) && !d.gt.status.includes(mfn))
-        out.push(`xen-heap frame ${mfn} of d${owner} is not in its grant table`);
+      if (!d.gt.shared.includes(mfn) && !d.gt.status.includes(mfn) && mfn !== d.sharedInfoMfn)
+        out.push(`xen-heap frame ${mfn} of d${owner} is neither in its grant table nor its shared-info page`);
     } else {
       if ((f.flags[mfn]! & PGC_allocated) !== 0) refs[mfn]! += 1;
       if (!d.owned.has(mfn)) out.push(`frame ${mfn} owned by d${owner} missing from its page list`);
@@ -74,7 +75,7 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
   for (const d of hv.domains.values()) {
     for (const mfn of d.owned)
       if (f.owner[mfn] !== d.domid) out.push(`d${d.domid} lists frame ${mfn} it does not own`);
-    if (d.isDying && d.owned.size === 0)
+    if (d.isDying && d.owned.size === 0 && !hv.xenHeapFramesInUse(d))
       out.push(`dying d${d.domid} has no pages left but was not finalised`);
     // Address space entries never point at freed frames (invariant 4).
     if (d.pt !== null) {
@@ -114,6 +115,16 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
           else if (recorded !== -1 && d.p2m!.get(recorded)?.mfn !== mfn)
             out.push(`d${d.domid} ${what} frame ${i} not at its GFN`);
         });
+      }
+      // The shared-info page likewise (XENMAPSPACE_shared_info).
+      if (d.sharedInfoMfn >= 0) {
+        const n = placed.get(d.sharedInfoMfn) ?? 0;
+        const recorded = d.sharedInfoGfn;
+        if (n > 1) out.push(`d${d.domid} shared-info page is mapped at ${n} GFNs`);
+        if ((recorded === -1) !== (n === 0))
+          out.push(`d${d.domid} shared-info page: recorded GFN ${recorded}, mapped ${n} times`);
+        else if (recorded !== -1 && d.p2m!.get(recorded)?.mfn !== d.sharedInfoMfn)
+          out.push(`d${d.domid} shared-info page not at its GFN`);
       }
     }
     // Maptrack slots and the references of their mappings (invariant 2).
@@ -193,6 +204,12 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     if (gt.version === 2 && gt.status.length !== gt.statusFramesNeeded())
       out.push(`d${rd.domid}: v2 with ${gt.status.length} status frames, needs ${gt.statusFramesNeeded()}`);
   }
+
+  // Every live domain has its shared-info page; event channels are consistent.
+  for (const d of hv.domains.values())
+    if (d.sharedInfoMfn < 0 || f.owner[d.sharedInfoMfn] !== d.domid)
+      out.push(`d${d.domid} has no shared-info page of its own (${d.sharedInfoMfn})`);
+  out.push(...checkEventChannels(hv));
 
   // Page references and writable types are exactly what their holders account for (invariant 3).
   for (let mfn = 0; mfn < f.nrFrames; mfn++) {

@@ -1,6 +1,8 @@
 // memory_op XENMEM_add_to_physmap with XENMAPSPACE_grant_table (reference §11):
 // a translated domain places one of its grant (or, with XENMAPIDX_grant_table_status,
 // status) frames at a GFN. A frame is visible at no more than one GFN (XSA-379).
+// XENMAPSPACE_shared_info (idx 0) places the shared-info page the same way
+// (xenmem_add_to_physmap_one).
 
 import {
   XEN_EACCES,
@@ -13,6 +15,7 @@ import {
   XEN_ESRCH,
   XENMAPIDX_grant_table_status,
   XENMAPSPACE_grant_table,
+  XENMAPSPACE_shared_info,
   XENMEM_add_to_physmap,
 } from '../abi/hypercall.ts';
 import { GRANT_PER_FRAME_V2, GRANT_STATUS_PER_FRAME } from '../abi/limits.ts';
@@ -37,16 +40,45 @@ export function memoryOp(hv: Hypervisor, ld: Domain, cmd: number, arg: number): 
   if (d === undefined) return -XEN_ESRCH;
   if (!hv.xsmTarget(ld, d)) return -XEN_EPERM;
   if (!d.translated) return -XEN_EACCES;
-  // Only the grant-table space is modelled; shared_info and guest-frame moves are not.
+  // The grant-table and shared-info spaces are modelled; guest-frame moves are not.
+  if (xatp.space === XENMAPSPACE_shared_info) {
+    // Only idx 0 names a frame; anything else leaves INVALID_MFN: -EINVAL.
+    if (xatp.idx !== 0 || d.sharedInfoMfn < 0) return -XEN_EINVAL;
+    return placeXenHeapFrame(hv, d, d.sharedInfoMfn, sharedInfoSlot(d), xatp.gpfn);
+  }
   if (xatp.space !== XENMAPSPACE_grant_table) return -XEN_ENOSYS;
   return addGrantFrameToPhysmap(hv, d, xatp.idx, xatp.gpfn);
+}
+
+/** Where a Xen-heap frame shared with a domain is placed in its P2M. */
+export interface GfnSlot {
+  get(): number;
+  set(gfn: number): void;
+}
+
+function arraySlot(gfns: number[], i: number): GfnSlot {
+  return {
+    get: () => gfns[i]!,
+    set: (gfn) => {
+      gfns[i] = gfn;
+    },
+  };
+}
+
+function sharedInfoSlot(d: Domain): GfnSlot {
+  return {
+    get: () => d.sharedInfoGfn,
+    set: (gfn) => {
+      d.sharedInfoGfn = gfn;
+    },
+  };
 }
 
 /** gnttab_map_frame plus the P2M update of xenmem_add_to_physmap_one. */
 function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn: number): number {
   const gt = d.gt;
   let mfn: number;
-  let slot: { gfns: number[]; i: number };
+  let slot: GfnSlot;
   if (
     rawIdx >= XENMAPIDX_grant_table_status &&
     rawIdx < 2 * XENMAPIDX_grant_table_status &&
@@ -61,25 +93,30 @@ function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn:
         return -XEN_EINVAL;
     }
     mfn = gt.status[idx]!;
-    slot = { gfns: gt.statusGfn, i: idx };
+    slot = arraySlot(gt.statusGfn, idx);
   } else {
     // In v1 the status bit just makes idx too large.
     const idx = rawIdx;
     if (idx >= gt.nrGrantFrames && (idx >= gt.maxGrantFrames || !hv.growTable(d, idx + 1)))
       return -XEN_EINVAL;
     mfn = gt.shared[idx]!;
-    slot = { gfns: gt.sharedGfn, i: idx };
+    slot = arraySlot(gt.sharedGfn, idx);
   }
+  return placeXenHeapFrame(hv, d, mfn, slot, gpfn);
+}
+
+/** The P2M update of xenmem_add_to_physmap_one for a Xen-heap frame of d. */
+function placeXenHeapFrame(hv: Hypervisor, d: Domain, mfn: number, slot: GfnSlot, gpfn: number): number {
   if (!(Number.isSafeInteger(gpfn) && gpfn < ADDRESS_SPACE_PAGES)) return -XEN_EINVAL;
   const p2m = d.p2m!;
   if (!p2m.ensure(gpfn)) return -XEN_ENOMEM;
   const prev = p2m.get(gpfn);
   if (prev !== undefined && prev.mfn !== mfn) {
     if (isGrantP2m(prev.type)) return -XEN_ENXIO; // guest_remove_page cannot take a foreign page
-    const other = findGrantFrameSlot(d, prev.mfn);
+    const other = findXenHeapSlot(d, prev.mfn);
     if (other !== null) {
       // A Xen-heap frame there is simply unhooked.
-      other.gfns[other.i] = NO_GFN;
+      other.set(NO_GFN);
       p2m.delete(gpfn);
     } else {
       // Normal memory there is freed (its allocation reference dropped).
@@ -88,18 +125,20 @@ function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn:
     }
   }
   // Unmap from the old location, then map at the new one.
-  const old = slot.gfns[slot.i]!;
+  const old = slot.get();
   if (old !== NO_GFN && old !== gpfn) p2m.delete(old);
   p2m.set(gpfn, mfn, P2M_RAM_RW);
-  slot.gfns[slot.i] = gpfn;
+  slot.set(gpfn);
   return 0;
 }
 
-function findGrantFrameSlot(d: Domain, mfn: number): { gfns: number[]; i: number } | null {
+/** The slot of one of d's Xen-heap frames (grant, status, shared info), if mfn is one. */
+export function findXenHeapSlot(d: Domain, mfn: number): GfnSlot | null {
   const gt = d.gt;
   let i = gt.shared.indexOf(mfn);
-  if (i >= 0) return { gfns: gt.sharedGfn, i };
+  if (i >= 0) return arraySlot(gt.sharedGfn, i);
   i = gt.status.indexOf(mfn);
-  if (i >= 0) return { gfns: gt.statusGfn, i };
+  if (i >= 0) return arraySlot(gt.statusGfn, i);
+  if (mfn === d.sharedInfoMfn) return sharedInfoSlot(d);
   return null;
 }

@@ -6,7 +6,9 @@ import { GNTTAB_CMPXCHG_ATTEMPTS } from '../../abi/limits.ts';
 import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import { OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../../machine/frame-table.ts';
 import type { Domain } from '../domain.ts';
+import { NO_GFN } from '../grant-table.ts';
 import type { Hypervisor } from '../hypervisor.ts';
+import { findXenHeapSlot } from '../memory-op.ts';
 import { ADDRESS_SPACE_PAGES, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
 import { readU64 } from './map-grant-ref.ts';
 
@@ -87,7 +89,15 @@ export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, 
       hv.crashDomain(e, `transfer into the grant mapping at GFN 0x${dest.toString(16)}`);
       added = false;
     } else if (!e.p2m.ensure(dest)) added = false;
-    else e.p2m.set(dest, mfn, P2M_RAM_RW);
+    else {
+      // p2m_add_page overwrites the entry: one of e's own Xen-heap frames placed
+      // there (grant, status, shared info) is no longer at that GFN, and must not
+      // be recorded there (a frame is visible at no more than one GFN, §11).
+      const prev = e.p2m.get(dest);
+      const slot = prev === undefined ? null : findXenHeapSlot(e, prev.mfn);
+      if (slot !== null && slot.get() === dest) slot.set(NO_GFN);
+      e.p2m.set(dest, mfn, P2M_RAM_RW);
+    }
   } else if (version === 1) {
     w.store32(sha + 4, mfn);
   } else {

@@ -75,7 +75,14 @@ export function unmapCommon(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
     return;
   }
   if (op.hostAddr !== 0 && (flags & GNTMAP_host_map) !== 0) {
-    const rc = replaceGrantHostMapping(hv, ld, op.hostAddr, op.mfn, op.newAddr, flags);
+    // A mapping holds a reference that keeps its frame rd's. A frame that is no
+    // longer rd's means this handle's PTE went in an implicit unmap (quirk §15.19)
+    // and the page was given away since: a PTE that maps it now belongs to some
+    // other mapping, whose references are not this grant's to drop (XSA-234).
+    const rc =
+      hv.frames.owner[op.mfn] !== rd.domid
+        ? GNTST_general_error
+        : replaceGrantHostMapping(hv, ld, op.hostAddr, op.mfn, op.newAddr, flags);
     if (rc !== GNTST_okay) {
       op.status = rc;
       return;
