@@ -3,7 +3,13 @@
 import { Gnttab } from '../src/guest/gnttab/grant-table.ts';
 import { grantTableOp } from '../src/guest/hypercall.ts';
 import { FOREIGN_MAP_VA } from '../src/guest/layout.ts';
-import { GNTMAP_host_map, GNTMAP_readonly, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, type Host } from '../src/index.ts';
+import {
+  GNTMAP_host_map,
+  GNTMAP_readonly,
+  GNTTABOP_map_grant_ref,
+  gnttab_map_grant_ref,
+  type Host,
+} from '../src/index.ts';
 
 export default function scenario(host: Host): void {
   const back = host.createDomain({ kind: 'pv', memoryKiB: 1024 });
