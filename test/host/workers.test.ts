@@ -45,3 +45,23 @@ describe('domains in worker threads', () => {
     assert.deepEqual(await host.checkInvariants(), []);
   });
 });
+
+describe('worker host shutdown', () => {
+  it('leaves no worker thread or message port behind', async () => {
+    const before = process
+      .getActiveResourcesInfo()
+      .filter((r) => r === 'MessagePort' || r === 'Worker').length;
+    const h = await WorkerHost.start({ memoryMiB: 16 });
+    const d = await h.createDomain({ kind: 'pv', memoryKiB: 256 });
+    await h.spawn(d, guest, { mode: 'ok' });
+    // A guest still running at shutdown is stopped too.
+    const forever = await h.createDomain({ kind: 'hvm', memoryKiB: 256 });
+    const running = h.spawn(forever, guest, { mode: 'hang' }).catch(() => 'stopped');
+    await new Promise((r) => setTimeout(r, 100));
+    await h.shutdown();
+    assert.equal(await running, 'stopped');
+    await new Promise((r) => setImmediate(r));
+    const left = process.getActiveResourcesInfo().filter((r) => r === 'MessagePort' || r === 'Worker').length;
+    assert.equal(left, before);
+  });
+});
