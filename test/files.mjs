@@ -21,5 +21,6 @@ export const testFiles = [
   'test/host/workers.test.ts',
   'test/host/single-thread.test.ts',
   'test/host/revoke-race.test.ts',
+  'test/cli/cli.test.ts',
   'test/conformance/raw-abi.test.ts',
 ];

@@ -1,0 +1,141 @@
+// The gnttab command, run as a user runs it: a subprocess through bin/gnttab.mjs.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const bin = join(root, 'bin', 'gnttab.mjs');
+const dir = mkdtempSync(join(tmpdir(), 'gnttab-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function gnttab(args: string[], input?: Uint8Array) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    cwd: root,
+    input,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** A v1 grant frame with entries 8 (permit_access to d1, frame 0x1234, reading) and 9 (readonly to d2). */
+function v1Frame(): Uint8Array {
+  const b = new Uint8Array(4096);
+  const v = new DataView(b.buffer);
+  v.setUint16(8 * 8, 0x1 | 0x8, true);
+  v.setUint16(8 * 8 + 2, 1, true);
+  v.setUint32(8 * 8 + 4, 0x1234, true);
+  v.setUint16(9 * 8, 0x1 | 0x4, true);
+  v.setUint16(9 * 8 + 2, 2, true);
+  v.setUint32(9 * 8 + 4, 0x99, true);
+  return b;
+}
+
+describe('gnttab decode', () => {
+  it('decodes the valid entries of a v1 frame dump from a file, as text and as JSON', () => {
+    const f = join(dir, 'v1.bin');
+    writeFileSync(f, v1Frame());
+    const t = gnttab(['decode', f]);
+    assert.equal(t.code, 0, t.err);
+    assert.match(t.out, /^8\s+permit_access\s+d1\s+0x1234\s+permit_access\|reading\s+reading$/m);
+    assert.match(t.out, /^9\s+permit_access\s+d2\s+0x99\s+permit_access\|readonly\s+-$/m);
+    const j = JSON.parse(gnttab(['decode', '--json', f]).out) as {
+      entries: { ref: number; domid: number; frame: number; status: string[] }[];
+    };
+    assert.deepEqual(
+      j.entries.map((e) => [e.ref, e.domid, e.frame, e.status]),
+      [
+        [8, 1, 0x1234, ['reading']],
+        [9, 2, 0x99, []],
+      ],
+    );
+  });
+
+  it('reads standard input, and v2 with a status dump', () => {
+    const frames = new Uint8Array(4096);
+    const v = new DataView(frames.buffer);
+    v.setUint16(10 * 16, 0x1 | 0x100, true); // sub-page
+    v.setUint16(10 * 16 + 2, 3, true);
+    v.setUint16(10 * 16 + 4, 128, true);
+    v.setUint16(10 * 16 + 6, 64, true);
+    v.setUint32(10 * 16 + 8, 0x4242, true);
+    v.setUint16(11 * 16, 0x3, true); // transitive
+    v.setUint16(11 * 16 + 2, 4, true);
+    v.setUint16(11 * 16 + 4, 1, true);
+    v.setUint32(11 * 16 + 8, 17, true);
+    const status = new Uint8Array(4096);
+    new DataView(status.buffer).setUint16(10 * 2, 0x8, true);
+    const sf = join(dir, 'status.bin');
+    writeFileSync(sf, status);
+    const r = gnttab(['decode', '--layout', '2', '--status', sf, '--json', '-'], frames);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out) as { entries: Record<string, unknown>[] };
+    assert.deepEqual(j.entries[0], {
+      ref: 10,
+      type: 'permit_access',
+      flags: 0x101,
+      flagNames: ['permit_access', 'sub_page'],
+      domid: 3,
+      frame: 0x4242,
+      subPage: { offset: 128, length: 64 },
+      status: ['reading'],
+    });
+    assert.deepEqual(j.entries[1]?.transitive, { domid: 1, gref: 17 });
+  });
+
+  it('refuses bad input with a clear message and a non-zero exit', () => {
+    const short = gnttab(['decode', '-'], new Uint8Array(100));
+    assert.equal(short.code, 1);
+    assert.match(short.err, /100 bytes: a dump of grant frames is a whole number of 4096-byte frames/);
+    const bits = v1Frame();
+    new DataView(bits.buffer).setUint16(8 * 8, 0x1 | 0x8000, true);
+    const b = gnttab(['decode', '-'], bits);
+    assert.equal(b.code, 1);
+    assert.match(b.err, /ref 8: flags 0x8001 have bits no grant layout defines \(0x8000\)/);
+    const missing = gnttab(['decode', join(dir, 'nope.bin')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /no such file/);
+    const layout = gnttab(['decode', '--layout', '3', '-'], v1Frame());
+    assert.equal(layout.code, 1);
+    assert.match(layout.err, /the layout is 1 or 2/);
+  });
+});
+
+describe('gnttab dump', () => {
+  it("runs a scenario module and prints the tables as Xen's debug key does", () => {
+    const r = gnttab(['dump', 'examples/scenario.ts']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /\(XEN\) grant-table for remote d1 \(v2\)/);
+    assert.match(r.out, /\(XEN\) \[0x008\]\s+0 0x[0-9a-f]{6} 0x00000100\s+0 0x[0-9a-f]{6} 0x08/);
+    assert.match(r.out, /invariants: all hold/);
+    const j = JSON.parse(gnttab(['dump', '--json', 'examples/scenario.ts']).out) as {
+      tables: { domid: number; entries: { ref: number; active?: { pin: number } }[] }[];
+      invariants: string[];
+    };
+    assert.equal(j.tables.find((t) => t.domid === 1)?.entries.find((e) => e.ref === 8)?.active?.pin, 0x100);
+    assert.deepEqual(j.invariants, []);
+  });
+
+  it('says what is wrong with a scenario that cannot run', () => {
+    const f = join(dir, 'bad-scenario.mjs');
+    writeFileSync(f, 'export const x = 1;\n');
+    const r = gnttab(['dump', f]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /must export a default function taking a Host/);
+    assert.match(gnttab(['dump', join(dir, 'missing.ts')]).err, /cannot load the scenario/);
+  });
+});
+
+describe('gnttab --help', () => {
+  it('every command has help with an example', () => {
+    for (const cmd of ['demo', 'dump', 'decode']) {
+      const r = gnttab([cmd, '--help']);
+      assert.equal(r.code, 0);
+      assert.match(r.out, /Example/);
+    }
+  });
+});
