@@ -18,6 +18,8 @@ export const testFiles = [
   'test/guest/events.test.ts',
   'test/io/ring.test.ts',
   'test/io/flex-ring.test.ts',
+  'test/io/xenstore.test.ts',
+  'test/io/xenstore-workers.test.ts',
   'test/host/workers.test.ts',
   'test/host/single-thread.test.ts',
   'test/host/revoke-race.test.ts',

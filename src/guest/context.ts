@@ -28,6 +28,14 @@ export interface StartInfo {
    * (XENMAPSPACE_shared_info). -1 when the host gives none.
    */
   sharedInfoFrame: number;
+  /**
+   * The xenstore ring page (xs_wire.h struct xenstore_domain_interface). PV:
+   * its MFN (start_info.store_mfn), to map with update_va_mapping. HVM: its GFN
+   * (HVM_PARAM_STORE_PFN), already in the P2M. -1 when the host runs no xenstore.
+   */
+  storeFrame: number;
+  /** The event channel to xenstore (start_info.store_evtchn, HVM_PARAM_STORE_EVTCHN); 0 when none. */
+  storePort: number;
 }
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';

@@ -15,6 +15,13 @@ export function hypercallArgArea(ramBytes: number): number {
 
 /** The shared-info page (event channel pending and mask bits). */
 export const SHARED_INFO_VA = 0xb000_0000;
+/**
+ * The xenstore ring page (struct xenstore_domain_interface), the page after
+ * shared info: an HVM domain finds it here, placed by the host (its GFN is
+ * StartInfo.storeFrame, as HVM_PARAM_STORE_PFN); a PV domain maps the MFN in
+ * StartInfo.storeFrame here.
+ */
+export const XENSTORE_RING_VA = 0xb000_1000;
 /** Grant-table shared frames, one after another (up to 64 frames: 256 KiB). */
 export const GNTTAB_SHARED_VA = 0xc000_0000;
 /** Grant-table status frames (v2). */

@@ -2,6 +2,7 @@
 // hypervisor through Xen's raw hypercall interface.
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { GuestContext } from '../guest/context.ts';
+import type { XsClient } from '../io/xenstore/api.ts';
 import { GuestFault, GuestMemory } from '../machine/guest-memory.ts';
 import type { Domain, DomainKind } from '../xen/domain.ts';
 import { type CreateDomainOptions, type GnttabOptions, Hypervisor } from '../xen/hypervisor.ts';
@@ -9,6 +10,7 @@ import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { P2M_RAM_PAGED, P2M_RAM_RW } from '../xen/paging.ts';
 import { VirtualClock } from './virtual-clock.ts';
 import { WaitRegistry } from './wait-registry.ts';
+import { XenstoreService } from './xenstore-service.ts';
 
 export interface HostOptions {
   /** Machine memory in MiB (default 64). */
@@ -16,6 +18,12 @@ export interface HostOptions {
   gnttab?: GnttabOptions;
   /** Seed for the hypervisor's random choices; the same seed gives the same run. */
   seed?: number;
+  /**
+   * Run the xenstore service: every domain created gets a xenstore ring page,
+   * an event channel to the service (StartInfo.storeFrame / storePort) and
+   * its home /local/domain/<domid>. Default off.
+   */
+  xenstore?: boolean;
 }
 
 export type DomainOptions = Omit<CreateDomainOptions, 'kind'> & { kind: DomainKind };
@@ -115,6 +123,10 @@ export class Host {
   readonly hypervisor: Hypervisor;
   /** Virtual time of single-thread mode: it moves only when the host advances it. */
   readonly clock = new VirtualClock();
+  /** The xenstore service (with `xenstore: true`): its store, rings and invariants. */
+  readonly xenstored: XenstoreService | null;
+  /** The toolstack's xenstore client (privileged), with `xenstore: true`. */
+  readonly xenstore: XsClient | null;
   private readonly waits: WaitRegistry;
   private readonly handles = new Map<number, DomainHandle>();
   private readonly consoles = new Map<number, string[]>();
@@ -122,6 +134,8 @@ export class Host {
   constructor(options: HostOptions = {}) {
     this.hypervisor = new Hypervisor(options);
     this.waits = new WaitRegistry(this.hypervisor.machine, this.clock);
+    this.xenstored = options.xenstore === true ? new XenstoreService(this.hypervisor) : null;
+    this.xenstore = this.xenstored?.toolClient() ?? null;
   }
 
   /**
@@ -135,6 +149,7 @@ export class Host {
     const d = h.xen;
     const lines = this.consoles.get(domid) ?? [];
     this.consoles.set(domid, lines);
+    const store = this.xenstored?.endpoint(domid);
     return {
       // PV: the MFN of the shared-info page, to map with update_va_mapping. HVM: 0,
       // the idx of XENMAPSPACE_shared_info (a translated guest never sees MFNs).
@@ -143,6 +158,8 @@ export class Host {
         kind: d.kind,
         ramBytes: h.ramBytes,
         sharedInfoFrame: d.translated ? 0 : d.sharedInfoMfn,
+        storeFrame: store?.storeFrame ?? -1,
+        storePort: store?.storePort ?? 0,
       },
       mem: h.memory,
       hypercall: (nr, ...args) => h.hypercall(nr, ...args),
@@ -216,7 +233,16 @@ export class Host {
   }
 
   createDomain(options: DomainOptions): DomainHandle {
-    const d = this.hypervisor.createDomain(options);
+    const xs = this.xenstored;
+    const d = this.hypervisor.createDomain(xs === null ? options : XenstoreService.domainOptions(options));
+    if (xs !== null) {
+      try {
+        xs.attach(d);
+      } catch (e) {
+        this.hypervisor.destroyDomain(d);
+        throw e;
+      }
+    }
     const h = new DomainHandle(this.hypervisor, d);
     this.handles.set(d.domid, h);
     return h;
@@ -239,8 +265,10 @@ export class Host {
     this.hypervisor.destroyDomain(h.xen);
   }
 
-  /** The cross-cutting invariants; an empty list means they all hold. */
+  /** The cross-cutting invariants (and the xenstore service's); an empty list means they all hold. */
   checkInvariants(options?: InvariantOptions): string[] {
-    return checkInvariants(this.hypervisor, options);
+    const out = checkInvariants(this.hypervisor, options);
+    if (this.xenstored !== null) out.push(...this.xenstored.checkInvariants());
+    return out;
   }
 }

@@ -9,11 +9,18 @@ import { type CreateDomainOptions, Hypervisor, type HypervisorOptions } from '..
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { HypercallChannel, MAX_SLOTS, SPIN } from './hypercall-channel.ts';
 import { snapshotTables } from './snapshot.ts';
+import { NO_STORE, XenstoreService } from './xenstore-service.ts';
+
+/** The hypervisor's options and, with `xenstore`, the xenstore service beside it. */
+export type WorkerHostOptions = HypervisorOptions & {
+  /** Run the xenstore service in the hypervisor thread (see HostOptions.xenstore). */
+  xenstore?: boolean;
+};
 
 export interface HypervisorThreadData {
   machineSab: SharedArrayBuffer;
   channelSab: SharedArrayBuffer;
-  options: HypervisorOptions;
+  options: WorkerHostOptions;
   port: MessagePort;
 }
 
@@ -24,12 +31,17 @@ export type ControlRequest =
   | { id: number; op: 'snapshot' }
   | { id: number; op: 'stats' }
   | { id: number; op: 'pingpong'; sab: SharedArrayBuffer; rounds: number }
+  | { id: number; op: 'xs'; bytes: Uint8Array }
+  | { id: number; op: 'xs-stats' }
   | { id: number; op: 'stop' };
 
 const data = workerData as HypervisorThreadData;
 const hv = new Hypervisor({ ...data.options, machineSab: data.machineSab });
 const channel = new HypercallChannel(data.channelSab);
 const port = data.port;
+const xenstored = data.options.xenstore === true ? new XenstoreService(hv) : null;
+/** The host's tool connection to xenstore: its replies and watch events go back as 'xs' messages. */
+let toolConn: { send(bytes: Uint8Array): void; close(): void } | null = null;
 const bySlot = new Map<number, Domain>();
 const slotOf = new Map<number, number>();
 let hypercalls = 0;
@@ -51,7 +63,18 @@ function control(req: ControlRequest): unknown {
       let slot = 0;
       while (bySlot.has(slot) && slot < MAX_SLOTS) slot++;
       if (slot >= MAX_SLOTS) throw new RangeError(`at most ${MAX_SLOTS} domains run in threads at once`);
-      const d = hv.createDomain(req.options);
+      const d = hv.createDomain(
+        xenstored === null ? req.options : XenstoreService.domainOptions(req.options),
+      );
+      let store = NO_STORE;
+      if (xenstored !== null) {
+        try {
+          store = xenstored.attach(d);
+        } catch (e) {
+          hv.destroyDomain(d);
+          throw e;
+        }
+      }
       bySlot.set(slot, d);
       slotOf.set(d.domid, slot);
       return {
@@ -61,6 +84,8 @@ function control(req: ControlRequest): unknown {
         root: d.mmuRoot,
         slot,
         sharedInfoFrame: sharedInfoFrameOf(d),
+        storeFrame: store.storeFrame,
+        storePort: store.storePort,
       };
     }
     case 'destroy': {
@@ -70,7 +95,16 @@ function control(req: ControlRequest): unknown {
       return null;
     }
     case 'invariants':
-      return checkInvariants(hv, req.options);
+      return [...checkInvariants(hv, req.options), ...(xenstored?.checkInvariants() ?? [])];
+    case 'xs': {
+      if (xenstored === null) throw new Error('this host runs no xenstore (start it with xenstore: true)');
+      toolConn ??= xenstored.openToolConnection((bytes) => port.postMessage({ type: 'xs', bytes }));
+      toolConn.send(req.bytes);
+      return null;
+    }
+    case 'xs-stats':
+      if (xenstored === null) throw new Error('this host runs no xenstore (start it with xenstore: true)');
+      return xenstored.stats();
     case 'snapshot':
       return snapshotTables(hv);
     case 'stats':

@@ -6,13 +6,19 @@
 // mappings, reference §12) and the other domains go on.
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { StartInfo } from '../guest/context.ts';
-import type { CreateDomainOptions, HypervisorOptions } from '../xen/hypervisor.ts';
+import type { XsClient } from '../io/xenstore/api.ts';
+import { XsClientCore } from '../io/xenstore/client.ts';
+import { decodeMessage } from '../io/xenstore/wire.ts';
+import type { CreateDomainOptions } from '../xen/hypervisor.ts';
 import type { InvariantOptions } from '../xen/invariants.ts';
 import type { DomainThreadData } from './domain-thread.ts';
 import { HypercallChannel } from './hypercall-channel.ts';
-import type { ControlRequest, HypervisorThreadData } from './hypervisor-thread.ts';
+import type { ControlRequest, HypervisorThreadData, WorkerHostOptions } from './hypervisor-thread.ts';
 import type { TableSnapshot } from './snapshot.ts';
 import { resolveWorkerEntry } from './worker-entry.ts';
+import type { XsServiceStats } from './xenstore-service.ts';
+
+export type { WorkerHostOptions } from './hypervisor-thread.ts';
 
 export interface ThreadDomain {
   readonly domid: number;
@@ -40,6 +46,28 @@ export class GuestCrash extends Error {
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
+/** The host's xenstore client in worker mode: a tool connection in the hypervisor thread. */
+class PortXsClient extends XsClientCore {
+  private readonly post: (bytes: Uint8Array) => Promise<unknown>;
+
+  constructor(post: (bytes: Uint8Array) => Promise<unknown>) {
+    super(0);
+    this.post = post;
+  }
+
+  /** A reply or watch event from the hypervisor thread. */
+  deliver(bytes: Uint8Array): void {
+    const m = decodeMessage(bytes);
+    if (m !== null) this.receive(m);
+  }
+
+  protected override async sendMessage(bytes: Uint8Array): Promise<void> {
+    await this.post(bytes);
+  }
+
+  protected override shutdown(): void {}
+}
+
 export class WorkerHost {
   readonly machineSab: SharedArrayBuffer;
   private readonly channel: HypercallChannel;
@@ -52,8 +80,11 @@ export class WorkerHost {
   private stopped = false;
   /** Called with every console line of every domain (default: kept, see consoleOf). */
   onLog: ((domid: number, line: string) => void) | null = null;
+  /** The toolstack's xenstore client (privileged), when started with `xenstore: true`. */
+  readonly xenstore: XsClient | null;
+  private readonly xsClient: PortXsClient | null;
 
-  private constructor(options: HypervisorOptions) {
+  private constructor(options: WorkerHostOptions) {
     const mib = options.memoryMiB ?? 64;
     this.machineSab = new SharedArrayBuffer(mib * 1024 * 1024);
     this.channel = new HypercallChannel();
@@ -67,6 +98,11 @@ export class WorkerHost {
       port: port2,
       ...entry.data,
     };
+    this.xsClient =
+      options.xenstore === true
+        ? new PortXsClient((bytes) => this.request({ op: 'xs', bytes } as ControlRequest))
+        : null;
+    this.xenstore = this.xsClient;
     this.hvWorker = new Worker(entry.file, { workerData: data, transferList: [port2] });
     this.hvWorker.on('error', (err) => this.failAll(err));
     this.hvWorker.on('exit', (code) => {
@@ -81,8 +117,11 @@ export class WorkerHost {
         error?: string;
         domid?: number;
         reason?: string;
+        bytes?: Uint8Array;
       }) => {
-        if (m.type === 'reply' && m.id !== undefined) {
+        if (m.type === 'xs' && m.bytes !== undefined) {
+          this.xsClient?.deliver(m.bytes);
+        } else if (m.type === 'reply' && m.id !== undefined) {
           const p = this.pending.get(m.id);
           this.pending.delete(m.id);
           if (m.error !== undefined) p?.reject(new Error(m.error));
@@ -94,8 +133,8 @@ export class WorkerHost {
     );
   }
 
-  /** Starts the hypervisor thread. */
-  static async start(options: HypervisorOptions = {}): Promise<WorkerHost> {
+  /** Starts the hypervisor thread (and, with `xenstore: true`, the xenstore service in it). */
+  static async start(options: WorkerHostOptions = {}): Promise<WorkerHost> {
     const host = new WorkerHost(options);
     await host.request({ op: 'stats' });
     return host;
@@ -124,12 +163,16 @@ export class WorkerHost {
       root: number;
       slot: number;
       sharedInfoFrame: number;
+      storeFrame: number;
+      storePort: number;
     };
     const start: StartInfo = {
       domid: r.domid,
       kind: r.kind,
       ramBytes: r.ramBytes,
       sharedInfoFrame: r.sharedInfoFrame,
+      storeFrame: r.storeFrame,
+      storePort: r.storePort,
     };
     const rec: DomainRecord = {
       domid: r.domid,
@@ -238,6 +281,11 @@ export class WorkerHost {
 
   checkInvariants(options?: InvariantOptions): Promise<string[]> {
     return this.request({ op: 'invariants', options } as ControlRequest) as Promise<string[]>;
+  }
+
+  /** The xenstore service's state: nodes, connections with their watches and transactions, rings. */
+  xenstoreStats(): Promise<XsServiceStats> {
+    return this.request({ op: 'xs-stats' } as ControlRequest) as Promise<XsServiceStats>;
   }
 
   snapshot(): Promise<TableSnapshot[]> {

@@ -8,10 +8,17 @@
 // the Int32 word holding evtchn_upcall_pending. Every shared-info access is an
 // atomic through SharedWords, in Xen's order.
 //
+// Xen-attached ports (xen_consumer): a port Xen itself consumes. When its
+// interdomain peer sends, Xen calls the consumer's notification function
+// instead of marking the port pending; the guest may not send on it, close it,
+// or re-bind its vCPU (-EINVAL); Xen signals the peer with
+// notify_via_xen_event_channel. The one consumer here is the host's xenstore
+// service (src/host/xenstore-service.ts), which runs where the hypervisor runs.
+//
 // Not modelled: physical IRQs (bind_pirq answers -ENOSYS), the FIFO ABI
 // (init_control answers -ENOSYS so guests stay on 2-level, as Linux does when
-// it fails), Xen-internal consumers, SCHEDOP_poll, controller pausing (so a
-// reset of another domain answers -EINVAL, as for an unpaused domain).
+// it fails), SCHEDOP_poll, controller pausing (so a reset of another domain
+// answers -EINVAL, as for an unpaused domain).
 import { DOMID_SELF } from '../abi/domid.ts';
 import {
   BITS_PER_EVTCHN_WORD,
@@ -100,6 +107,12 @@ export const EVTCHNS_PER_BUCKET = 64;
 /** libxl's default max_event_channels: a domU's max_evtchn_port. */
 export const DEFAULT_MAX_EVTCHN_PORT = 1023;
 
+/**
+ * A Xen-internal consumer of a port (Xen's xen_event_channel_notification_t):
+ * called with the port's domain and number when the interdomain peer sends.
+ */
+export type XenConsumer = (d: Domain, port: number) => void;
+
 /** struct evtchn, the fields the 2-level ABI needs. */
 export class EvtchnPort {
   readonly port: number;
@@ -113,6 +126,8 @@ export class EvtchnPort {
   remotePort = 0;
   /** VIRQ: the virtual IRQ. */
   virq = 0;
+  /** Xen-attached (consumer_is_xen): Xen's notification function, else null. */
+  xenConsumer: XenConsumer | null = null;
 
   constructor(port: number) {
     this.port = port;
@@ -288,6 +303,7 @@ function freeChannel(hv: Hypervisor, d: Domain, chn: EvtchnPort): void {
   chn.remotePort = 0;
   chn.unboundRemote = 0;
   chn.virq = 0;
+  chn.xenConsumer = null;
 }
 
 // ---- the operations (event_channel.c), each returning 0 / a port, or -errno --------------------
@@ -357,11 +373,12 @@ export function bindIpi(_hv: Hypervisor, d: Domain, vcpu: number): number {
 
 /**
  * evtchn_close: frees `port`; an interdomain peer goes back to unbound, offered
- * to this domain again.
+ * to this domain again. A guest (`guest`) cannot close a Xen-attached port.
  */
-export function closePort(hv: Hypervisor, d1: Domain, port: number): number {
+export function closePort(hv: Hypervisor, d1: Domain, port: number, guest = true): number {
   const chn1 = d1.evtchn.get(port);
   if (chn1 === undefined) return -XEN_EINVAL;
+  if (chn1.xenConsumer !== null && guest) return -XEN_EINVAL;
   switch (chn1.state) {
     case ECS_FREE:
     case ECS_RESERVED:
@@ -396,14 +413,24 @@ export function closePort(hv: Hypervisor, d1: Domain, port: number): number {
   return 0;
 }
 
-/** evtchn_send: interdomain -> the peer's port; IPI -> our own; unbound -> dropped silently. */
+/**
+ * evtchn_send: interdomain -> the peer's port (or, Xen-attached, its consumer);
+ * IPI -> our own; unbound -> dropped silently. A guest cannot send via a
+ * Xen-attached port.
+ */
 export function send(hv: Hypervisor, ld: Domain, lport: number): number {
   const lchn = ld.evtchn.get(lport);
   if (lchn === undefined) return -XEN_EINVAL;
+  if (lchn.xenConsumer !== null) return -XEN_EINVAL;
   switch (lchn.state) {
     case ECS_INTERDOMAIN: {
       const rd = lchn.remote!;
-      setPending(hv, rd, rd.evtchn.ports[lchn.remotePort]!);
+      const rchn = rd.evtchn.ports[lchn.remotePort]!;
+      if (rchn.xenConsumer !== null) {
+        rchn.xenConsumer(rd, rchn.port);
+        return 0;
+      }
+      setPending(hv, rd, rchn);
       return 0;
     }
     case ECS_IPI:
@@ -459,6 +486,8 @@ export function bindVcpu(_hv: Hypervisor, d: Domain, port: number, vcpu: number)
   if (!(vcpu < d.vcpus)) return -XEN_ENOENT;
   const chn = d.evtchn.get(port);
   if (chn === undefined) return -XEN_EINVAL;
+  // A guest cannot re-bind a Xen-attached port.
+  if (chn.xenConsumer !== null) return -XEN_EINVAL;
   switch (chn.state) {
     case ECS_VIRQ:
       if (!virqIsGlobal(chn.virq)) return -XEN_EINVAL;
@@ -482,7 +511,7 @@ export function unmaskPort(hv: Hypervisor, d: Domain, port: number): number {
   return 0;
 }
 
-/** EVTCHNOP_reset / reset_cont: closes every port of `dom`. */
+/** EVTCHNOP_reset / reset_cont: closes every port of `dom` (Xen-attached ports stay, as guest closes). */
 export function resetDomain(hv: Hypervisor, caller: Domain, dom: number, resuming: boolean): number {
   const d = hv.domainByAnyId(dom, caller);
   if (d === undefined) return -XEN_ESRCH;
@@ -498,7 +527,44 @@ export function resetDomain(hv: Hypervisor, caller: Domain, dom: number, resumin
 
 /** evtchn_destroy: a dying domain's ports all close, highest first; peers go back to unbound. */
 export function destroyEventChannels(hv: Hypervisor, d: Domain): void {
-  for (let i = d.evtchn.validPorts - 1; i > 0; i--) closePort(hv, d, i);
+  for (let i = d.evtchn.validPorts - 1; i > 0; i--) closePort(hv, d, i, false);
+}
+
+/**
+ * Xen's end of a guest's channel (alloc_unbound_xen_event_channel, bound at
+ * once, as the remote end's bind_interdomain would): a fresh port of `ld`,
+ * consumed by Xen through `consumer`, connected to `rd`'s unbound port `rport`,
+ * which must be offered to `ld`. Nothing is marked pending. Returns the new
+ * port or -errno. The host's xenstore service is the caller.
+ */
+export function bindXenConsumer(
+  _hv: Hypervisor,
+  ld: Domain,
+  rd: Domain,
+  rport: number,
+  consumer: XenConsumer,
+): number {
+  const rchn = rd.evtchn.get(rport);
+  if (rchn === undefined || rchn.state !== ECS_UNBOUND || rchn.unboundRemote !== ld.domid) return -XEN_EINVAL;
+  const lport = getFreePort(ld);
+  if (lport < 0) return lport;
+  const lchn = ld.evtchn.ports[lport]!;
+  lchn.state = ECS_INTERDOMAIN;
+  lchn.remote = rd;
+  lchn.remotePort = rport;
+  lchn.xenConsumer = consumer;
+  rchn.state = ECS_INTERDOMAIN;
+  rchn.remote = ld;
+  rchn.remotePort = lport;
+  return lport;
+}
+
+/** notify_via_xen_event_channel: Xen signals the guest end of its Xen-attached port `lport` of `ld`. */
+export function notifyViaXenEventChannel(hv: Hypervisor, ld: Domain, lport: number): void {
+  const lchn = ld.evtchn.get(lport);
+  if (lchn === undefined || lchn.xenConsumer === null || lchn.state !== ECS_INTERDOMAIN) return;
+  const rd = lchn.remote!;
+  setPending(hv, rd, rd.evtchn.ports[lchn.remotePort]!);
 }
 
 // ---- the hypercall (do_event_channel_op) ------------------------------------------------------

@@ -25,7 +25,7 @@ import { Domain, type DomainKind } from './domain.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from './event-channel.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
-import { makePte, P2M_RAM_RW, pteFlags, pteFrame } from './paging.ts';
+import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, pteFlags, pteFrame } from './paging.ts';
 
 export interface GnttabOptions {
   /** Highest grant-table version guests may select (Xen's gnttab=max-ver:N). Default 2 (x86). */
@@ -78,6 +78,13 @@ export class Hypervisor {
   readonly opts: { maxVersion: 1 | 2; transitive: boolean; transfer: boolean };
   /** Exceptions raised inside the hypervisor (bugs): never thrown at guests, reported by checkInvariants. */
   readonly internalErrors: unknown[] = [];
+  /**
+   * Called at the end of destroyDomain, once the domain's ports are closed and
+   * its pages released: what VIRQ_DOM_EXC tells xenstored (the host's xenstore
+   * service drops the domain's connection, watches and home tree). A hook that
+   * throws is recorded in internalErrors.
+   */
+  readonly domainDestroyed: ((d: Domain) => void)[] = [];
   private nextDomid = 0;
   /** Domains crashed during the current hypercall, destroyed once it returns. */
   private readonly pendingCrashes: Domain[] = [];
@@ -263,6 +270,37 @@ export class Hypervisor {
     }
     for (const mfn of [...d.owned]) this.dropAllocation(mfn);
     this.maybeFinalise(d);
+    for (const hook of this.domainDestroyed) {
+      try {
+        hook(d);
+      } catch (err) {
+        this.internalErrors.push(err);
+      }
+    }
+  }
+
+  /**
+   * The domain builder's special page (libxl / xc_dom populate one for the
+   * xenstore ring): one more zeroed frame owned by `d` and counted in its pages
+   * (tot_pages stays within max_pages), placed at `gfn` in an HVM domain's P2M
+   * (HVM_PARAM_STORE_PFN); a PV domain maps it by MFN (start_info.store_mfn).
+   * Returns the MFN, or -1 (no room, gfn taken, out of memory).
+   */
+  populateSpecialPage(d: Domain, gfn: number): number {
+    if (d.isDying || d.totPages >= d.maxPages) return -1;
+    if (
+      d.p2m !== null &&
+      (!(Number.isInteger(gfn) && gfn >= 0 && gfn < ADDRESS_SPACE_PAGES) ||
+        d.p2m.get(gfn) !== undefined ||
+        !d.p2m.ensure(gfn))
+    )
+      return -1;
+    const mfn = this.frames.alloc(d.domid, PGC_allocated);
+    if (mfn < 0) return -1;
+    this.machine.zeroFrame(mfn);
+    d.owned.add(mfn);
+    if (d.p2m !== null) d.p2m.set(gfn, mfn, P2M_RAM_RW);
+    return mfn;
   }
 
   /** Final destruction once no page of the domain is referenced any more. */
