@@ -20,6 +20,8 @@ export const testFiles = [
   'test/io/flex-ring.test.ts',
   'test/io/xenstore.test.ts',
   'test/io/xenstore-workers.test.ts',
+  'test/io/vchan.test.ts',
+  'test/io/vchan-workers.test.ts',
   'test/host/workers.test.ts',
   'test/host/single-thread.test.ts',
   'test/host/revoke-race.test.ts',

@@ -7,8 +7,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DecodeError, decodeGrantFrames } from '../host/decode.ts';
 import { Host } from '../host/host.ts';
 import { snapshotTables } from '../host/snapshot.ts';
-import { type DemoOptions, runDemo } from './demo.ts';
+import { type DemoProgress, runDemo, validRingSize } from './demo.ts';
 import { formatDecoded, formatTable, formatXenDebugKey } from './format.ts';
+import { runTour, type TourOptions } from './tour.ts';
 
 function layoutArg(v: string): 1 | 2 {
   if (v === '1' || v === '2') return Number(v) as 1 | 2;
@@ -25,7 +26,100 @@ export function buildProgram(): Command {
   program
     .command('demo')
     .description(
-      'two domains grant, map and copy pages through the raw hypercall ABI; shows both grant tables',
+      'a frontend and a backend domain, each in its own thread, stream data over vchan through grants, event channels and xenstore; the backend checks every byte',
+    )
+    .addOption(
+      new Option('--size <bytes>', 'how much to stream (suffixes k, M, G)')
+        .default(64 * 1024 * 1024, '64M')
+        .argParser(sizeArg),
+    )
+    .addOption(
+      new Option('--layout <n>', "grant-table layout of the frontend's table (1 or 2)")
+        .default(1)
+        .argParser(layoutArg),
+    )
+    .addOption(
+      new Option('--ring-size <bytes>', 'the vchan ring the frontend writes into (1k to 1M, a power of two)')
+        .default(65536, '64k')
+        .argParser(ringArg),
+    )
+    .addOption(
+      new Option('--frontend <kind>', 'kind of the frontend domain').choices(['pv', 'hvm']).default('hvm'),
+    )
+    .addOption(
+      new Option('--backend <kind>', 'kind of the backend domain').choices(['pv', 'hvm']).default('pv'),
+    )
+    .option('--json', 'print one JSON object instead of text (no progress)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  gnttab demo\n  gnttab demo --size 8M --layout 2 --ring-size 1M\n  gnttab demo --size 1M --json',
+    )
+    .action(
+      async (opts: {
+        size: number;
+        layout: 1 | 2;
+        ringSize: number;
+        frontend: 'pv' | 'hvm';
+        backend: 'pv' | 'hvm';
+        json?: boolean;
+      }) => {
+        const o = {
+          size: opts.size,
+          layout: opts.layout,
+          ringSize: opts.ringSize,
+          frontend: opts.frontend,
+          backend: opts.backend,
+        };
+        const tty = process.stdout.isTTY === true && opts.json !== true;
+        let nextMark = 0.25;
+        const show = (p: DemoProgress) => {
+          const frac = p.size > 0 ? p.received / p.size : 1;
+          const rate = p.elapsedMs > 0 ? p.received / 1e6 / (p.elapsedMs / 1000) : 0;
+          if (tty) {
+            const w = 30;
+            const full = Math.round(frac * w);
+            process.stdout.write(
+              `\r  [${'#'.repeat(full)}${' '.repeat(w - full)}] ${mib(p.received)} / ${mib(p.size)}  ${rate.toFixed(0)} MB/s `,
+            );
+          } else if (opts.json !== true && frac >= nextMark) {
+            process.stdout.write(
+              `  ${Math.round(frac * 100)}%: ${mib(p.received)} of ${mib(p.size)} checked, ${rate.toFixed(0)} MB/s\n`,
+            );
+            while (frac >= nextMark) nextMark += 0.25;
+          }
+        };
+        if (opts.json !== true) {
+          process.stdout.write(
+            `gnttab demo: ${mib(o.size)} from a ${o.frontend} frontend (grant table v${o.layout}) to a ${o.backend} backend over vchan, ${o.ringSize / 1024} KiB ring\n\n`,
+          );
+        }
+        const r = await runDemo(o, show);
+        if (tty) process.stdout.write('\n');
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        } else {
+          process.stdout.write(
+            `\nd${r.backendDomid} (backend) checked ${r.bytesReceived} bytes: ${r.mismatches === 0 ? 'every byte as sent' : `${r.mismatches} wrong, the first at offset ${r.firstMismatch}`}\n`,
+          );
+          process.stdout.write(
+            `throughput: ${r.throughputMBps.toFixed(1)} MB/s (${(r.elapsedMs / 1000).toFixed(2)} s)\n\n`,
+          );
+          process.stdout.write('Grant tables while the channel was up:\n\n');
+          for (const t of r.tables) process.stdout.write(`${formatTable(t)}\n\n`);
+          process.stdout.write(
+            r.leftovers.length === 0 && r.invariants.length === 0
+              ? 'after close: every grant ended, every mapping and port gone, xenstore clean; all invariants hold\n'
+              : `after close:\n  ${[...r.leftovers, ...r.invariants].join('\n  ')}\n`,
+          );
+        }
+        if (!r.ok) process.exitCode = 1;
+      },
+    );
+
+  program
+    .command('tour')
+    .description(
+      'the raw ABI step by step: two domains grant, map and copy pages with hypercalls; shows both grant tables',
     )
     .addOption(
       new Option('--layout <n>', 'grant-table layout of the frontend (1 or 2)')
@@ -39,15 +133,15 @@ export function buildProgram(): Command {
       new Option('--backend <kind>', 'kind of the mapping domain').choices(['pv', 'hvm']).default('pv'),
     )
     .option('--json', 'print one JSON object instead of text')
-    .addHelpText('after', '\nExample:\n  gnttab demo --layout 2 --frontend hvm')
+    .addHelpText('after', '\nExample:\n  gnttab tour --layout 2 --frontend hvm')
     .action((opts: { layout: 1 | 2; frontend: 'pv' | 'hvm'; backend: 'pv' | 'hvm'; json?: boolean }) => {
-      const o: DemoOptions = { layout: opts.layout, frontend: opts.frontend, backend: opts.backend };
-      const report = runDemo(o);
+      const o: TourOptions = { layout: opts.layout, frontend: opts.frontend, backend: opts.backend };
+      const report = runTour(o);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       } else {
         process.stdout.write(
-          `gnttab demo: layout v${o.layout}, frontend ${o.frontend}, backend ${o.backend}\n\n`,
+          `gnttab tour: layout v${o.layout}, frontend ${o.frontend}, backend ${o.backend}\n\n`,
         );
         report.steps.forEach((s, i) => {
           process.stdout.write(
@@ -133,6 +227,32 @@ export function buildProgram(): Command {
       else process.stdout.write(`${formatDecoded(entries, opts.layout)}\n`);
     });
   return program;
+}
+
+function mib(n: number): string {
+  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+/** "64M", "1g", "4096", "10k" -> bytes. */
+export function parseSize(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?$/.exec(v.trim());
+  if (m === null) return Number.NaN;
+  const mult = { '': 1, k: 1024, m: 1024 * 1024, g: 1024 * 1024 * 1024 }[m[2]!.toLowerCase()] ?? 1;
+  return Math.round(Number(m[1]) * mult);
+}
+
+function sizeArg(v: string): number {
+  const n = parseSize(v);
+  if (!(Number.isSafeInteger(n) && n > 0))
+    throw new InvalidArgumentError('a size in bytes, like 65536, 64k, 64M or 1G');
+  return n;
+}
+
+function ringArg(v: string): number {
+  const n = parseSize(v);
+  if (!validRingSize(n))
+    throw new InvalidArgumentError('a power of two from 1k to 1M (1024 to 1048576 bytes)');
+  return n;
 }
 
 function positiveInt(v: string): number {

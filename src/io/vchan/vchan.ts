@@ -1,0 +1,753 @@
+// libxenvchan (Xen tools/libs/vchan/init.c and io.c): a bidirectional byte
+// channel between two domains over one shared control page, two
+// single-producer/single-consumer byte rings, one event channel and two
+// xenstore keys. Reference: guest-side.md §6 (all of it), §5.5 (the unmap
+// notification that tells a side its peer died), §8 item 9.
+//
+// Memory discipline. Every field of the control page that both sides touch is
+// a shared word and goes through GuestMemory's atomics:
+// - the four ring indices: load32 / store32, with fence() where io.c has
+//   xen_mb / xen_rmb / xen_wmb (JavaScript atomics are sequentially
+//   consistent, so a fence is at least as strong as each of them);
+// - the u8 fields. There are no 8-bit atomics in the shared-words module, so a
+//   u8 is reached through the aligned little-endian u16 that contains it, and
+//   only its own 8 bits are ever changed: cli_live/srv_live are the low/high
+//   byte of the u16 at 20, cli_notify/srv_notify the low/high byte of the u16
+//   at 22. __sync_or_and_fetch(byte, bit) becomes or16(word, bit << shift);
+//   __sync_fetch_and_and(byte, ~bit) becomes and16(word, ~(bit << shift)) (the
+//   other byte is ANDed with 0xff: unchanged), returning the old word, from
+//   which the old byte is shifted out. A plain byte store (cli_live = 1) is a
+//   compare-exchange loop on the u16 that replaces only that byte, so a
+//   concurrent change of the neighbouring byte by the peer (its live byte, its
+//   notify bits) is never lost;
+// - the orders (u16) and grants[] (u32): store16/store32 by the server before
+//   the page is published, load16/load32 once by the client at setup. Each
+//   side then keeps its own copy and never trusts the page's orders again.
+// Ring data are plain bytes, written before the producer index that publishes
+// them and read after the index that covers them was loaded.
+//
+// Indices are free-running u32 values (`>>> 0` after every addition or
+// subtraction); positions are index & (size − 1), so no index a peer writes
+// can make a copy leave the ring. A peer whose indices claim more data (or
+// space) than the ring holds is clamped to 0: the ring locks up instead of
+// being trusted (raw_get_data_ready / raw_get_buffer_space).
+//
+// Waiting. `wait()` is libxenvchan_wait: it sleeps on the domain's event
+// channels (EventWaiter, no spinning) until this vchan's port fires. Blocking
+// calls wait between attempts as io.c does; non-blocking calls never wait.
+//
+// Deviations, all in corners the C leaves undefined: `blocking` starts false
+// (libxenvchan leaves it uninitialised; the caller must set it); a failed
+// notification inside a blocking write returns −1 (the C adds −1 to its
+// position and goes on); a closed vchan answers −1 / 0 instead of being freed
+// memory; the server falls back to the connection's own domid when the
+// relative key `domid` is missing.
+import { Gntshr, type GntshrShare } from '../../guest/gnttab/gntalloc.ts';
+import { Xengnttab } from '../../guest/gnttab/gntdev.ts';
+import { PAGE_SIZE } from '../../guest/layout.ts';
+import type { GuestMemory } from '../../machine/guest-memory.ts';
+import { XsError, type XsPerm } from '../xenstore/api.ts';
+import {
+  inPageOffset,
+  PAGE_SHIFT,
+  ringPages,
+  serverOrders,
+  VCHAN_CLI_LIVE,
+  VCHAN_CLIENT_CONNECTED,
+  VCHAN_CLIENT_NOT_CONNECTED,
+  VCHAN_GRANTS,
+  VCHAN_LEFT_CONS,
+  VCHAN_LEFT_ORDER,
+  VCHAN_LEFT_PROD,
+  VCHAN_LIVE_WORD,
+  VCHAN_NOTIFY_READ,
+  VCHAN_NOTIFY_WORD,
+  VCHAN_NOTIFY_WRITE,
+  VCHAN_RIGHT_CONS,
+  VCHAN_RIGHT_ORDER,
+  VCHAN_RIGHT_PROD,
+  VCHAN_SRV_LIVE,
+  VCHAN_SRV_NOTIFY,
+  validateOrders,
+} from './layout.ts';
+import type { VchanServices } from './services.ts';
+
+/** One direction as this side sees it (`struct libxenvchan_ring`). */
+interface RingView {
+  /** log2 of the size; 0 before setup. */
+  order: number;
+  /** Offsets of this ring's cons and prod in the control page. */
+  consOff: number;
+  prodOff: number;
+  /** Base address of each 4 KiB piece of the buffer, or one base for an in-page ring. */
+  pages: number[];
+  /** Server: the shared pages of a multi-page ring. */
+  share: GntshrShare | null;
+  /** Client: where a multi-page ring is mapped (-1: not mapped). */
+  mapped: number;
+}
+
+function ringView(consOff: number, prodOff: number): RingView {
+  return { order: 0, consOff, prodOff, pages: [], share: null, mapped: -1 };
+}
+
+/** C's atoi: optional blanks and sign, then digits; 0 when there are none. */
+export function atoi(s: string): number {
+  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
+  if (m === null) return 0;
+  return Number.parseInt(m[1]!, 10) | 0;
+}
+
+export class Vchan {
+  readonly svc: VchanServices;
+  readonly isServer: boolean;
+  /** The peer domain. */
+  readonly peer: number;
+  /** Blocking mode for send/recv/read/write; caller-set (libxenvchan leaves it uninitialised). */
+  blocking = false;
+  /** Server only: report the channel open whatever cli_live says. */
+  serverPersist = false;
+  /** The vchan's own view of its read ring and write ring (orders copied at setup). */
+  private readonly rd: RingView;
+  private readonly wr: RingView;
+  /** The control page in this domain's address space, or -1. */
+  private ring = -1;
+  /** The grant ref of the control page (server: the one published; client: the one mapped). */
+  private ringRef = -1;
+  private ctrlShare: GntshrShare | null = null;
+  private port = -1;
+  private fired = false;
+  private gntshr: Gntshr | null = null;
+  private gnttab: Xengnttab | null = null;
+  private xsPath: string | null = null;
+  private closed = false;
+
+  private constructor(svc: VchanServices, isServer: boolean, peer: number) {
+    this.svc = svc;
+    this.isServer = isServer;
+    this.peer = peer;
+    // The server reads the left ring and writes the right one; the client the reverse.
+    const left = ringView(VCHAN_LEFT_CONS, VCHAN_LEFT_PROD);
+    const right = ringView(VCHAN_RIGHT_CONS, VCHAN_RIGHT_PROD);
+    this.rd = isServer ? left : right;
+    this.wr = isServer ? right : left;
+  }
+
+  private get mem(): GuestMemory {
+    return this.svc.ctx.mem;
+  }
+
+  // ---- setup (init.c) ---------------------------------------------------------------------------
+
+  /**
+   * libxenvchan_server_init: offers a channel to `domid` under `xsPath`, with a
+   * receive (left) ring of at least leftMin bytes and a send (right) ring of
+   * at least rightMin bytes (§6.2). Null on any failure, with everything
+   * undone.
+   */
+  static async serverInit(
+    svc: VchanServices,
+    domid: number,
+    xsPath: string,
+    leftMin: number,
+    rightMin: number,
+  ): Promise<Vchan | null> {
+    const orders = serverOrders(leftMin, rightMin);
+    if (orders === null) return null;
+    const v = new Vchan(svc, true, domid);
+    v.rd.order = orders.left;
+    v.wr.order = orders.right;
+    v.gntshr = new Gntshr(svc.gntalloc);
+    if (!v.initEvtSrv() || !v.initGntSrv() || !(await v.initXsSrv(xsPath))) {
+      await v.close();
+      return null;
+    }
+    return v;
+  }
+
+  /**
+   * libxenvchan_client_init: connects to the channel `domid` offers under
+   * `xsPath` (§6.3). Null on any failure, with everything undone.
+   */
+  static async clientInit(svc: VchanServices, domid: number, xsPath: string): Promise<Vchan | null> {
+    const v = new Vchan(svc, false, domid);
+    let ringRef: number;
+    let port: number;
+    try {
+      ringRef = atoi(await svc.xs.read(`${xsPath}/ring-ref`));
+      port = ringRef === 0 ? 0 : atoi(await svc.xs.read(`${xsPath}/event-channel`));
+    } catch (e) {
+      // A missing or unreadable key, or a broken connection: the client fails.
+      svc.ctx.log(`vchan: cannot read ${xsPath}: ${e instanceof Error ? e.message : String(e)}`);
+      ringRef = 0;
+      port = 0;
+    }
+    // ref 0 is reserved (never a vchan page), port 0 is never a channel.
+    if (ringRef === 0 || port === 0) {
+      await v.close();
+      return null;
+    }
+    v.gnttab = new Xengnttab(svc.gntdev);
+    if (!v.initEvtCli(port) || !(await v.initGntCli(ringRef))) {
+      await v.close();
+      return null;
+    }
+    v.storeByte(VCHAN_CLI_LIVE, VCHAN_CLIENT_CONNECTED);
+    v.storeByte(VCHAN_SRV_NOTIFY, VCHAN_NOTIFY_WRITE);
+    // Wake the server (§6.5 event 1).
+    svc.events.send(v.port);
+    return v;
+  }
+
+  private bindPort(port: number): boolean {
+    this.port = port;
+    // xenevtchn_unmask; the handler is what the evtchn device's read() would report.
+    return (
+      this.svc.events.bind(port, () => {
+        this.fired = true;
+      }) === 0
+    );
+  }
+
+  /** init_evt_srv: an unbound port for the peer, unmasked. */
+  private initEvtSrv(): boolean {
+    const port = this.svc.events.allocUnbound(this.peer);
+    if (port < 0) return false;
+    if (this.bindPort(port)) return true;
+    this.svc.events.close(port);
+    this.port = -1;
+    return false;
+  }
+
+  /** init_evt_cli: bound to the server's port, unmasked. */
+  private initEvtCli(remotePort: number): boolean {
+    const port = this.svc.events.bindInterdomain(this.peer, remotePort);
+    if (port < 0) return false;
+    if (this.bindPort(port)) return true;
+    this.svc.events.close(port);
+    this.port = -1;
+    return false;
+  }
+
+  /** init_gnt_srv: the control page (with the unmap notification on srv_live), then the rings. */
+  private initGntSrv(): boolean {
+    const shr = this.gntshr!;
+    const pagesLeft = ringPages(this.rd.order);
+    const pagesRight = ringPages(this.wr.order);
+    const ctrl = shr.sharePageNotify(this.peer, true, VCHAN_SRV_LIVE, this.port);
+    if (ctrl === null) return false;
+    const ring = ctrl.addrs[0]!;
+    const mem = this.mem;
+    mem.fill(ring, PAGE_SIZE, 0);
+    this.ring = ring;
+    this.ringRef = ctrl.refs[0]!;
+    this.ctrlShare = ctrl;
+    mem.store16(ring + VCHAN_LEFT_ORDER, this.rd.order);
+    mem.store16(ring + VCHAN_RIGHT_ORDER, this.wr.order);
+    // cli_live = 2 (not yet connected), srv_live = 1; cli_notify = WRITE (tell me when you write).
+    mem.store16(ring + VCHAN_LIVE_WORD, VCHAN_CLIENT_NOT_CONNECTED | (1 << 8));
+    mem.store16(ring + VCHAN_NOTIFY_WORD, VCHAN_NOTIFY_WRITE);
+    const place = (r: RingView, pages: number, firstGrant: number): boolean => {
+      const off = inPageOffset(r.order);
+      if (off >= 0) {
+        r.pages = [ring + off];
+        return true;
+      }
+      const s = shr.sharePages(this.peer, pages, true);
+      if (s === null) return false;
+      s.refs.forEach((ref, i) => {
+        mem.store32(ring + VCHAN_GRANTS + (firstGrant + i) * 4, ref);
+      });
+      r.share = s;
+      r.pages = [...s.addrs];
+      return true;
+    };
+    if (place(this.rd, pagesLeft, 0)) {
+      if (place(this.wr, pagesRight, pagesLeft)) return true;
+      if (this.rd.share !== null) shr.unshare(this.rd.share);
+      this.rd.share = null;
+    }
+    shr.unshare(ctrl);
+    this.ctrlShare = null;
+    this.ring = -1;
+    this.ringRef = -1;
+    this.rd.order = 0;
+    this.wr.order = 0;
+    this.rd.pages = [];
+    this.wr.pages = [];
+    return false;
+  }
+
+  /**
+   * init_xs_srv: ring-ref and event-channel under xsPath in one transaction,
+   * each readable by the peer only (owner: this domain, others: none).
+   */
+  private async initXsSrv(xsPath: string): Promise<boolean> {
+    const xs = this.svc.xs;
+    this.xsPath = xsPath;
+    try {
+      let own: number;
+      try {
+        own = atoi(await xs.read('domid'));
+      } catch (e) {
+        if (!(e instanceof XsError) || e.errno !== 'ENOENT') throw e;
+        own = xs.domid;
+      }
+      const perms: XsPerm[] = [
+        { domid: own, perm: 'n' },
+        { domid: this.peer, perm: 'r' },
+      ];
+      const ref = String(this.ringRef);
+      const port = String(this.port);
+      await xs.transaction(async (tx) => {
+        await tx.write(`${xsPath}/ring-ref`, ref);
+        await tx.setPerms(`${xsPath}/ring-ref`, perms);
+        await tx.write(`${xsPath}/event-channel`, port);
+        await tx.setPerms(`${xsPath}/event-channel`, perms);
+      });
+      return true;
+    } catch (e) {
+      this.svc.ctx.log(`vchan: cannot publish ${xsPath}: ${e instanceof Error ? e.message : String(e)}`);
+      return false;
+    }
+  }
+
+  /**
+   * init_gnt_cli: maps the control page (unmap notification on cli_live),
+   * validates the orders, maps the write (left) ring read/write, then the
+   * read (right) ring read-only.
+   */
+  private async initGntCli(ringRef: number): Promise<boolean> {
+    const gt = this.gnttab!;
+    const ring = await gt.mapGrantRefNotify(this.peer, ringRef, true, VCHAN_CLI_LIVE, this.port);
+    if (ring === null) return false;
+    const mem = this.mem;
+    this.ring = ring;
+    this.ringRef = ringRef;
+    this.wr.order = mem.load16(ring + VCHAN_LEFT_ORDER);
+    this.rd.order = mem.load16(ring + VCHAN_RIGHT_ORDER);
+    const bad = validateOrders({ left: this.wr.order, right: this.rd.order });
+    if (bad !== null) this.svc.ctx.log(`vchan: refusing d${this.peer} ref ${ringRef}: ${bad}`);
+    let grant = 0;
+    const place = async (r: RingView, writable: boolean): Promise<boolean> => {
+      const off = inPageOffset(r.order);
+      if (off >= 0) {
+        r.pages = [ring + off];
+        return true;
+      }
+      const n = ringPages(r.order);
+      const refs: number[] = [];
+      for (let i = 0; i < n; i++) refs.push(mem.load32(ring + VCHAN_GRANTS + (grant + i) * 4));
+      grant += n;
+      const addr = await gt.mapDomainGrantRefs(this.peer, refs, writable);
+      if (addr === null) return false;
+      r.mapped = addr;
+      r.pages = refs.map((_, i) => addr + i * PAGE_SIZE);
+      return true;
+    };
+    if (bad === null && (await place(this.wr, true))) {
+      if (await place(this.rd, false)) return true;
+      if (this.wr.mapped !== -1) gt.unmap(this.wr.mapped, ringPages(this.wr.order));
+      this.wr.mapped = -1;
+    }
+    // out_unmap_ring: the unmap notification clears cli_live and signals the server.
+    gt.unmap(ring, 1);
+    this.ring = -1;
+    this.wr.order = 0;
+    this.rd.order = 0;
+    this.wr.pages = [];
+    this.rd.pages = [];
+    return false;
+  }
+
+  // ---- the u8 fields, through their u16 words --------------------------------------------------
+
+  private loadByte(off: number): number {
+    return (this.mem.load16(this.ring + (off & ~1)) >>> ((off & 1) * 8)) & 0xff;
+  }
+
+  /** A store of one byte that leaves the other byte of its u16 as the peer has it. */
+  private storeByte(off: number, v: number): void {
+    const word = this.ring + (off & ~1);
+    const shift = (off & 1) * 8;
+    const mem = this.mem;
+    let old = mem.load16(word);
+    for (;;) {
+      const next = (old & ~(0xff << shift) & 0xffff) | ((v & 0xff) << shift);
+      const found = mem.cmpxchg16(word, old, next);
+      if (found === old) return;
+      old = found;
+    }
+  }
+
+  // ---- notifications (io.c) --------------------------------------------------------------------
+
+  /**
+   * request_notify: OR `bit` into the peer's check byte (server: cli_notify,
+   * the low byte; client: srv_notify, the high byte), then a full barrier so
+   * the request is visible before the indexes are read again.
+   */
+  private requestNotify(bit: number): void {
+    this.mem.or16(this.ring + VCHAN_NOTIFY_WORD, bit << (this.isServer ? 0 : 8));
+    this.mem.fence();
+  }
+
+  /**
+   * send_notify: a full barrier (our index update first), then fetch-and-clear
+   * `bit` in our own check byte (server: srv_notify, the high byte; client:
+   * cli_notify, the low byte); signal the port iff the peer had set it.
+   * 0, or -1 when the signal fails.
+   */
+  private sendNotify(bit: number): number {
+    const mem = this.mem;
+    mem.fence();
+    const shift = this.isServer ? 8 : 0;
+    const prev = mem.and16(this.ring + VCHAN_NOTIFY_WORD, ~(bit << shift) & 0xffff);
+    if (((prev >>> shift) & bit) !== 0) return this.svc.events.send(this.port) === 0 ? 0 : -1;
+    return 0;
+  }
+
+  // ---- indexes -----------------------------------------------------------------------------------
+
+  private size(r: RingView): number {
+    return 2 ** r.order;
+  }
+
+  /** raw_get_data_ready: rd.prod − rd.cons, 0 when it exceeds the ring (a corrupt peer). */
+  private rawDataReady(): number {
+    const mem = this.mem;
+    const ready = (mem.load32(this.ring + this.rd.prodOff) - mem.load32(this.ring + this.rd.consOff)) >>> 0;
+    mem.fence();
+    return ready > this.size(this.rd) ? 0 : ready;
+  }
+
+  /** raw_get_buffer_space: size − (wr.prod − wr.cons), 0 when it exceeds the ring. */
+  private rawBufferSpace(): number {
+    const mem = this.mem;
+    const size = this.size(this.wr);
+    const used = (mem.load32(this.ring + this.wr.prodOff) - mem.load32(this.ring + this.wr.consOff)) >>> 0;
+    const space = (size - used) >>> 0;
+    mem.fence();
+    return space > size ? 0 : space;
+  }
+
+  /** fast_get_data_ready: enough, or ask for a WRITE notification and look again. */
+  private fastDataReady(request: number): number {
+    const ready = this.rawDataReady();
+    if (ready >= request) return ready;
+    this.requestNotify(VCHAN_NOTIFY_WRITE);
+    return this.rawDataReady();
+  }
+
+  /** fast_get_buffer_space: enough, or ask for a READ notification and look again. */
+  private fastBufferSpace(request: number): number {
+    const space = this.rawBufferSpace();
+    if (space >= request) return space;
+    this.requestNotify(VCHAN_NOTIFY_READ);
+    return this.rawBufferSpace();
+  }
+
+  /** libxenvchan_data_ready: bytes readable now; always asks to hear of more. */
+  dataReady(): number {
+    if (this.ring === -1) return 0;
+    this.requestNotify(VCHAN_NOTIFY_WRITE);
+    return this.rawDataReady();
+  }
+
+  /** libxenvchan_buffer_space: bytes writable now; always asks to hear of more room. */
+  bufferSpace(): number {
+    if (this.ring === -1) return 0;
+    this.requestNotify(VCHAN_NOTIFY_READ);
+    return this.rawBufferSpace();
+  }
+
+  // ---- copying -----------------------------------------------------------------------------------
+
+  /** Copies data[from, from+len) into ring r at byte offset off (off + len <= size). */
+  private copyIn(r: RingView, off: number, data: Uint8Array, from: number, len: number): void {
+    const mem = this.mem;
+    if (r.pages.length === 1) {
+      mem.write(r.pages[0]! + off, data.subarray(from, from + len));
+      return;
+    }
+    while (len > 0) {
+      const po = off & (PAGE_SIZE - 1);
+      const n = Math.min(len, PAGE_SIZE - po);
+      mem.write(r.pages[off >>> PAGE_SHIFT]! + po, data.subarray(from, from + n));
+      off += n;
+      from += n;
+      len -= n;
+    }
+  }
+
+  private copyOut(r: RingView, off: number, out: Uint8Array, from: number, len: number): void {
+    const mem = this.mem;
+    if (r.pages.length === 1) {
+      mem.readInto(r.pages[0]! + off, out.subarray(from, from + len));
+      return;
+    }
+    while (len > 0) {
+      const po = off & (PAGE_SIZE - 1);
+      const n = Math.min(len, PAGE_SIZE - po);
+      mem.readInto(r.pages[off >>> PAGE_SHIFT]! + po, out.subarray(from, from + n));
+      off += n;
+      from += n;
+      len -= n;
+    }
+  }
+
+  /** do_send: the caller checked for space. n, or -1 when the notification failed. */
+  private doSend(data: Uint8Array, from: number, n: number): number {
+    const mem = this.mem;
+    const size = this.size(this.wr);
+    const prodAddr = this.ring + this.wr.prodOff;
+    const idx = mem.load32(prodAddr) & (size - 1);
+    const contig = Math.min(size - idx, n);
+    mem.fence(); // read indexes, then write data
+    this.copyIn(this.wr, idx, data, from, contig);
+    if (contig < n) this.copyIn(this.wr, 0, data, from + contig, n - contig); // wrapped
+    mem.fence(); // write data, then publish (xen_wmb)
+    mem.store32(prodAddr, (mem.load32(prodAddr) + n) >>> 0);
+    if (this.sendNotify(VCHAN_NOTIFY_WRITE) !== 0) return -1;
+    return n;
+  }
+
+  /** do_recv: the caller checked for data. n, or -1 when the notification failed. */
+  private doRecv(out: Uint8Array, from: number, n: number): number {
+    const mem = this.mem;
+    const size = this.size(this.rd);
+    const consAddr = this.ring + this.rd.consOff;
+    const idx = mem.load32(consAddr) & (size - 1);
+    const contig = Math.min(size - idx, n);
+    mem.fence(); // data reads after the cons read (xen_rmb)
+    this.copyOut(this.rd, idx, out, from, contig);
+    if (contig < n) this.copyOut(this.rd, 0, out, from + contig, n - contig); // wrapped
+    mem.fence(); // consume, then notify
+    mem.store32(consAddr, (mem.load32(consAddr) + n) >>> 0);
+    if (this.sendNotify(VCHAN_NOTIFY_READ) !== 0) return -1;
+    return n;
+  }
+
+  // ---- the public calls (io.c) -------------------------------------------------------------------
+
+  /**
+   * libxenvchan_send: the whole packet or nothing. n; 0 when it does not fit
+   * now (non-blocking); -1 when closed, when it can never fit (n > ring size,
+   * blocking), or on error.
+   */
+  async send(data: Uint8Array): Promise<number> {
+    const n = data.length;
+    for (;;) {
+      if (!this.isOpen()) return -1;
+      const avail = this.fastBufferSpace(n);
+      if (n <= avail) return this.doSend(data, 0, n);
+      if (!this.blocking) return 0;
+      if (n > this.size(this.wr)) return -1;
+      if ((await this.wait()) !== 0) return -1;
+    }
+  }
+
+  /**
+   * libxenvchan_write: a stream. Blocking: all of data (in chunks as room
+   * appears), or -1 when the channel closes first. Non-blocking: as much as
+   * fits now (0 when nothing does).
+   */
+  async write(data: Uint8Array): Promise<number> {
+    const size = data.length;
+    if (!this.isOpen()) return -1;
+    if (this.blocking) {
+      let pos = 0;
+      for (;;) {
+        let avail = this.fastBufferSpace(size - pos);
+        if (pos + avail > size) avail = size - pos;
+        if (avail > 0) {
+          if (this.doSend(data, pos, avail) < 0) return -1;
+          pos += avail;
+        }
+        if (pos === size) return pos;
+        if ((await this.wait()) !== 0) return -1;
+        if (!this.isOpen()) return -1;
+      }
+    }
+    const avail = this.fastBufferSpace(size);
+    const n = Math.min(size, avail);
+    if (n === 0) return 0;
+    return this.doSend(data, 0, n);
+  }
+
+  /**
+   * libxenvchan_recv: exactly buf.length bytes or nothing. Data already queued
+   * is delivered even after the peer closed (the open check comes after the
+   * availability check). 0 when not enough is there (non-blocking); -1 when
+   * closed and short, when it can never fit (blocking), or on error.
+   */
+  async recv(buf: Uint8Array): Promise<number> {
+    const n = buf.length;
+    for (;;) {
+      const avail = this.fastDataReady(n);
+      if (n <= avail) return this.doRecv(buf, 0, n);
+      if (!this.isOpen()) return -1;
+      if (!this.blocking) return 0;
+      if (n > this.size(this.rd)) return -1;
+      if ((await this.wait()) !== 0) return -1;
+    }
+  }
+
+  /**
+   * libxenvchan_read: a stream; up to buf.length bytes, whatever is there.
+   * -1 once the channel is closed and drained; 0 when nothing is there
+   * (non-blocking).
+   */
+  async read(buf: Uint8Array): Promise<number> {
+    let size = buf.length;
+    for (;;) {
+      const avail = this.fastDataReady(size);
+      if (avail > 0 && size > avail) size = avail;
+      if (avail > 0) return this.doRecv(buf, 0, size);
+      if (!this.isOpen()) return -1;
+      if (!this.blocking) return 0;
+      if ((await this.wait()) !== 0) return -1;
+    }
+  }
+
+  /**
+   * libxenvchan_wait: sleeps until the event channel fires (returns at once
+   * if it fired since the last wait), then re-arms it. 0, or -1 when there is
+   * no channel.
+   */
+  async wait(): Promise<number> {
+    if (this.port < 0) return -1;
+    await this.svc.waiter.until(() => this.fired || this.port < 0);
+    if (this.port < 0) return -1;
+    this.fired = false;
+    return 0;
+  }
+
+  /** True when an event arrived that wait() has not consumed (the fd is readable). */
+  get eventPending(): boolean {
+    return this.port >= 0 && (this.fired || this.svc.events.isPending(this.port));
+  }
+
+  /**
+   * libxenvchan_is_open. Server: 1 with serverPersist, else cli_live (2 before
+   * the client connects, which counts as open). Client: srv_live. 0 once this
+   * side is closed.
+   */
+  isOpen(): number {
+    if (this.ring === -1) return 0;
+    if (this.isServer) return this.serverPersist ? 1 : this.loadByte(VCHAN_CLI_LIVE);
+    return this.loadByte(VCHAN_SRV_LIVE);
+  }
+
+  /**
+   * libxenvchan_close: the multi-page rings go, then the control page (after
+   * our live byte is cleared; the unmap notification clears it again and
+   * signals), then an explicit notify and the port is closed, then the
+   * device handles; the server removes its xenstore tree. Grants the peer
+   * still maps end when it lets go (the grant driver's deferred list).
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.teardown(false);
+    if (this.isServer && this.xsPath !== null) {
+      const path = this.xsPath;
+      this.xsPath = null;
+      try {
+        await this.svc.xs.rm(path);
+      } catch (e) {
+        // close_xs_srv ignores the outcome; the rest of the teardown is done already.
+        this.svc.ctx.log(`vchan: cannot remove ${path}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+
+  /**
+   * What the kernel does when the process dies without calling close: its
+   * mappings go (the unmap notification clears our live byte and signals the
+   * peer), then its device handles and event-channel ports. Nothing else:
+   * no explicit notify, and the server's xenstore keys stay.
+   */
+  abandon(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.teardown(true);
+  }
+
+  private teardown(crash: boolean): void {
+    for (const r of [this.rd, this.wr]) {
+      if (r.order >= PAGE_SHIFT) {
+        if (r.share !== null) this.gntshr?.unshare(r.share);
+        if (r.mapped !== -1) this.gnttab?.unmap(r.mapped, ringPages(r.order));
+      }
+      r.share = null;
+      r.mapped = -1;
+      r.pages = [];
+    }
+    const hadRing = this.ring !== -1;
+    if (hadRing) {
+      if (this.isServer) {
+        if (!crash) this.storeByte(VCHAN_SRV_LIVE, 0);
+        if (this.ctrlShare !== null) this.gntshr?.unshare(this.ctrlShare);
+        this.ctrlShare = null;
+      } else {
+        if (!crash) this.storeByte(VCHAN_CLI_LIVE, 0);
+        this.gnttab?.unmap(this.ring, 1);
+      }
+      this.ring = -1;
+    }
+    if (this.port >= 0) {
+      if (hadRing && !crash) this.svc.events.send(this.port);
+      this.svc.events.close(this.port);
+      this.port = -1;
+    }
+    this.gntshr?.close();
+    this.gntshr = null;
+    this.gnttab?.close();
+    this.gnttab = null;
+  }
+
+  // ---- introspection -------------------------------------------------------------------------------
+
+  /** Size in bytes of the ring this side reads (0 when closed). */
+  get readSize(): number {
+    return this.ring === -1 ? 0 : this.size(this.rd);
+  }
+
+  /** Size in bytes of the ring this side writes (0 when closed). */
+  get writeSize(): number {
+    return this.ring === -1 ? 0 : this.size(this.wr);
+  }
+
+  /** The orders this side copied at setup: left (client writes) and right (server writes). */
+  get orders(): { left: number; right: number } {
+    return this.isServer
+      ? { left: this.rd.order, right: this.wr.order }
+      : { left: this.wr.order, right: this.rd.order };
+  }
+
+  /** The local event-channel port (-1 when closed). */
+  get localPort(): number {
+    return this.port;
+  }
+
+  /** The control page's address in this domain (-1 when closed). */
+  get controlPage(): number {
+    return this.ring;
+  }
+
+  /** The control page's grant ref (server: published; client: mapped). */
+  get controlRef(): number {
+    return this.ringRef;
+  }
+
+  /** Where each 4 KiB piece of a ring lives in this domain ('read' or 'write' ring). */
+  ringPagesOf(which: 'read' | 'write'): readonly number[] {
+    return [...(which === 'read' ? this.rd : this.wr).pages];
+  }
+
+  /** The server's xenstore path while it is published. */
+  get path(): string | null {
+    return this.xsPath;
+  }
+}
