@@ -61,7 +61,8 @@ describe('worker host shutdown', () => {
     await h.shutdown();
     assert.equal(await running, 'stopped');
     // Handles close asynchronously after terminate(): give them up to 2 s to go.
-    const count = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort' || r === 'Worker').length;
+    const count = () =>
+      process.getActiveResourcesInfo().filter((r) => r === 'MessagePort' || r === 'Worker').length;
     for (let i = 0; i < 200 && count() > before; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(count(), before);
   });
