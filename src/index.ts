@@ -1,14 +1,33 @@
-// gnttab: Xen's grant tables in TypeScript. The package root exports the host
-// API and the byte-exact ABI.
+// gnttab: Xen's grant tables in TypeScript. The package root exports the
+// byte-exact ABI, the host API (single-thread and worker threads), and the
+// guest side built on them: the grant-table driver, event channels, xenstore,
+// ring.h rings and vchan.
 export * from './abi/index.ts';
+export type { DomainKind, GuestClock, GuestContext, StartInfo, WaitResult } from './guest/context.ts';
+export { EventChannels } from './guest/events.ts';
+export { Gntalloc } from './guest/gnttab/gntalloc.ts';
+export { Gntdev } from './guest/gnttab/gntdev.ts';
+export { Gnttab, type GnttabOptions as GnttabDriverOptions } from './guest/gnttab/grant-table.ts';
+export * as guestHypercall from './guest/hypercall.ts';
+export * as layout from './guest/layout.ts';
+export { PageAllocator } from './guest/pages.ts';
+export { type DecodedEntry, DecodeError, decodeGrantFrames } from './host/decode.ts';
 export {
   DomainDestroyedError,
   DomainHandle,
   type DomainOptions,
+  type GuestJob,
+  type GuestOutcome,
   Host,
   type HostOptions,
 } from './host/host.ts';
+export { snapshotTables, type TableSnapshot } from './host/snapshot.ts';
+export { GuestCrash, type ThreadDomain, WorkerHost } from './host/worker-host.ts';
+export { FlexRing } from './io/flex-ring.ts';
+export { BackRing, FrontRing, ringSize, SharedRing, sharedRingInit, shouldNotify } from './io/ring.ts';
+export { connectVchanServices, openVchanServices, Vchan, type VchanServices } from './io/vchan/index.ts';
+export { type XsClient, XsError, type XsPerm } from './io/xenstore/api.ts';
+export { XsRingClient } from './io/xenstore/client.ts';
 export { GuestFault, GuestMemory } from './machine/guest-memory.ts';
-export type { DomainKind } from './xen/domain.ts';
 export type { GnttabOptions } from './xen/hypervisor.ts';
 export type { InvariantOptions } from './xen/invariants.ts';
