@@ -3,7 +3,6 @@
 // the backend over vchan (grants, event channels, xenstore), the backend checks
 // every byte. Then both grant tables are shown as they stood while connected,
 // with the throughput, and everything is torn down and checked for leaks.
-import { performance } from 'node:perf_hooks';
 import type { TableSnapshot } from '../host/snapshot.ts';
 import { type ThreadDomain, WorkerHost } from '../host/worker-host.ts';
 import {
@@ -19,6 +18,7 @@ import {
   MISMATCHES,
   PROGRESS_BYTES,
   views,
+  wallMs,
 } from './demo-protocol.ts';
 
 export interface DemoOptions {
@@ -99,15 +99,14 @@ export async function runDemo(o: DemoOptions, onProgress?: (p: DemoProgress) => 
     void watch(backDone);
     void watch(frontDone);
 
-    let t0 = -1;
-    const t00 = performance.now();
     while (Atomics.load(i32, BACKEND_DONE) === 0 && failure === null) {
       await new Promise((r) => setTimeout(r, 50));
-      if (t0 < 0 && Atomics.load(i32, BACKEND_CONNECTED) === 1) t0 = performance.now();
+      // Rates count from the backend's connection, on the clock every thread shares.
+      const connected = Atomics.load(i32, BACKEND_CONNECTED) === 1;
       onProgress?.({
         received: f64[BYTES_RECEIVED]!,
         size: o.size,
-        elapsedMs: performance.now() - (t0 < 0 ? t00 : t0),
+        elapsedMs: connected ? wallMs() - f64[CONNECTED_AT]! : 0,
       });
     }
     if (failure !== null) throw failure;
