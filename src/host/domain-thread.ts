@@ -19,17 +19,8 @@ export interface DomainThreadData {
   args: unknown;
 }
 
-/** Atomics.waitAsync exists on Node 20 but is typed only from lib es2024. */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      i: number,
-      v: number,
-      ms: number,
-    ): { async: false; value: WaitResult } | { async: true; value: Promise<WaitResult> };
-  }
-).waitAsync;
+/** Longest single sleep of ctx.wait before the event loop gets a turn (timers, messages). */
+const WAIT_SLICE_MS = 10;
 
 const data = workerData as DomainThreadData;
 const machine = new MachineMemory(data.machineSab.byteLength / 4096, data.machineSab);
@@ -42,15 +33,23 @@ const ctx: GuestContext = {
   mem,
   hypercall: (nr, ...args) => channel.call(data.slot, nr, args),
   clock: new RealClock(),
-  wait(addr, expected, ms): Promise<WaitResult> {
+  /**
+   * Sleeps in Atomics.wait on the word, in slices of at most WAIT_SLICE_MS:
+   * a thread woken by Atomics.notify resumes within microseconds (waitAsync
+   * takes far longer), and between slices the event loop runs the domain's
+   * timers and messages. Nothing spins: the thread is asleep in the kernel.
+   */
+  async wait(addr, expected, ms): Promise<WaitResult> {
     const i = mem.wordAddr(addr) >>> 2;
-    const r = waitAsync(machine.words.i32, i, expected | 0, ms);
-    if (!r.async) return Promise.resolve(r.value);
-    // A pending Atomics.waitAsync does not keep Node's event loop alive: a guest
-    // whose only pending work is this wait would see its thread exit (code 13,
-    // unsettled top-level await). A timer holds the loop open until it settles.
-    const keepAlive = setInterval(() => {}, 0x3fff_ffff);
-    return r.value.finally(() => clearInterval(keepAlive));
+    const i32 = machine.words.i32;
+    const deadline = Number.isFinite(ms) ? performance.now() + Math.max(0, ms) : Number.POSITIVE_INFINITY;
+    for (;;) {
+      const left = deadline - performance.now();
+      const r = Atomics.wait(i32, i, expected | 0, Math.max(0, Math.min(WAIT_SLICE_MS, left)));
+      if (r !== 'timed-out') return r;
+      if (left <= WAIT_SLICE_MS) return 'timed-out';
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   },
   log(line) {
     port.postMessage({ type: 'log', line });
