@@ -362,3 +362,37 @@ export class EventChannels {
     else this.ctx.mem.and16(a, ~m & 0xffff);
   }
 }
+
+/**
+ * One waiter for the domain's event channels, shared by everything in the
+ * domain that sleeps on events (the role of the evtchn device's read()): at
+ * most one EventChannels.wait is in flight, and every sleeper re-checks its
+ * own condition whenever it returns. Without it, two sleepers would each run
+ * the upcall loop and one could clear the upcall flag for an event whose
+ * handler then runs for the other, leaving the first asleep.
+ */
+export class EventWaiter {
+  readonly events: EventChannels;
+  private inFlight: Promise<number> | null = null;
+
+  constructor(events: EventChannels) {
+    this.events = events;
+  }
+
+  /** Sleeps (no spinning) until `ready()` holds; handlers run as events are delivered. */
+  async until(ready: () => boolean): Promise<void> {
+    while (!ready()) {
+      let p = this.inFlight;
+      if (p === null) {
+        p = this.events.wait(Number.POSITIVE_INFINITY);
+        this.inFlight = p;
+        const mine = p;
+        const clear = () => {
+          if (this.inFlight === mine) this.inFlight = null;
+        };
+        p.then(clear, clear);
+      }
+      await p;
+    }
+  }
+}

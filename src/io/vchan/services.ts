@@ -5,8 +5,7 @@
 // client: two of them would hand out the same pages or re-mask each other's
 // ports), so every vchan of a domain shares one VchanServices.
 import type { GuestContext } from '../../guest/context.ts';
-import type { EventChannels } from '../../guest/events.ts';
-import { EventChannels as EventChannelClient } from '../../guest/events.ts';
+import { EventChannels, EventWaiter } from '../../guest/events.ts';
 import { Gntalloc } from '../../guest/gnttab/gntalloc.ts';
 import { Gntdev } from '../../guest/gnttab/gntdev.ts';
 import { Gnttab, type GnttabOptions } from '../../guest/gnttab/grant-table.ts';
@@ -14,39 +13,7 @@ import { PageAllocator } from '../../guest/pages.ts';
 import type { XsClient } from '../xenstore/api.ts';
 import { XsRingClient } from '../xenstore/client.ts';
 
-/**
- * One waiter for the domain's event channels, shared by everything in the
- * domain that sleeps on events (the role of the evtchn device's read()): at
- * most one EventChannels.wait is in flight, and every sleeper re-checks its
- * own condition whenever it returns. Without it, two sleepers would each run
- * the upcall loop and one could clear the upcall flag for an event whose
- * handler then runs for the other, leaving the first asleep.
- */
-export class EventWaiter {
-  readonly events: EventChannels;
-  private inFlight: Promise<number> | null = null;
-
-  constructor(events: EventChannels) {
-    this.events = events;
-  }
-
-  /** Sleeps (no spinning) until `ready()` holds; handlers run as events are delivered. */
-  async until(ready: () => boolean): Promise<void> {
-    while (!ready()) {
-      let p = this.inFlight;
-      if (p === null) {
-        p = this.events.wait(Number.POSITIVE_INFINITY);
-        this.inFlight = p;
-        const mine = p;
-        const clear = () => {
-          if (this.inFlight === mine) this.inFlight = null;
-        };
-        p.then(clear, clear);
-      }
-      await p;
-    }
-  }
-}
+export { EventWaiter };
 
 export interface VchanServices {
   readonly ctx: GuestContext;
@@ -93,7 +60,7 @@ export function openVchanServices(
     const rc = gnttab.init();
     if (rc !== 0) throw new Error(`d${ctx.start.domid}: grant table init failed (${rc})`);
   }
-  const events = o.events ?? o.waiter?.events ?? EventChannelClient.open(ctx);
+  const events = o.events ?? o.waiter?.events ?? EventChannels.open(ctx);
   if (o.waiter !== undefined && o.waiter.events !== events)
     throw new Error('the waiter must sleep on the same EventChannels as the services');
   const notify = (port: number) => {
@@ -122,7 +89,7 @@ export function connectVchanServices(
   ctx: GuestContext,
   o: Omit<VchanServicesOptions, 'waiter'> = {},
 ): VchanServices & { readonly xs: XsRingClient } {
-  const events = o.events ?? EventChannelClient.open(ctx);
+  const events = o.events ?? EventChannels.open(ctx);
   const waiter = new EventWaiter(events);
   const xs = XsRingClient.open(ctx, { events, until: (ready) => waiter.until(ready) });
   return { ...openVchanServices(ctx, xs, { ...o, events, waiter }), xs };

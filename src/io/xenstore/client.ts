@@ -19,7 +19,7 @@
 // the domain waiting on its events). Everything hangs off the client object.
 import { __HYPERVISOR_update_va_mapping, _PAGE_PRESENT, _PAGE_RW } from '../../abi/hypercall.ts';
 import type { GuestContext } from '../../guest/context.ts';
-import { EventChannels } from '../../guest/events.ts';
+import { EventChannels, EventWaiter } from '../../guest/events.ts';
 import { PAGE_SIZE, XENSTORE_RING_VA } from '../../guest/layout.ts';
 import { type XsClient, XsError, type XsPerm, type XsWatchCallback } from './api.ts';
 import {
@@ -428,7 +428,6 @@ export class XsRingClient extends XsClientCore {
   /** The event channel to xenstored. */
   readonly port: number;
   private readonly untilFn: (ready: () => boolean) => Promise<void>;
-  private inFlight: Promise<number> | null = null;
   /** Reassembly of the reply being read: its header, then its payload. */
   private readonly hdr = new Uint8Array(XSD_SOCKMSG_SIZE);
   private hdrUsed = 0;
@@ -468,7 +467,8 @@ export class XsRingClient extends XsClientCore {
         throw new XsRingError(`d${start.domid}: no xenstore ring at GFN ${start.storeFrame}`);
     }
     this.events = o.events ?? EventChannels.open(ctx);
-    this.untilFn = o.until ?? ((ready) => this.ownUntil(ready));
+    const waiter = new EventWaiter(this.events);
+    this.untilFn = o.until ?? ((ready) => waiter.until(ready));
     const rc = this.events.bind(this.port, () => this.onEvent());
     if (rc !== 0)
       throw new XsRingError(`d${start.domid}: cannot bind the xenstore port ${this.port} (${rc})`);
@@ -498,23 +498,6 @@ export class XsRingClient extends XsClientCore {
     await this.waitUntil(ready);
     const failed = this.failed;
     if (!ready() && failed !== null) throw failed;
-  }
-
-  /** One EventChannels.wait in flight for every sleeper of this client. */
-  private async ownUntil(ready: () => boolean): Promise<void> {
-    while (!ready()) {
-      let p = this.inFlight;
-      if (p === null) {
-        p = this.events.wait(Number.POSITIVE_INFINITY);
-        this.inFlight = p;
-        const mine = p;
-        const clear = () => {
-          if (this.inFlight === mine) this.inFlight = null;
-        };
-        p.then(clear, clear);
-      }
-      await p;
-    }
   }
 
   protected override shutdown(): void {
