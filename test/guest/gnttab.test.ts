@@ -876,6 +876,35 @@ describe('private pools, single and consecutive refs, callbacks (§2.6, §2.7)',
     assert.deepEqual(host.checkInvariants(), []);
   });
 
+  it('a seq allocation that takes the whole tail run keeps the list whole for the next growth', () => {
+    // Found by the allocator model test (hvm v2, seed 373232290): allocPool(23), allocPool(4),
+    // allocPool(6), allocSeq(47), freePool(0), allocSeq(424), allocPool(24).
+    const { host, gt } = world({ kind: 'hvm', version: 2, maxGrantFrames: 3 });
+    const pools = [23, 4, 6].map((n) => {
+      const pool = { head: GNTTAB_LIST_END };
+      assert.equal(gt.allocGrantReferences(n, pool), 0);
+      return pool;
+    });
+    assert.equal(gt.allocGrantReferenceSeq(47), 41);
+    gt.freeGrantReferences(pools[0]!.head);
+    // 191 free, the tail run 88..255: growing one frame makes it exactly 424, all taken.
+    assert.equal(gt.allocGrantReferenceSeq(424), 88);
+    assert.equal(gt.freeCount, 23);
+    // Linux's last_free still names ref 511 (just taken): the next growth would link the new
+    // frame from its cell and the 24th ref of this pool would be read past the list's end.
+    const pool = { head: GNTTAB_LIST_END };
+    assert.equal(gt.allocGrantReferences(24, pool), 0);
+    const got: number[] = [];
+    for (let r = gt.claimGrantReference(pool); r >= 0; r = gt.claimGrantReference(pool)) got.push(r);
+    assert.equal(got.length, 24);
+    assert.deepEqual(
+      got.sort((a, b) => a - b),
+      [...Array.from({ length: 23 }, (_, i) => 8 + i), 512],
+    );
+    assert.equal(gt.freeCount, 255);
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
   it('free callbacks: fire once when enough refs are free; a queued callback is not re-registered', () => {
     const { host, gt } = world({ kind: 'hvm', version: 1, maxGrantFrames: 1 });
     const seen: string[] = [];

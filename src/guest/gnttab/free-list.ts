@@ -244,7 +244,14 @@ export class GrantFreeList {
       }
       const tp = this.tailPtr!;
       const ret = this.cell(tp);
-      this.setCell(tp, this.link[ret + count - 1]!);
+      const last = ret + count - 1;
+      this.setCell(tp, this.link[last]!);
+      // Taking the whole tail run leaves the list ending at the cell named by
+      // the tail pointer. Linux keeps gnttab_last_free naming the ref just
+      // taken, so the next growth links the new refs from an allocated ref's
+      // cell and they never join the list (while counted free); we move
+      // last_free to the ref that now ends the list.
+      if (last === this.lastFree) this.lastFree = tp === HEAD ? GNTTAB_LIST_END : tp;
       this.count -= count;
       if (this.count === 0) this.tailPtr = null;
       this.bitmap.fill(0, ret, ret + count);
