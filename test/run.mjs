@@ -26,6 +26,9 @@ const res = spawnSync(
     'tsx',
     // Resolve `import ... from 'gnttab'` (the package root) to the TypeScript sources.
     '--conditions=source',
+    // A fixed fast-check seed unless GNTTAB_FC_SEED says otherwise.
+    '--import',
+    './test/fc-setup.mjs',
     '--test',
     '--test-reporter=spec',
     '--test-reporter-destination=stdout',
