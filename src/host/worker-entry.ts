@@ -2,7 +2,6 @@
 // Node before 22.18 cannot start a worker on a .ts file, not even under tsx
 // (the loader hooks are not inherited), so from sources the worker starts on a
 // small .mjs bootstrap that registers tsx and imports the .ts entry.
-import { fileURLToPath } from 'node:url';
 import type { WorkerOptions } from 'node:worker_threads';
 
 export interface WorkerEntry {
@@ -25,8 +24,4 @@ export function resolveWorkerEntry(name: string): WorkerEntry {
   const ts = new URL(`./${name}.ts`, here);
   if (nodeStripsTypes() && process.env.GNTTAB_FORCE_BOOTSTRAP === undefined) return { file: ts, data: {} };
   return { file: new URL('./worker-bootstrap.mjs', here), data: { entry: ts.href } };
-}
-
-export function entryPath(e: WorkerEntry): string {
-  return fileURLToPath(e.file);
 }

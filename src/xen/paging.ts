@@ -3,7 +3,6 @@
 // ((mfn, p2m type)). Both live in machine memory as two-level tables
 // (src/machine/mmu.ts) in frames owned by Xen, so guest code in any thread can
 // walk them as its MMU; only the hypervisor writes them.
-import { _PAGE_PRESENT, _PAGE_RW } from '../abi/hypercall.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from '../machine/machine-memory.ts';
 import {
@@ -63,10 +62,6 @@ class TwoLevelTable {
   /** Every frame the table occupies (root and leaves). */
   frames(): number[] {
     return [this.root, ...this.leaves.values()];
-  }
-
-  get nrLeaves(): number {
-    return this.leaves.size;
   }
 
   raw(pfn: number): number {
@@ -184,6 +179,3 @@ export class PvPageTable {
     for (const [vpn] of [...this.t.entries()]) this.t.write(vpn, 0);
   }
 }
-
-/** x86 PTE bits of a present, writable mapping. */
-export const PTE_PRESENT_RW = _PAGE_PRESENT | _PAGE_RW;
