@@ -10,15 +10,20 @@ import {
   _PAGE_RW,
   DOMID_SELF,
   encodeArray,
+  GNTMAP_host_map,
   GNTTABOP_get_status_frames,
+  GNTTABOP_map_grant_ref,
   GNTTABOP_set_version,
   GNTTABOP_setup_table,
+  GNTTABOP_unmap_grant_ref,
   GRANT_PER_FRAME_V1,
   GRANT_PER_FRAME_V2,
   GTF_permit_access,
   gnttab_get_status_frames,
+  gnttab_map_grant_ref,
   gnttab_set_version,
   gnttab_setup_table,
+  gnttab_unmap_grant_ref,
   readStructArray,
   type StructDef,
   type StructValue,
@@ -166,4 +171,25 @@ export function entryFlags(dom: DomainHandle, ref: number): number {
 /** GTF_reading/GTF_writing as the granter sees them (v1 flags, v2 status word). */
 export function statusBits(dom: DomainHandle, ref: number): number {
   return dom.memory.readU16(statusAddr(dom, ref)) & 0x18;
+}
+
+/** update_va_mapping (PV): the PTE for `va`; 0 unmaps. */
+export function uva(dom: DomainHandle, va: number, pte: number): number {
+  return dom.hypercall(__HYPERVISOR_update_va_mapping, va, pte, 0);
+}
+
+/** b maps a's grant `ref` at `va` (host map unless told otherwise); the struct as Xen left it. */
+export function mapRef(b: DomainHandle, a: DomainHandle, ref: number, va = MAP_VA, flags = GNTMAP_host_map) {
+  return one(
+    gnttabOp(b, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [{ host_addr: va, flags, ref, dom: a.domid }]),
+  );
+}
+
+/** b unmaps `handle` at `va` (and the device mapping when devBusAddr is given); the status. */
+export function unmapRef(b: DomainHandle, handle: number, va = MAP_VA, devBusAddr = 0): number {
+  return one(
+    gnttabOp(b, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [
+      { host_addr: va, dev_bus_addr: devBusAddr, handle },
+    ]),
+  ).status;
 }

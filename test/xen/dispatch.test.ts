@@ -42,7 +42,6 @@ import {
   gnttab_query_size,
   gnttab_set_version,
   gnttab_swap_grant_ref,
-  gnttab_unmap_grant_ref,
   Host,
   readStructArray,
   type StructDef,
@@ -59,18 +58,16 @@ import {
   grantAccess,
   MAP_VA,
   mapGrantTable,
+  mapRef,
   one,
   STATUS_VA,
   scratch,
   setVersion,
   statusBits,
+  unmapRef,
 } from '../helpers/guest.ts';
+import { COMBOS, forEach, KIND_ONLY, KINDS, PAIRS, VERSIONS } from '../helpers/matrix.ts';
 
-const KINDS = ['pv', 'hvm'] as const;
-const VERSIONS = [1, 2] as const;
-const KIND_ONLY = KINDS.map((k) => [k] as const);
-const COMBOS = KINDS.flatMap((k) => VERSIONS.map((v) => [k, v] as const));
-const PAIRS = KINDS.flatMap((g) => KINDS.map((b) => [g, b] as const));
 const OWNER_NONE = -1;
 const GNTTAB_HVM_OPS = new Set([
   GNTTABOP_query_size,
@@ -84,18 +81,6 @@ const GNTTAB_HVM_OPS = new Set([
 ]);
 /** Every command number up to cache_flush, plus a few unknown ones. */
 const ALL_CMDS = [...Array.from({ length: 13 }, (_, i) => i), 13, 99, 0xfff];
-
-/** Runs `fn` for each combination, naming the combination in any failure. */
-function forEach<T extends readonly unknown[]>(combos: readonly T[], fn: (...c: [...T]) => void): void {
-  for (const c of combos) {
-    try {
-      fn(...c);
-    } catch (e) {
-      if (e instanceof Error) e.message = `[${c.join(' ')}] ${e.message}`;
-      throw e;
-    }
-  }
-}
 
 function newHost(): Host {
   return new Host({ memoryMiB: 16 });
@@ -119,20 +104,6 @@ function place<F extends string>(
 ) {
   dom.memory.write(addr, encodeArray(def, ops));
   return () => readStructArray(dom.memory, addr, def, ops.length);
-}
-
-function mapRef(b: DomainHandle, a: DomainHandle, ref: number, va = MAP_VA, flags = GNTMAP_host_map) {
-  return one(
-    gnttabOp(b, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [{ host_addr: va, flags, ref, dom: a.domid }]),
-  );
-}
-
-function unmap(b: DomainHandle, handle: number, va = MAP_VA, devBusAddr = 0): number {
-  return one(
-    gnttabOp(b, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [
-      { host_addr: va, dev_bus_addr: devBusAddr, handle },
-    ]),
-  ).status;
 }
 
 function copyFrom(b: DomainHandle, a: DomainHandle, ref: number, len: number): number {
@@ -277,7 +248,7 @@ describe('dispatcher rules (§5)', () => {
       assert.equal(gnttab(d, GNTTABOP_map_grant_ref, mapAt, 1), 0);
       const first = read()[0]!;
       assert.equal(first.status, GNTST_okay);
-      assert.equal(unmap(d, first.handle), GNTST_okay);
+      assert.equal(unmapRef(d, first.handle), GNTST_okay);
       // ...but two would run past it: nothing is processed.
       read = place(d, mapAt, gnttab_map_grant_ref, [op]);
       assert.equal(gnttab(d, GNTTABOP_map_grant_ref, mapAt, 2), -XEN_EFAULT);
@@ -334,7 +305,7 @@ describe('dispatcher rules (§5)', () => {
       assert.equal(m.status, GNTST_okay);
       assert.equal(a.xen.gt.active[10]!.pin, 1);
       assert.deepEqual(host.checkInvariants(), []);
-      assert.equal(unmap(d, m.handle), GNTST_okay);
+      assert.equal(unmapRef(d, m.handle), GNTST_okay);
       grantAccess(d, 20, 1, 0x2020);
       const swapAt = d.ramBytes - 12;
       const readSwap = place(d, swapAt, gnttab_swap_grant_ref, [{ ref_a: 20, ref_b: 21, status: 0x7777 }]);
@@ -363,8 +334,8 @@ describe('dispatcher rules (§5)', () => {
         r.out.map((o) => o.status),
         [GNTST_okay, GNTST_bad_gntref, GNTST_bad_domain, GNTST_okay],
       );
-      assert.equal(unmap(b, r.out[0]!.handle), GNTST_okay);
-      assert.equal(unmap(b, r.out[3]!.handle, MAP_VA + 0x3000), GNTST_okay);
+      assert.equal(unmapRef(b, r.out[0]!.handle), GNTST_okay);
+      assert.equal(unmapRef(b, r.out[3]!.handle, MAP_VA + 0x3000), GNTST_okay);
       assert.deepEqual(host.checkInvariants(), []);
     }));
 });
@@ -400,7 +371,7 @@ describe('raw register arguments', () => {
       assert.equal(gnttab(d, BigInt(GNTTABOP_map_grant_ref), BigInt(addr), 1n), 0);
       assert.equal(read()[0]!.status, GNTST_okay);
       assert.equal(a.xen.gt.active[10]!.pin, 0x100);
-      assert.equal(unmap(d, read()[0]!.handle), GNTST_okay);
+      assert.equal(unmapRef(d, read()[0]!.handle), GNTST_okay);
       // update_va_mapping and memory_op take bigints too.
       if (kind === 'pv') {
         const pte = BigInt(d.frameOf(0x5000) * 4096 + (_PAGE_PRESENT | _PAGE_RW));
@@ -559,7 +530,7 @@ describe('domain lifecycle (§12)', () => {
         b.memory.writeU32(MAP_VA + 64, 0x5151);
         assert.equal(host.hypervisor.machine.u8[page * 4096 + 64], 0x51);
         assert.deepEqual(host.checkInvariants(), []);
-        assert.equal(unmap(b, m.handle), GNTST_okay);
+        assert.equal(unmapRef(b, m.handle), GNTST_okay);
         assert.equal(b.alive, true);
         assert.equal(host.hypervisor.domains.has(a.domid), false);
         assert.equal(host.hypervisor.frames.owner[page], OWNER_NONE);
@@ -597,7 +568,7 @@ describe('domain lifecycle (§12)', () => {
       assert.equal(w.load16(a.xen.gt.statusAddr(11)) & 0x18, 0);
       assert.equal(a.xen.gt.active[10]!.pin, 1);
       assert.deepEqual(host.checkInvariants(), []);
-      assert.equal(unmap(b, m.handle), GNTST_okay);
+      assert.equal(unmapRef(b, m.handle), GNTST_okay);
       assert.equal(host.hypervisor.domains.has(a.domid), false);
       assert.deepEqual(host.checkInvariants(), []);
     }));

@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   __HYPERVISOR_grant_table_op,
-  __HYPERVISOR_update_va_mapping,
   DOMID_SELF,
   type DomainHandle,
   GNTCOPY_source_gref,
@@ -14,10 +13,8 @@ import {
   GNTST_general_error,
   GNTST_okay,
   GNTTABOP_copy,
-  GNTTABOP_map_grant_ref,
   GNTTABOP_set_version,
   GNTTABOP_setup_table,
-  GNTTABOP_unmap_grant_ref,
   GTF_accept_transfer,
   GTF_PAT,
   GTF_PCD,
@@ -32,10 +29,8 @@ import {
   GTF_writing,
   GuestFault,
   gnttab_copy,
-  gnttab_map_grant_ref,
   gnttab_set_version,
   gnttab_setup_table,
-  gnttab_unmap_grant_ref,
   Host,
   type HostOptions,
   XEN_EAGAIN,
@@ -54,38 +49,22 @@ import {
   grantAccess,
   MAP_VA,
   mapGrantTable,
+  mapRef,
   one,
   STATUS_VA,
   scratch,
   setVersion,
   statusAddr,
   statusBits,
+  unmapRef,
+  uva,
 } from '../helpers/guest.ts';
+import { COMBOS, forEach, KIND_ONLY } from '../helpers/matrix.ts';
 
-const KINDS = ['pv', 'hvm'] as const;
-const VERSIONS = [1, 2] as const;
-const KIND_ONLY = KINDS.map((k) => [k] as const);
-const COMBOS = KINDS.flatMap((k) => VERSIONS.map((v) => [k, v] as const));
 const OWNER_NONE = -1;
-
-/** Runs `fn` for each combination, naming the combination in any failure. */
-function forEach<T extends readonly unknown[]>(combos: readonly T[], fn: (...c: [...T]) => void): void {
-  for (const c of combos) {
-    try {
-      fn(...c);
-    } catch (e) {
-      if (e instanceof Error) e.message = `[${c.join(' ')}] ${e.message}`;
-      throw e;
-    }
-  }
-}
 
 function newHost(o: HostOptions = {}): Host {
   return new Host({ memoryMiB: 16, ...o });
-}
-
-function uva(dom: DomainHandle, va: number, pte: number): number {
-  return dom.hypercall(__HYPERVISOR_update_va_mapping, va, pte, 0);
 }
 
 /** PV: drops the guest's own mappings of its status frames (they keep v2 -> v1 at -EBUSY). */
@@ -108,17 +87,6 @@ function growTo(dom: DomainHandle, frames: number): void {
     ]),
   );
   assert.equal(r.status, GNTST_okay);
-}
-
-function mapRef(b: DomainHandle, a: DomainHandle, ref: number, va = MAP_VA, flags = GNTMAP_host_map) {
-  return one(
-    gnttabOp(b, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [{ host_addr: va, flags, ref, dom: a.domid }]),
-  );
-}
-
-function unmapRef(b: DomainHandle, handle: number, va = MAP_VA): number {
-  return one(gnttabOp(b, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [{ host_addr: va, handle }]))
-    .status;
 }
 
 /** b copies `len` bytes from (a, ref) at `off` into its own page at 0x8000. */

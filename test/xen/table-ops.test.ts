@@ -5,13 +5,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   __HYPERVISOR_grant_table_op,
-  __HYPERVISOR_update_va_mapping,
   _PAGE_PRESENT,
   _PAGE_RW,
   DOMID_IO,
   DOMID_SELF,
   type DomainHandle,
-  GNTMAP_host_map,
   GNTST_bad_domain,
   GNTST_bad_gntref,
   GNTST_bad_virt_addr,
@@ -21,11 +19,9 @@ import {
   GNTST_permission_denied,
   GNTTABOP_get_status_frames,
   GNTTABOP_get_version,
-  GNTTABOP_map_grant_ref,
   GNTTABOP_query_size,
   GNTTABOP_setup_table,
   GNTTABOP_swap_grant_ref,
-  GNTTABOP_unmap_grant_ref,
   GTF_accept_transfer,
   GTF_permit_access,
   GTF_readonly,
@@ -33,11 +29,9 @@ import {
   GuestFault,
   gnttab_get_status_frames,
   gnttab_get_version,
-  gnttab_map_grant_ref,
   gnttab_query_size,
   gnttab_setup_table,
   gnttab_swap_grant_ref,
-  gnttab_unmap_grant_ref,
   Host,
   type HostOptions,
   XEN_EACCES,
@@ -56,34 +50,21 @@ import {
   grantAccess,
   MAP_VA,
   mapGrantTable,
+  mapRef,
   one,
   STATUS_VA,
   scratch,
   setVersion,
   statusAddr,
+  unmapRef,
+  uva,
 } from '../helpers/guest.ts';
+import { COMBOS, forEach, KIND_ONLY, VERSIONS } from '../helpers/matrix.ts';
 
-const KINDS = ['pv', 'hvm'] as const;
-const VERSIONS = [1, 2] as const;
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 const SENTINEL = 0x5a5a_5a5a_5a5a_5a5an;
 /** Unpopulated guest address space (above RAM, below 4 GiB). */
 const UNMAPPED = 0x9000_0000;
-
-/** Runs `fn` for each combination, naming the combination in any failure. */
-function forEach<T extends readonly unknown[]>(combos: readonly T[], fn: (...c: [...T]) => void): void {
-  for (const c of combos) {
-    try {
-      fn(...c);
-    } catch (e) {
-      if (e instanceof Error) e.message = `[${c.join(' ')}] ${e.message}`;
-      throw e;
-    }
-  }
-}
-
-const KIND_ONLY = KINDS.map((k) => [k] as const);
-const COMBOS = KINDS.flatMap((k) => VERSIONS.map((v) => [k, v] as const));
 
 function newHost(o: HostOptions = {}): Host {
   return new Host({ memoryMiB: 16, ...o });
@@ -148,23 +129,6 @@ function swap(dom: DomainHandle, pairs: readonly (readonly [number, number])[]) 
     pairs.map(([a, b]) => ({ ref_a: a, ref_b: b, status: 0x7777 })),
   );
   return { rc: r.rc, statuses: r.out.map((o) => o.status) };
-}
-
-function mapRef(b: DomainHandle, a: DomainHandle, ref: number, va = MAP_VA) {
-  return one(
-    gnttabOp(b, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
-      { host_addr: va, flags: GNTMAP_host_map, ref, dom: a.domid },
-    ]),
-  );
-}
-
-function unmapRef(b: DomainHandle, handle: number, va = MAP_VA): number {
-  return one(gnttabOp(b, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [{ host_addr: va, handle }]))
-    .status;
-}
-
-function uva(dom: DomainHandle, va: number, pte: number): number {
-  return dom.hypercall(__HYPERVISOR_update_va_mapping, va, pte, 0);
 }
 
 /** The frame number a domain sees for its shared frame i (PV: MFN; HVM: GFN or all ones). */
