@@ -12,6 +12,7 @@ export const testFiles = [
   'test/xen/event-channel.test.ts',
   'test/xen/model.test.ts',
   'test/xen/fuzz.test.ts',
+  'test/xen/fuzz-events.test.ts',
   'test/guest/gnttab.test.ts',
   'test/guest/backend.test.ts',
   'test/guest/alloc-model.test.ts',

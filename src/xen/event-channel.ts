@@ -207,9 +207,13 @@ function virqIsGlobal(virq: number): boolean {
   return virq !== VIRQ_TIMER && virq !== VIRQ_DEBUG && virq !== VIRQ_XENOPROF && virq !== VIRQ_XENPMU;
 }
 
-/** evtchn_usable: a guest channel in a state that can carry events. */
+/**
+ * evtchn_usable: a guest channel in a state that can carry events. A
+ * Xen-attached port is not one ("usable as in by a guest", xen/event.h): its
+ * pending and mask bits are never acted on, so unmasking it does nothing.
+ */
 function usable(chn: EvtchnPort): boolean {
-  return chn.state > ECS_RESERVED;
+  return chn.xenConsumer === null && chn.state > ECS_RESERVED;
 }
 
 // ---- the 2-level shared-info bit operations (event_2l.c) --------------------------------------
