@@ -406,6 +406,34 @@ describe('xenstored alone', () => {
     b.finish();
   });
 
+  it('an unprivileged domain owns at most 1000 nodes; dom0 has no such quota (domain.c quota_nb_entry_per_domain)', () => {
+    const b = new Bench();
+    const [d0, d1] = [b.dom(0), b.dom(1)];
+    // d1 owns its home already; fill up to the quota, 100 children per directory (the
+    // node-size quota limits how many child names one node holds).
+    // Its home and the keys the host put there (domid) are its own.
+    const home = b.dir(d1, '/local/domain/1');
+    assert.ok(Array.isArray(home));
+    let owned = 1 + home.length;
+    for (let g = 0; owned < XS_QUOTA.nodes; g++) {
+      assert.equal(b.write(d1, `g${g}`, 'v'), 'OK', `node ${owned}`);
+      owned++;
+      for (let k = 0; k < 100 && owned < XS_QUOTA.nodes; k++, owned++) {
+        assert.equal(b.write(d1, `g${g}/k${k}`, 'v'), 'OK', `node ${owned}`);
+      }
+    }
+    assert.equal(b.write(d1, 'g0/one-too-many', 'v'), '!ENOSPC');
+    assert.equal(b.write(d1, 'g0/k1', 'rewritten'), 'OK', 'writing an existing node creates nothing');
+    assert.equal(b.read(d1, 'g0/k1'), 'rewritten');
+    // Removing frees room; a write that would create two nodes needs room for both.
+    assert.equal(b.rm(d1, 'g0/k1'), 'OK');
+    assert.equal(b.write(d1, 'a/b', 'v'), '!ENOSPC');
+    assert.equal(b.write(d1, 'a', 'v'), 'OK');
+    // dom0 writes under d1's home without a quota; the nodes are d1's (inherited owner).
+    assert.equal(b.write(d0, '/local/domain/0/extra', 'v'), 'OK');
+    b.finish();
+  });
+
   it('watches fire once at registration and on changes at or below, not above (watch.c fire_watches)', () => {
     const b = new Bench();
     const d1 = b.dom(1);

@@ -18,14 +18,14 @@
 // may read the node or its parent, once on registration, and the special
 // @introduceDomain / @releaseDomain watches; transactions with xenstored's
 // per-node generation check (EAGAIN on conflict), their watch events fired at
-// commit; quotas on watches, transactions, node size, permissions and path
-// length for unprivileged domains; duplicate pending watch events dropped.
+// commit; quotas on nodes owned, watches, transactions, node size, permissions
+// and path length for unprivileged domains; duplicate pending watch events dropped.
 // When a domain goes, its connection, watches and transactions go, its home
 // tree and every node it owns are removed, and @releaseDomain fires.
 //
 // Not modelled: XS_INTRODUCE / XS_RELEASE / XS_RESUME / XS_SET_TARGET and
 // XS_CONTROL (privileged; the host introduces domains itself, so they answer
-// ENOSYS), the node-count and memory quotas, write rate limiting, permission
+// ENOSYS), the memory quotas, write rate limiting, permission
 // entries of domains gone since (domain ids are never reused here).
 import { XsClientCore } from './client.ts';
 import {
@@ -152,6 +152,8 @@ export const XS_QUOTA = {
   nodeSize: 2048,
   /** Outstanding requests per domain (replies not yet written to its ring). */
   outstanding: 20,
+  /** Nodes a domain may own (quota_nb_entry_per_domain). */
+  nodes: 1000,
 } as const;
 
 const VALID_CHARS = /^[A-Za-z0-9\-/_@]*$/;
@@ -910,6 +912,9 @@ export class XenStore {
       parent = this.readNode(c, parentName);
     } while (parent === undefined && parentName !== '/');
     if (parent === undefined) return 'EINVAL';
+    // quota_nb_entry_per_domain: an unprivileged domain owns at most XS_QUOTA.nodes nodes.
+    if (c.conn.unprivileged && this.ownedNodes(c, c.conn.domid) + names.length > XS_QUOTA.nodes)
+      return 'ENOSPC';
     // Walk back down, constructing the missing nodes.
     const writes: [string, XsNode][] = [];
     let pName = parentName;
@@ -937,6 +942,23 @@ export class XenStore {
     // Bottom up, as create_node writes them.
     for (const [n, node] of [...finals].reverse()) this.writeNode(c, n, node, false);
     return finals.get(name)!;
+  }
+
+  /** Nodes owned by `domid` as this request sees the tree (with its transaction's changes). */
+  private ownedNodes(c: Ctx, domid: number): number {
+    const tx = c.tx;
+    let n = 0;
+    for (const [name, node] of this.nodes) {
+      const a = tx?.accessed.get(name);
+      const cur = a?.modified ? a.node : node;
+      if (cur !== null && cur.perms[0]?.id === domid) n++;
+    }
+    if (tx !== null) {
+      for (const [name, a] of tx.accessed) {
+        if (a.modified && a.node !== null && !this.nodes.has(name) && a.node.perms[0]?.id === domid) n++;
+      }
+    }
+    return n;
   }
 
   /**
