@@ -3,10 +3,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as abi from '../../src/abi/index.ts';
-import { decodeStruct, encodeStruct, fieldSize, type StructDef } from '../../src/abi/struct.ts';
+import { decodeStruct, encodeStruct } from '../../src/abi/struct.ts';
+import { itMatchesLayouts, type Layout } from '../helpers/layout.ts';
 
 // [struct, size, [field, offset, size]...] exactly as reference §3.1/§3.2 list them.
-const layouts: [StructDef, number, [string, number, number][]][] = [
+const layouts: Layout[] = [
   [
     abi.grant_entry_v1,
     8,
@@ -203,24 +204,7 @@ const layouts: [StructDef, number, [string, number, number][]][] = [
 ];
 
 describe('ABI struct layouts (reference §3)', () => {
-  for (const [def, size, fields] of layouts) {
-    it(`${def.name}: size ${size} and every field offset`, () => {
-      assert.equal(def.size, size);
-      assert.deepEqual(Object.keys(def.fields).sort(), fields.map((f) => f[0]).sort());
-      for (const [name, offset, fsize] of fields) {
-        const f = def.fields[name];
-        assert.ok(f, name);
-        assert.equal(f.offset, offset, `${def.name}.${name} offset`);
-        assert.equal(fieldSize(f.type), fsize, `${def.name}.${name} size`);
-        // Golden bytes: a marker value placed in the field lands at exactly these bytes, little-endian.
-        const bytes = encodeStruct(def, { [name]: 0xa5 });
-        const expected = new Uint8Array(size);
-        expected[offset] = 0xa5;
-        assert.deepEqual(bytes, expected, `${def.name}.${name} bytes`);
-        assert.equal(decodeStruct(def, expected)[name], 0xa5);
-      }
-    });
-  }
+  itMatchesLayouts(layouts);
 
   it('u64 fields carry values above 2^32 and status is signed', () => {
     const b = encodeStruct(abi.gnttab_map_grant_ref, {

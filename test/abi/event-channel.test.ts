@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as abi from '../../src/abi/index.ts';
-import { decodeStruct, encodeStruct, fieldSize, type StructDef } from '../../src/abi/struct.ts';
+import { decodeStruct, encodeStruct } from '../../src/abi/struct.ts';
+import { itMatchesLayouts, type Layout } from '../helpers/layout.ts';
 
 // [struct, size, [field, offset, size]...] as the C compiler lays them out on x86_64.
-const layouts: [StructDef, number, [string, number, number][]][] = [
+const layouts: Layout[] = [
   [
     abi.evtchn_alloc_unbound,
     8,
@@ -132,24 +133,7 @@ const layouts: [StructDef, number, [string, number, number][]][] = [
 ];
 
 describe('event-channel struct layouts (event_channel.h, xen.h; x86_64)', () => {
-  for (const [def, size, fields] of layouts) {
-    it(`${def.name}: size ${size} and every field offset`, () => {
-      assert.equal(def.size, size);
-      assert.deepEqual(Object.keys(def.fields).sort(), fields.map((f) => f[0]).sort());
-      for (const [name, offset, fsize] of fields) {
-        const f = def.fields[name];
-        assert.ok(f, name);
-        assert.equal(f.offset, offset, `${def.name}.${name} offset`);
-        assert.equal(fieldSize(f.type), fsize, `${def.name}.${name} size`);
-        // A marker in the field lands at exactly this byte, little-endian.
-        const bytes = encodeStruct(def, { [name]: 0xa5 });
-        const expected = new Uint8Array(size);
-        expected[offset] = 0xa5;
-        assert.deepEqual(bytes, expected, `${def.name}.${name} bytes`);
-        assert.equal(decodeStruct(def, expected)[name], 0xa5);
-      }
-    });
-  }
+  itMatchesLayouts(layouts);
 
   it('evtchn_status: an interdomain answer as the C struct holds it', () => {
     const b = encodeStruct(abi.evtchn_status, {

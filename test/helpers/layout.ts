@@ -1,0 +1,29 @@
+// Golden-vector checks of a struct definition against the offsets and sizes of
+// the C header: [struct, size, [field, offset, size]...].
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { decodeStruct, encodeStruct, fieldSize, type StructDef } from '../../src/abi/struct.ts';
+
+export type Layout = [StructDef, number, [string, number, number][]];
+
+/** One test per struct: its size, its field set, and each field's offset, size and bytes. */
+export function itMatchesLayouts(layouts: readonly Layout[]): void {
+  for (const [def, size, fields] of layouts) {
+    it(`${def.name}: size ${size} and every field offset`, () => {
+      assert.equal(def.size, size);
+      assert.deepEqual(Object.keys(def.fields).sort(), fields.map((f) => f[0]).sort());
+      for (const [name, offset, fsize] of fields) {
+        const f = def.fields[name];
+        assert.ok(f, name);
+        assert.equal(f.offset, offset, `${def.name}.${name} offset`);
+        assert.equal(fieldSize(f.type), fsize, `${def.name}.${name} size`);
+        // Golden bytes: a marker value placed in the field lands at exactly this byte, little-endian.
+        const bytes = encodeStruct(def, { [name]: 0xa5 });
+        const expected = new Uint8Array(size);
+        expected[offset] = 0xa5;
+        assert.deepEqual(bytes, expected, `${def.name}.${name} bytes`);
+        assert.equal(decodeStruct(def, expected)[name], 0xa5);
+      }
+    });
+  }
+}
