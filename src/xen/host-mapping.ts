@@ -29,6 +29,7 @@ import { GNTST_general_error, GNTST_okay } from '../abi/status.ts';
 import type { Domain } from './domain.ts';
 import { NO_GFN } from './grant-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
+import { findXenHeapSlot } from './memory-op.ts';
 import {
   ADDRESS_SPACE_PAGES,
   isGrantP2m,
@@ -90,14 +91,7 @@ export function createGrantHostMapping(
   // RAM there is unhooked from the physical map (it stays allocated to the
   // domain); one of its own grant, status or shared-info frames is then at no GFN (x86 reads
   // a frame's GFN back from the M2P, which p2m_add_page invalidates).
-  if (old !== undefined) {
-    const gt = ld.gt;
-    const shared = gt.shared.indexOf(old.mfn);
-    if (shared >= 0) gt.sharedGfn[shared] = NO_GFN;
-    const status = gt.status.indexOf(old.mfn);
-    if (status >= 0) gt.statusGfn[status] = NO_GFN;
-    if (old.mfn === ld.sharedInfoMfn) ld.sharedInfoGfn = NO_GFN;
-  }
+  if (old !== undefined) findXenHeapSlot(ld, old.mfn)?.set(NO_GFN);
   if (!p2m.ensure(gfn)) return GNTST_general_error;
   p2m.set(gfn, mfn, (flags & GNTMAP_readonly) !== 0 ? P2M_GRANT_MAP_RO : P2M_GRANT_MAP_RW);
   return GNTST_okay;
