@@ -6,7 +6,10 @@ import { describe, it } from 'node:test';
 import {
   __HYPERVISOR_grant_table_op,
   __HYPERVISOR_update_va_mapping,
+  _PAGE_PAT,
+  _PAGE_PCD,
   _PAGE_PRESENT,
+  _PAGE_PWT,
   _PAGE_RW,
   DOMID_SELF,
   type DomainHandle,
@@ -31,6 +34,8 @@ import {
   GNTTABOP_unmap_and_replace,
   GNTTABOP_unmap_grant_ref,
   GTF_accept_transfer,
+  GTF_PAT,
+  GTF_PCD,
   GTF_PWT,
   GTF_permit_access,
   GTF_reading,
@@ -732,12 +737,32 @@ describe('map_grant_ref: errors (§6.1 steps 1-11)', () => {
     noViolations(host);
   });
 
-  it('HVM: a grant with cache attributes (GTF_PWT) cannot be host-mapped by a translated caller (§6.1.1)', () => {
+  // map_grant_ref passes the entry's cache attributes to create_grant_host_mapping
+  // only on its MMIO path; for a RAM page it passes 0 (xen/common/grant_table.c).
+  it('HVM: a RAM grant with GTF_PCD|GTF_PWT|GTF_PAT maps: map_grant_ref passes cache_flags 0 for RAM (create_grant_p2m_mapping)', () => {
     const { host, a, b } = setup({ grantee: 'hvm' });
-    grant(a, 10, b, PAGE, GTF_permit_access | GTF_PWT);
-    assert.equal(map(b, a, 10).status, GNTST_general_error);
+    a.memory.write(PAGE, enc('cached'));
+    grant(a, 10, b, PAGE, GTF_permit_access | GTF_PCD | GTF_PWT | GTF_PAT);
+    const m = map(b, a, 10);
+    assert.equal(m.status, GNTST_okay);
+    assert.equal(dec(b.memory.read(MAP_VA, 6)), 'cached');
+    assert.equal(pin(a, 10), 1);
+    assert.equal(unmap(b, m.handle), GNTST_okay);
     assert.equal(pin(a, 10), 0);
-    assert.equal(statusBits(a, 10), 0);
+    noViolations(host);
+  });
+
+  it('PV: the grant PTE of a RAM grant with GTF_PCD|GTF_PWT|GTF_PAT has no cache bits (map_grant_ref, grant_to_pte_flags)', () => {
+    const { host, a, b } = setup();
+    grant(a, 10, b, PAGE, GTF_permit_access | GTF_PCD | GTF_PWT | GTF_PAT);
+    const m = map(b, a, 10);
+    assert.equal(m.status, GNTST_okay);
+    const pte = b.xen.pt!.get(MAP_VA / PAGE_SIZE);
+    assert.equal(Math.floor(pte / PAGE_SIZE), mfnOf(a, PAGE));
+    assert.equal(pte & (_PAGE_PCD | _PAGE_PWT | _PAGE_PAT), 0);
+    assert.equal(pte & (_PAGE_PRESENT | _PAGE_RW), _PAGE_PRESENT | _PAGE_RW);
+    assert.equal(unmap(b, m.handle), GNTST_okay);
+    assert.equal(b.xen.pt!.get(MAP_VA / PAGE_SIZE), 0);
     noViolations(host);
   });
 

@@ -6,9 +6,6 @@ import {
   GNTMAP_device_map,
   GNTMAP_host_map,
   GNTMAP_readonly,
-  GTF_PAT,
-  GTF_PCD,
-  GTF_PWT,
 } from '../../abi/flags.ts';
 import {
   GNTPIN_devr_inc,
@@ -113,7 +110,6 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
   }
   act.pin = (act.pin + pinIncr) >>> 0;
   const mfn = act.mfn;
-  const cacheFlags = hv.machine.words.load16(rgt.shaAddr(ref)) & (GTF_PAT | GTF_PWT | GTF_PCD);
 
   // References and the mapping itself (step 11). Every mapping holds a general
   // reference of its own: taken here unless H3 just took it.
@@ -137,7 +133,10 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
         typecnt++;
       }
       if (rc === GNTST_okay) {
-        rc = createGrantHostMapping(hv, ld, op.host_addr, mfn, flags, cacheFlags);
+        // A RAM page is mapped with no cache attributes: map_grant_ref hands the
+        // entry's GTF_PAT|GTF_PWT|GTF_PCD only to an MMIO (dom_io) frame, and
+        // this machine has no I/O memory.
+        rc = createGrantHostMapping(hv, ld, op.host_addr, mfn, flags, 0);
         hostMapCreated = rc === GNTST_okay;
       }
     }
