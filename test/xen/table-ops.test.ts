@@ -471,6 +471,30 @@ describe('get_status_frames (§6.10)', () => {
     assert.deepEqual(host.checkInvariants(), []);
   });
 
+  it('pv v2: the list stops at the first unwritable entry; later writable entries stay as they were (gnttab_get_status_frames: break)', () => {
+    const host = newHost();
+    const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    setVersion(d, 2);
+    setupTable(d, DOMID_SELF, 9);
+    assert.equal(d.xen.gt.nrStatusFrames, 2);
+    // Entry 0 ends a read-only page; entry 1 starts the writable page after it.
+    const ro = 0x9000_0000;
+    const rw = ro + 4096;
+    const roMfn = d.frameOf(scratch(d, 6));
+    const rwMfn = d.frameOf(scratch(d, 7));
+    assert.equal(uva(d, rw, rwMfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)), 0);
+    assert.equal(uva(d, ro, roMfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)), 0);
+    fillSentinel(d, rw - 8, 2);
+    assert.equal(uva(d, ro, roMfn * 4096 + _PAGE_PRESENT), 0);
+    assert.deepEqual(getStatusFrames(d, DOMID_SELF, 2, rw - 8), { rc: 0, status: GNTST_bad_virt_addr });
+    assert.deepEqual(readList(d, rw - 8, 2), [SENTINEL, SENTINEL]);
+    // Both entries writable: both written.
+    assert.equal(uva(d, ro, roMfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)), 0);
+    assert.deepEqual(getStatusFrames(d, DOMID_SELF, 2, rw - 8), { rc: 0, status: GNTST_okay });
+    assert.deepEqual(readList(d, rw - 8, 2), [BigInt(d.xen.gt.status[0]!), BigInt(d.xen.gt.status[1]!)]);
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
   it('pv v2: unmapped frame_list is bad_virt_addr; count != 1 is -EINVAL; unreadable struct -EFAULT', () => {
     const host = newHost();
     const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });

@@ -30,7 +30,9 @@ export function getStatusFrames(hv: Hypervisor, ld: Domain, uop: number, count: 
       if (
         !copyU64ToGuest(hv, ld, op.frame_list + i * 8, frameNumberFor(d, d.gt.status[i]!, d.gt.statusGfn[i]!))
       ) {
+        // gnttab_get_status_frames stops at the first entry it cannot write.
         status = GNTST_bad_virt_addr;
+        break;
       }
     }
   }
