@@ -13,6 +13,7 @@ export const testFiles = [
   'test/xen/model.test.ts',
   'test/xen/fuzz.test.ts',
   'test/xen/fuzz-events.test.ts',
+  'test/xen/locks.test.ts',
   'test/guest/gnttab.test.ts',
   'test/guest/backend.test.ts',
   'test/guest/alloc-model.test.ts',

@@ -36,7 +36,8 @@ const res = spawnSync(
     `--test-reporter-destination=${tap}`,
     ...files,
   ],
-  { cwd: root, stdio: 'inherit' },
+  // Xen's lock-order checker (src/xen/locks.ts) is on for the whole suite.
+  { cwd: root, stdio: 'inherit', env: { GNTTAB_LOCK_DEBUG: '1', ...process.env } },
 );
 let text = '';
 try {
