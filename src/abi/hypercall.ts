@@ -52,7 +52,7 @@ export const UVMF_NONE = 0;
 export const UVMF_TLB_FLUSH = 1;
 export const UVMF_INVLPG = 2;
 
-/** x86 PTE bits used by update_va_mapping and grant host mappings. */
+/** x86 PTE bits used by update_va_mapping and grant host mappings (the low 12 bits of a PTE). */
 export const _PAGE_PRESENT = 0x1;
 export const _PAGE_RW = 0x2;
 export const _PAGE_USER = 0x4;
@@ -61,8 +61,19 @@ export const _PAGE_PCD = 0x10;
 export const _PAGE_ACCESSED = 0x20;
 export const _PAGE_DIRTY = 0x40;
 export const _PAGE_PAT = 0x80;
-/** Xen's software bit marking a grant-table PTE (_PAGE_GNTTAB, an AVAIL bit). */
-export const _PAGE_GNTTAB = 0x400;
+export const _PAGE_GLOBAL = 0x100;
+/** The software-available bits 9-11 (_PAGE_AVAIL0..2); GNTMAP_guest_avail bits land here. */
+export const _PAGE_AVAIL0 = 0x200;
+export const _PAGE_AVAIL = 0xe00;
+export const PAGE_CACHE_ATTRS = _PAGE_PAT | _PAGE_PCD | _PAGE_PWT;
+// Xen handles PTE flags as 24 bits (get_pte_flags): bits 0-11 of the PTE, and
+// PTE bits 52-63 as bits 12-23. The frame is PTE bits 12-51.
+/** PTE bits 52-62, free for software. */
+export const _PAGE_AVAIL_HIGH = 0x7ff << 12;
+/** PTE bit 63, no-execute. */
+export const _PAGE_NX_BIT = 1 << 23;
+/** PTE bit 62: Xen's mark on a grant PTE, in debug builds only (0 when NDEBUG). */
+export const _PAGE_GNTTAB = 1 << 22;
 
 /** Xen errno values (xen/include/public/errno.h); hypercalls return their negation. */
 export const XEN_EPERM = 1;

@@ -7,7 +7,8 @@
 // tables: they are Xen's frames and lie outside every guest's address space.
 //
 // Leaf entry, 32 bits: frame << 12 | low flags.
-//   PV  (x86 PTE): bit 0 present, bit 1 writable, bit 10 grant mapping, others as x86.
+//   PV  (x86 PTE): the low 12 bits as x86 (bit 0 present, bit 1 writable), except
+//                  bit 8, which marks a grant PTE in a Xen debug build (src/xen/paging.ts).
 //   HVM (P2M):     bit 0 valid, bits 1-2 the p2m type.
 import type { MachineMemory } from './machine-memory.ts';
 

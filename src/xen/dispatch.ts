@@ -98,7 +98,7 @@ export function dispatchHypercall(hv: Hypervisor, d: Domain, nr: number, args: r
     case __HYPERVISOR_memory_op:
       return memoryOp(hv, d, u32(args[0]), reg(args[1]));
     case __HYPERVISOR_update_va_mapping:
-      return updateVaMapping(hv, d, reg(args[0]), reg(args[1]));
+      return updateVaMapping(hv, d, reg(args[0]), args[1]);
     case __HYPERVISOR_event_channel_op:
       // do_event_channel_op(int cmd, arg): PV and HVM alike.
       return eventChannelOp(hv, d, u32(args[0]), reg(args[1]));

@@ -29,7 +29,7 @@ export class Domain {
   isDying = false;
   /** Set when Xen crashed the domain (domain_crash); the host destroys it after the hypercall. */
   crashed: string | null = null;
-  /** Exceptions Xen injected (for instance #GP on an implicit grant unmap, quirk §15.19). */
+  /** Exceptions Xen injected (a debug build: #GP on an implicit grant unmap, quirk §15.19). */
   readonly injected: { vector: number; reason: string }[] = [];
   /** The shared-info page: a Xen-heap frame the domain owns and may map read-write (-1: none). */
   sharedInfoMfn = -1;

@@ -5,6 +5,7 @@
 // The page references of a mapping are taken and dropped by map/unmap, not here.
 
 import {
+  _GNTMAP_guest_avail0,
   GNTMAP_application_map,
   GNTMAP_contains_pte,
   GNTMAP_host_map,
@@ -15,8 +16,8 @@ import {
 } from '../abi/flags.ts';
 import {
   _PAGE_ACCESSED,
+  _PAGE_AVAIL,
   _PAGE_DIRTY,
-  _PAGE_GNTTAB,
   _PAGE_PAT,
   _PAGE_PCD,
   _PAGE_PRESENT,
@@ -36,6 +37,7 @@ import {
   makePte,
   P2M_GRANT_MAP_RO,
   P2M_GRANT_MAP_RW,
+  PTE_GNTTAB_MARK,
   pteFlags,
   pteFrame,
 } from './paging.ts';
@@ -45,11 +47,19 @@ function pageOf(addr: number): number {
   return Number.isSafeInteger(addr) && pfn < ADDRESS_SPACE_PAGES ? pfn : -1;
 }
 
-/** The PTE flags of a grant mapping (Xen's grant_pte_flags plus cache attributes). */
-function grantPteFlags(flags: number, cacheFlags: number): number {
-  let f = _PAGE_PRESENT | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_GNTTAB;
-  if ((flags & GNTMAP_readonly) === 0) f |= _PAGE_RW;
+/**
+ * grant_to_pte_flags: the PTE flags of a grant mapping. The low three
+ * GNTMAP_guest_avail bits (map flags bit 16 up) go into the PTE's available
+ * bits 9-11 (MASK_INSR into _PAGE_AVAIL); _PAGE_NX is PTE bit 63, beyond the
+ * 32-bit entries of this model. A debug build marks the PTE (_PAGE_GNTTAB).
+ */
+function grantPteFlags(flags: number, cacheFlags: number, debugBuild: boolean): number {
+  let f = _PAGE_PRESENT | _PAGE_ACCESSED | _PAGE_DIRTY;
+  if (debugBuild) f |= PTE_GNTTAB_MARK;
   if ((flags & GNTMAP_application_map) !== 0) f |= _PAGE_USER;
+  if ((flags & GNTMAP_readonly) === 0) f |= _PAGE_RW;
+  f |= ((flags >>> _GNTMAP_guest_avail0) << 9) & _PAGE_AVAIL;
+  // cacheattr_to_pte_flags(cache_flags >> 5)
   if ((cacheFlags & GTF_PWT) !== 0) f |= _PAGE_PWT;
   if ((cacheFlags & GTF_PCD) !== 0) f |= _PAGE_PCD;
   if ((cacheFlags & GTF_PAT) !== 0) f |= _PAGE_PAT;
@@ -73,7 +83,7 @@ export function createGrantHostMapping(
     if (vpn < 0) return GNTST_general_error;
     if (!ld.pt.ensure(vpn)) return GNTST_general_error;
     const old = ld.pt.get(vpn);
-    ld.pt.set(vpn, makePte(mfn, grantPteFlags(flags, cacheFlags)));
+    ld.pt.set(vpn, makePte(mfn, grantPteFlags(flags, cacheFlags, hv.opts.debugBuild)));
     hv.putPteReferences(ld, old);
     return GNTST_okay;
   }
@@ -99,7 +109,9 @@ export function createGrantHostMapping(
 
 /**
  * Tears down (or, with newAddr, replaces) a host mapping. The mapping must
- * still be the grant's: PV compares frame, present and RW bits (XSA-234); HVM
+ * still be the grant's: PV compares the frame and the PRESENT and RW bits
+ * only (replace_grant_pv_mapping, XSA-234), so a PTE the guest changed in
+ * other bits, as update_va_mapping's fast path allows, still unmaps; HVM
  * requires a grant P2M entry for the same frame.
  */
 export function replaceGrantHostMapping(
@@ -124,11 +136,7 @@ export function replaceGrantHostMapping(
     }
     const cur = ld.pt.get(vpn);
     const expect = (flags & GNTMAP_readonly) !== 0 ? _PAGE_PRESENT : _PAGE_PRESENT | _PAGE_RW;
-    if (
-      pteFrame(cur) !== mfn ||
-      (pteFlags(cur) & (_PAGE_PRESENT | _PAGE_RW)) !== expect ||
-      (cur & _PAGE_GNTTAB) === 0
-    ) {
+    if (pteFrame(cur) !== mfn || (pteFlags(cur) & (_PAGE_PRESENT | _PAGE_RW)) !== expect) {
       hv.putPteReferences(ld, replacement);
       return GNTST_general_error;
     }

@@ -5,7 +5,6 @@ import { DOMID_FIRST_RESERVED, DOMID_SELF } from '../abi/domid.ts';
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
-  _PAGE_GNTTAB,
   _PAGE_PRESENT,
   _PAGE_RW,
   XEN_EFAULT,
@@ -25,7 +24,7 @@ import { Domain, type DomainKind } from './domain.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from './event-channel.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
-import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, pteFlags, pteFrame } from './paging.ts';
+import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
 
 export interface GnttabOptions {
   /** Highest grant-table version guests may select (Xen's gnttab=max-ver:N). Default 2 (x86). */
@@ -34,6 +33,14 @@ export interface GnttabOptions {
   transitive?: boolean;
   /** GNTTABOP_transfer (gnttab=transfer, PV builds). Default on. */
   transfer?: boolean;
+  /**
+   * Behave as a Xen debug build (no NDEBUG) in the checks that differ: grant
+   * PTEs carry _PAGE_GNTTAB, a guest PTE may not, and a running PV guest that
+   * zaps or overwrites a grant PTE with an ordinary PTE update gets #GP
+   * ("attempt to implicitly unmap", put_page_from_l1e). Default off: a release
+   * build, where such a PTE update is an ordinary one.
+   */
+  debugBuild?: boolean;
 }
 
 export interface HypervisorOptions {
@@ -75,7 +82,7 @@ export class Hypervisor {
   readonly machine: MachineMemory;
   readonly frames: FrameTable;
   readonly domains = new Map<number, Domain>();
-  readonly opts: { maxVersion: 1 | 2; transitive: boolean; transfer: boolean };
+  readonly opts: { maxVersion: 1 | 2; transitive: boolean; transfer: boolean; debugBuild: boolean };
   /** Exceptions raised inside the hypervisor (bugs): never thrown at guests, reported by checkInvariants. */
   readonly internalErrors: unknown[] = [];
   /**
@@ -99,7 +106,12 @@ export class Hypervisor {
     const maxVersion = g.maxVersion ?? 2;
     if (maxVersion !== 1 && maxVersion !== 2)
       throw new RangeError(`gnttab.maxVersion must be 1 or 2, got ${String(maxVersion)}`);
-    this.opts = { maxVersion, transitive: g.transitive ?? true, transfer: g.transfer ?? true };
+    this.opts = {
+      maxVersion,
+      transitive: g.transitive ?? true,
+      transfer: g.transfer ?? true,
+      debugBuild: g.debugBuild ?? false,
+    };
     const nrFrames = options.machineSab
       ? options.machineSab.byteLength / XEN_PAGE_SIZE
       : (mib * 1024 * 1024) / XEN_PAGE_SIZE;
@@ -382,25 +394,22 @@ export class Hypervisor {
   }
 
   /**
-   * put_page_from_l1e: drops what a PV PTE holds. A grant PTE of a running
-   * domain zapped this way gets #GP injected (quirk §15.19); its reference goes
-   * with it, while the grant's pin and maptrack slot stay.
+   * put_page_from_l1e: drops what a PV PTE of `d` holds: a general reference,
+   * and a writable type reference unless the frame belongs to a translated
+   * domain other than d (such mappings never took one). A debug build injects
+   * #GP into a running domain whose grant PTE goes this way (quirk §15.19); in
+   * either build the grant's pin and maptrack slot stay.
    */
   putPteReferences(d: Domain, pte: number): void {
     if ((pte & _PAGE_PRESENT) === 0) return;
     const mfn = pteFrame(pte);
     const flags = pteFlags(pte);
     if (!this.frames.isValid(mfn) || this.frames.owner[mfn] === OWNER_NONE) return;
-    if ((flags & _PAGE_GNTTAB) !== 0) {
-      if (!d.isDying) d.injected.push({ vector: 13, reason: 'attempt to implicitly unmap a granted PTE' });
-      const owner = this.domains.get(this.frames.owner[mfn]!);
-      // A writable host mapping took a type reference when the granter is PV or the mapping is of itself.
-      if ((flags & _PAGE_RW) !== 0 && (owner === d || (owner !== undefined && !owner.translated)))
-        this.putPageType(mfn);
-      this.putPage(mfn);
-      return;
-    }
-    if ((flags & _PAGE_RW) !== 0) this.putPageType(mfn);
+    if (this.opts.debugBuild && (flags & PTE_GNTTAB_MARK) !== 0 && !d.isDying)
+      d.injected.push({ vector: 13, reason: 'attempt to implicitly unmap a grant PTE' });
+    const owner = this.domains.get(this.frames.owner[mfn]!);
+    if ((flags & _PAGE_RW) !== 0 && (owner === d || (owner !== undefined && !owner.translated)))
+      this.putPageType(mfn);
     this.putPage(mfn);
   }
 

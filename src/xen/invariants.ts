@@ -9,7 +9,7 @@ import {
   GTF_type_mask,
   GTF_writing,
 } from '../abi/flags.ts';
-import { _PAGE_GNTTAB, _PAGE_PRESENT, _PAGE_RW } from '../abi/hypercall.ts';
+import { _PAGE_PRESENT, _PAGE_RW } from '../abi/hypercall.ts';
 import {
   GNTPIN_devr_inc,
   GNTPIN_devw_inc,
@@ -88,10 +88,9 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
         }
         refs[mfn]! += 1;
         const rw = (pteFlags(pte) & _PAGE_RW) !== 0;
-        if ((pte & _PAGE_GNTTAB) !== 0) {
-          const rd = hv.domains.get(f.owner[mfn]!);
-          if (rw && (rd === d || (rd !== undefined && !rd.translated))) types[mfn]! += 1;
-        } else if (rw) types[mfn]! += 1;
+        // put_page_from_l1e's rule: no type reference for another translated domain's frame.
+        const rd = hv.domains.get(f.owner[mfn]!);
+        if (rw && (rd === d || (rd !== undefined && !rd.translated))) types[mfn]! += 1;
       }
     } else {
       const placed = new Map<number, number>();

@@ -29,6 +29,14 @@ export function isGrantP2m(t: number): boolean {
   return t === P2M_GRANT_MAP_RW || t === P2M_GRANT_MAP_RO;
 }
 
+/**
+ * Xen's _PAGE_GNTTAB is PTE bit 62, set on grant PTEs by debug builds only. A
+ * leaf entry here holds 32 bits, so the mark is kept in bit 8 instead: x86's
+ * _PAGE_GLOBAL, which no PTE of this model carries (L1_DISALLOW_MASK refuses
+ * it from guests; adjust_guest_l1e, which would set it, is not modelled).
+ */
+export const PTE_GNTTAB_MARK = 0x100;
+
 /** PTE as a number: frame * 4096 + the low 12 flag bits. */
 export function pteFrame(pte: number): number {
   return Math.floor(pte / XEN_PAGE_SIZE);

@@ -26,6 +26,7 @@ import {
   SHARED_INFO_EVTCHN_MASK,
   SHARED_INFO_EVTCHN_PENDING,
   VIRQ_CON_RING,
+  XEN_EBUSY,
   XEN_EINVAL,
   XEN_ENOENT,
 } from '../../src/index.ts';
@@ -520,12 +521,12 @@ describe('EventChannels: close, destroy, status, bad ports', () => {
     const ctx = host.context(dom.domid);
     const bad: GuestContext = { ...ctx, start: { ...ctx.start, sharedInfoFrame: -1 } };
     assert.throws(() => EventChannels.open(bad), EventChannelError);
-    // And an MFN that is not the domain's: update_va_mapping refuses it.
+    // And an MFN that is not the domain's: update_va_mapping could not pin it (get_page_from_l1e).
     const other = host.createDomain({ kind: 'pv', memoryKiB: 256 });
     const wrong: GuestContext = { ...ctx, start: { ...ctx.start, sharedInfoFrame: other.xen.sharedInfoMfn } };
     assert.throws(
       () => EventChannels.open(wrong),
-      (e: unknown) => e instanceof EventChannelError && e.rc === -XEN_EINVAL,
+      (e: unknown) => e instanceof EventChannelError && e.rc === -XEN_EBUSY,
     );
   });
 

@@ -174,7 +174,7 @@ export function statusBits(dom: DomainHandle, ref: number): number {
 }
 
 /** update_va_mapping (PV): the PTE for `va`; 0 unmaps. */
-export function uva(dom: DomainHandle, va: number, pte: number): number {
+export function uva(dom: DomainHandle, va: number, pte: number | bigint): number {
   return dom.hypercall(__HYPERVISOR_update_va_mapping, va, pte, 0);
 }
 

@@ -823,8 +823,8 @@ describe('the shared-info page', () => {
     send(a, pa);
     assert.equal(b.memory.readU64(SI_VA + SHARED_INFO_EVTCHN_PENDING), 1n << BigInt(pb));
     assert.equal(b.memory.readU8(SI_VA), 1);
-    // Another domain cannot map it (not its page).
-    assert.equal(a.hypercall(__HYPERVISOR_update_va_mapping, SI_VA, mfn * 4096 + 3, 0), -XEN_EINVAL);
+    // Another domain cannot map it (not its page: get_page_from_l1e could not pin it).
+    assert.equal(a.hypercall(__HYPERVISOR_update_va_mapping, SI_VA, mfn * 4096 + 3, 0), -XEN_EBUSY);
     // Unmapping gives the references back; destruction with it mapped is clean too.
     assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, SI_VA, 0, 0), 0);
     assert.deepEqual([host.hypervisor.frames.count[mfn], host.hypervisor.frames.typeCount[mfn]], [1, 1]);

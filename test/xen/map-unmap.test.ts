@@ -6,11 +6,14 @@ import { describe, it } from 'node:test';
 import {
   __HYPERVISOR_grant_table_op,
   __HYPERVISOR_update_va_mapping,
+  _GNTMAP_guest_avail0,
+  _PAGE_AVAIL,
   _PAGE_PAT,
   _PAGE_PCD,
   _PAGE_PRESENT,
   _PAGE_PWT,
   _PAGE_RW,
+  _PAGE_USER,
   DOMID_SELF,
   type DomainHandle,
   encodeArray,
@@ -50,9 +53,12 @@ import {
   gnttab_unmap_grant_ref,
   Host,
   readStructArray,
+  XEN_EBUSY,
   XEN_EFAULT,
+  XEN_EINVAL,
   XEN_ENOSYS,
 } from '../../src/index.ts';
+import { PTE_GNTTAB_MARK } from '../../src/xen/paging.ts';
 import {
   entryAddr,
   entryFlags,
@@ -84,10 +90,12 @@ interface SetupOptions {
   granter?: Kind;
   grantee?: Kind;
   granteeMaptrackFrames?: number;
+  /** A Xen debug build (gnttab.debugBuild): grant PTEs marked, #GP on an implicit unmap. */
+  debug?: boolean;
 }
 
 function setup(o: SetupOptions = {}): Env {
-  const host = new Host({ memoryMiB: 16 });
+  const host = new Host({ memoryMiB: 16, gnttab: { debugBuild: o.debug ?? false } });
   const a = host.createDomain({ kind: o.granter ?? 'pv', memoryKiB: 256 });
   const b = host.createDomain({
     kind: o.grantee ?? 'pv',
@@ -766,6 +774,40 @@ describe('map_grant_ref: errors (§6.1 steps 1-11)', () => {
     noViolations(host);
   });
 
+  it('PV: GNTMAP_guest_avail bits go into the PTE available bits 9-11; unmap still matches (grant_to_pte_flags MASK_INSR into _PAGE_AVAIL)', () => {
+    const { host, a, b } = setup();
+    grant(a, 10, b);
+    grant(a, 11, b, PAGE2);
+    const m = map(b, a, 10, GNTMAP_host_map | (5 << _GNTMAP_guest_avail0));
+    assert.equal(m.status, GNTST_okay);
+    assert.equal(b.xen.pt!.get(MAP_VA / PAGE_SIZE) & _PAGE_AVAIL, 5 << 9);
+    // Only three bits fit: bit 3 of the guest's value and up is dropped.
+    const m2 = map(
+      b,
+      a,
+      11,
+      GNTMAP_host_map | GNTMAP_readonly | (0xfffa << _GNTMAP_guest_avail0),
+      MAP_VA + PAGE_SIZE,
+    );
+    assert.equal(m2.status, GNTST_okay);
+    const pte2 = b.xen.pt!.get(MAP_VA / PAGE_SIZE + 1);
+    assert.equal(pte2 & _PAGE_AVAIL, 2 << 9);
+    assert.equal(pte2 & (_PAGE_PRESENT | _PAGE_RW), _PAGE_PRESENT);
+    assert.equal(unmap(b, m.handle), GNTST_okay);
+    assert.equal(unmap(b, m2.handle, MAP_VA + PAGE_SIZE), GNTST_okay);
+    assert.deepEqual([pin(a, 10), pin(a, 11)], [0, 0]);
+    noViolations(host);
+  });
+
+  it('HVM: a map with GNTMAP_guest_avail bits is general_error (create_grant_p2m_mapping: flags must be host_map[|readonly])', () => {
+    const { host, a, b } = setup({ grantee: 'hvm' });
+    grant(a, 10, b);
+    assert.equal(map(b, a, 10, GNTMAP_host_map | (1 << _GNTMAP_guest_avail0)).status, GNTST_general_error);
+    assert.equal(pin(a, 10), 0);
+    assert.equal(statusBits(a, 10), 0);
+    noViolations(host);
+  });
+
   it('HVM: mapping over a GFN that already holds a grant fails and crashes the caller (§6.1.1; x86 p2m_add_page)', () => {
     const { host, a, b } = setup({ grantee: 'hvm' });
     grant(a, 10, b, PAGE);
@@ -1347,57 +1389,127 @@ describe('unmap_and_replace (§6.3)', () => {
 // ---- implicit unmaps and dying domains -----------------------------------------------------------------
 
 describe('implicit unmap by a PV grantee (quirk §15.19) and granters that go away (quirk §15.5, §12)', () => {
-  for (const v of VERSIONS) {
-    it(`v${v}: zapping a grant PTE with update_va_mapping injects #GP, drops the page reference, keeps pin and handle`, () => {
-      const { host, a, b } = setup({ version: v });
+  // put_page_from_l1e (xen/arch/x86/mm.c): the #GP exists only where
+  // _PAGE_GNTTAB does, in debug builds (asm/page.h: #undef under NDEBUG).
+  for (const debug of [false, true]) {
+    const build = debug ? 'debug build' : 'release build';
+    for (const v of VERSIONS) {
+      it(`${build}, v${v}: zapping a grant PTE with update_va_mapping drops the page reference, keeps pin and handle; #GP only in a debug build (put_page_from_l1e)`, () => {
+        const { host, a, b } = setup({ version: v, debug });
+        grant(a, 10, b);
+        const mfn = mfnOf(a, PAGE);
+        const c0 = pageCount(host, mfn);
+        const m = map(b, a, 10);
+        assert.equal(pageCount(host, mfn), c0 + 1);
+        assert.equal((b.xen.pt!.get(MAP_VA / PAGE_SIZE) & PTE_GNTTAB_MARK) !== 0, debug);
+
+        assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, 0, 0), 0);
+        assert.deepEqual(
+          b.xen.injected.map((e) => e.vector),
+          debug ? [13] : [],
+        );
+        assert.equal(pageCount(host, mfn), c0);
+        assert.equal(pin(a, 10), 1);
+        assert.equal(live(b, m.handle), true);
+        assert.equal(statusBits(a, 10), GTF_reading | GTF_writing);
+        noViolations(host);
+
+        // The PTE no longer matches: unmap fails and the handle stays (§6.2 step 9).
+        assert.equal(unmap(b, m.handle), GNTST_general_error);
+        assert.equal(live(b, m.handle), true);
+        assert.equal(pin(a, 10), 1);
+        noViolations(host);
+
+        // Only the grantee's death releases the pin.
+        host.destroyDomain(b.domid);
+        assert.equal(pin(a, 10), 0);
+        assert.equal(statusBits(a, 10), 0);
+        assert.equal(pageCount(host, mfn), c0);
+        noViolations(host);
+      });
+    }
+
+    it(`${build}: overwriting a grant PTE with an ordinary mapping is the same implicit unmap (reference dropped${debug ? ', #GP' : ', no #GP'})`, () => {
+      const { host, a, b } = setup({ debug });
+      b.memory.write(0x5000, enc('ordinary'));
       grant(a, 10, b);
       const mfn = mfnOf(a, PAGE);
       const c0 = pageCount(host, mfn);
       const m = map(b, a, 10);
-      assert.equal(pageCount(host, mfn), c0 + 1);
-
-      assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, 0, 0), 0);
+      const own = mfnOf(b, 0x5000) * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW);
+      assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, own, 0), 0);
       assert.deepEqual(
         b.xen.injected.map((e) => e.vector),
-        [13],
+        debug ? [13] : [],
       );
+      assert.equal(dec(b.memory.read(MAP_VA, 8)), 'ordinary');
       assert.equal(pageCount(host, mfn), c0);
-      assert.equal(pin(a, 10), 1);
-      assert.equal(live(b, m.handle), true);
-      assert.equal(statusBits(a, 10), GTF_reading | GTF_writing);
-      noViolations(host);
-
-      // The PTE no longer matches: unmap fails and the handle stays (§6.2 step 9).
       assert.equal(unmap(b, m.handle), GNTST_general_error);
-      assert.equal(live(b, m.handle), true);
       assert.equal(pin(a, 10), 1);
       noViolations(host);
+    });
 
-      // Only the grantee's death releases the pin.
-      host.destroyDomain(b.domid);
+    // mod_l1_entry's fast path: same frame, differences only in
+    // FASTPATH_FLAG_WHITELIST bits (accessed, dirty, user, available, NX).
+    it(`${build}: update_va_mapping of the same foreign frame differing only in whitelisted bits takes the fast path; unmap still works (mod_l1_entry, replace_grant_pv_mapping)`, () => {
+      const { host, a, b } = setup({ debug });
+      a.memory.write(PAGE, enc('fastpath'));
+      grant(a, 10, b);
+      const mfn = mfnOf(a, PAGE);
+      const c0 = pageCount(host, mfn);
+      const t0 = typeCount(host, mfn);
+      const m = map(b, a, 10);
+      assert.equal(m.status, GNTST_okay);
+      const c1 = pageCount(host, mfn);
+      const t1 = typeCount(host, mfn);
+      // Accessed and dirty cleared, user and the available bits set, NX (PTE bit 63) set.
+      const pte =
+        BigInt(mfn * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_AVAIL)) | (1n << 63n);
+      assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, pte, 0), 0);
+      assert.deepEqual(b.xen.injected, []);
+      assert.deepEqual([pageCount(host, mfn), typeCount(host, mfn)], [c1, t1]);
+      const now = b.xen.pt!.get(MAP_VA / PAGE_SIZE);
+      assert.equal(now, mfn * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_AVAIL));
+      assert.equal(dec(b.memory.read(MAP_VA, 8)), 'fastpath');
+      noViolations(host);
+      // replace_grant_pv_mapping checks only frame, PRESENT and RW.
+      assert.equal(unmap(b, m.handle), GNTST_okay);
+      assert.equal(live(b, m.handle), false);
       assert.equal(pin(a, 10), 0);
       assert.equal(statusBits(a, 10), 0);
-      assert.equal(pageCount(host, mfn), c0);
+      assert.deepEqual([pageCount(host, mfn), typeCount(host, mfn)], [c0, t0]);
+      assert.deepEqual(b.xen.injected, []);
+      noViolations(host);
+    });
+
+    it(`${build}: a PTE update that changes RW of a foreign grant frame takes the slow path: could_not_pin, -EBUSY, the grant PTE stays (get_page_from_l1e)`, () => {
+      const { host, a, b } = setup({ debug });
+      grant(a, 10, b);
+      const mfn = mfnOf(a, PAGE);
+      const m = map(b, a, 10, GNTMAP_host_map | GNTMAP_readonly);
+      const before = b.xen.pt!.get(MAP_VA / PAGE_SIZE);
+      const c1 = pageCount(host, mfn);
+      assert.equal(
+        b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, mfn * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW), 0),
+        -XEN_EBUSY,
+      );
+      assert.equal(b.xen.pt!.get(MAP_VA / PAGE_SIZE), before);
+      assert.equal(pageCount(host, mfn), c1);
+      assert.throws(() => b.memory.writeU8(MAP_VA, 1), GuestFault);
+      assert.equal(unmap(b, m.handle), GNTST_okay);
       noViolations(host);
     });
   }
 
-  it('overwriting a grant PTE with an ordinary mapping is the same implicit unmap (#GP, reference dropped)', () => {
-    const { host, a, b } = setup();
-    b.memory.write(0x5000, enc('ordinary'));
-    grant(a, 10, b);
-    const mfn = mfnOf(a, PAGE);
-    const c0 = pageCount(host, mfn);
-    const m = map(b, a, 10);
-    const own = mfnOf(b, 0x5000) * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW);
-    assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, own, 0), 0);
-    assert.equal(b.xen.injected.length, 1);
-    assert.equal(b.xen.injected[0]!.vector, 13);
-    assert.equal(dec(b.memory.read(MAP_VA, 8)), 'ordinary');
-    assert.equal(pageCount(host, mfn), c0);
-    assert.equal(unmap(b, m.handle), GNTST_general_error);
-    assert.equal(pin(a, 10), 1);
-    noViolations(host);
+  it('debug build: a guest PTE may not carry _PAGE_GNTTAB (L1_DISALLOW_MASK, -EINVAL); a release build takes bit 62 as an available bit', () => {
+    for (const debug of [false, true]) {
+      const { host, b } = setup({ debug });
+      const own = BigInt(mfnOf(b, 0x5000) * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW)) | (1n << 62n);
+      assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, own, 0), debug ? -XEN_EINVAL : 0);
+      if (debug) assert.throws(() => b.memory.readU8(MAP_VA), GuestFault);
+      else assert.equal(b.memory.readU8(MAP_VA), b.memory.readU8(0x5000));
+      noViolations(host);
+    }
   });
 
   it('an unmap whose granter no longer exists crashes the caller (quirk §15.5, §16.3)', () => {

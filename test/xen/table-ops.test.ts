@@ -5,8 +5,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   __HYPERVISOR_grant_table_op,
+  _PAGE_ACCESSED,
+  _PAGE_AVAIL,
+  _PAGE_DIRTY,
+  _PAGE_GLOBAL,
+  _PAGE_PAT,
+  _PAGE_PCD,
   _PAGE_PRESENT,
+  _PAGE_PWT,
   _PAGE_RW,
+  _PAGE_USER,
   DOMID_IO,
   DOMID_SELF,
   type DomainHandle,
@@ -35,6 +43,7 @@ import {
   Host,
   type HostOptions,
   XEN_EACCES,
+  XEN_EBUSY,
   XEN_EFAULT,
   XEN_EINVAL,
   XEN_ENOSYS,
@@ -840,18 +849,68 @@ describe('update_va_mapping (hypercall 14)', () => {
     assert.deepEqual(host.checkInvariants(), []);
   });
 
-  it('pv: mapping a frame the domain does not own is -EINVAL and changes nothing', () => {
+  it('pv: a frame the domain does not own could not be pinned (-EBUSY), a frame outside RAM is I/O memory it may not map (-EPERM), INVALID_MFN -EINVAL (get_page_from_l1e)', () => {
     const host = newHost();
     const a = host.createDomain({ kind: 'pv', memoryKiB: 256 });
     const b = host.createDomain({ kind: 'pv', memoryKiB: 256 });
     const bMfn = b.frameOf(0x2000);
     const refs = host.hypervisor.frames.count[bMfn];
+    const free = host.hypervisor.frames.freeFrames;
     const va = 0x9000_0000;
-    for (const mfn of [bMfn, b.xen.gt.shared[0]!, 0, host.hypervisor.frames.nrFrames - 1, 1 << 30]) {
-      assert.equal(uva(a, va, mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)), -XEN_EINVAL);
+    const cases: [number, number][] = [
+      [bMfn, -XEN_EBUSY], // another domain's RAM
+      [b.xen.gt.shared[0]!, -XEN_EBUSY], // another domain's grant frame
+      [0, -XEN_EBUSY], // Xen's own frame
+      [host.hypervisor.frames.nrFrames - 1, -XEN_EBUSY], // a free frame
+      [1 << 30, -XEN_EPERM], // beyond machine memory: MMIO space
+      [2 ** 40 - 1, -XEN_EINVAL], // INVALID_MFN
+    ];
+    for (const [mfn, rc] of cases) {
+      assert.equal(uva(a, va, mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)), rc, `mfn ${mfn}`);
       assert.throws(() => a.memory.readU8(va), GuestFault);
     }
     assert.equal(host.hypervisor.frames.count[bMfn], refs);
+    assert.equal(host.hypervisor.frames.freeFrames, free);
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
+  it('pv: cache attributes and GLOBAL are refused (-EINVAL, L1_DISALLOW_MASK for a domain without I/O memory); NX and the high available bits are taken (mod_l1_entry)', () => {
+    const host = newHost();
+    const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const mfn = d.frameOf(0x6000);
+    d.memory.writeU32(0x6000, 0x5eed);
+    const refs = host.hypervisor.frames.count[mfn]!;
+    const va = 0x9000_0000;
+    for (const bit of [_PAGE_PWT, _PAGE_PCD, _PAGE_PAT, _PAGE_GLOBAL]) {
+      assert.equal(uva(d, va, mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW | bit)), -XEN_EINVAL, `bit ${bit}`);
+      assert.throws(() => d.memory.readU8(va), GuestFault);
+    }
+    assert.equal(host.hypervisor.frames.count[mfn], refs);
+    // PTE bit 63 (NX) and bits 52-62, given exactly as a BigInt register value.
+    const pte = BigInt(mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)) | (1n << 63n) | (0x7ffn << 52n);
+    assert.equal(uva(d, va, pte), 0);
+    assert.equal(d.memory.readU32(va), 0x5eed);
+    assert.equal(host.hypervisor.frames.count[mfn], refs + 1);
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
+  it('pv: re-writing a PTE of the same frame with only whitelisted bits changed takes no reference (mod_l1_entry fast path)', () => {
+    const host = newHost();
+    const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const mfn = d.frameOf(0x6000);
+    const va = 0x9000_0000;
+    assert.equal(uva(d, va, mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)), 0);
+    const refs = host.hypervisor.frames.count[mfn]!;
+    const types = host.hypervisor.frames.typeCount[mfn]!;
+    for (const extra of [_PAGE_ACCESSED | _PAGE_DIRTY, _PAGE_USER, _PAGE_AVAIL, 0]) {
+      assert.equal(uva(d, va, mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW | extra)), 0);
+      assert.equal(host.hypervisor.frames.count[mfn], refs);
+      assert.equal(host.hypervisor.frames.typeCount[mfn], types);
+    }
+    // RW is not whitelisted: dropping it is a new mapping (the type reference goes).
+    assert.equal(uva(d, va, mfn * 4096 + _PAGE_PRESENT), 0);
+    assert.equal(host.hypervisor.frames.count[mfn], refs);
+    assert.equal(host.hypervisor.frames.typeCount[mfn], types - 1);
     assert.deepEqual(host.checkInvariants(), []);
   });
 
