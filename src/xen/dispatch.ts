@@ -34,7 +34,7 @@ import {
 } from '../abi/hypercall.ts';
 import type { Domain } from './domain.ts';
 import { eventChannelOp } from './event-channel.ts';
-import { copyFieldToGuest, copyStructFromGuest, copyStructToGuest } from './guest-io.ts';
+import { copyFieldToGuest, copyStructFromGuest, copyStructToGuest, guestHandleOkay } from './guest-io.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { GNTTAB_UNMAP_BATCH_SIZE } from './limits-internal.ts';
 import { memoryOp } from './memory-op.ts';
@@ -48,7 +48,6 @@ import { setupTable } from './ops/setup-table.ts';
 import { swapGrantRef } from './ops/swap-grant-ref.ts';
 import { transfer } from './ops/transfer.ts';
 import { newUnmapCommon, type UnmapCommon, unmapCommon, unmapComplete } from './ops/unmap-grant-ref.ts';
-import { ADDRESS_SPACE_PAGES } from './paging.ts';
 import { updateVaMapping } from './update-va-mapping.ts';
 
 const TWO32 = 0x1_0000_0000;
@@ -72,11 +71,6 @@ function u32(x: unknown): number {
   if (typeof x !== 'number' || !Number.isFinite(x)) return 0;
   const low = Math.trunc(x) % TWO32; // exact for every double
   return low < 0 ? low + TWO32 : low + 0; // + 0 turns -0 into 0
-}
-
-/** guest_handle_okay: the whole array lies inside the guest's address space. */
-function handleOkay(addr: number, count: number, size: number): boolean {
-  return addr + count * size <= ADDRESS_SPACE_PAGES * 4096;
 }
 
 /** The ops an HVM guest may use (hvm_grant_table_op); the raw cmd is matched, high bits included. */
@@ -114,22 +108,22 @@ function grantTableOp(hv: Hypervisor, d: Domain, cmd: number, uop: number, count
   if (op !== GNTTABOP_cache_flush && cmd !== op) return -XEN_EINVAL;
   switch (op) {
     case GNTTABOP_map_grant_ref:
-      if (!handleOkay(uop, count, gnttab_map_grant_ref.size)) return -XEN_EFAULT;
+      if (!guestHandleOkay(d, uop, count, gnttab_map_grant_ref.size)) return -XEN_EFAULT;
       return mapBatch(hv, d, uop, count);
     case GNTTABOP_unmap_grant_ref:
-      if (!handleOkay(uop, count, gnttab_unmap_grant_ref.size)) return -XEN_EFAULT;
+      if (!guestHandleOkay(d, uop, count, gnttab_unmap_grant_ref.size)) return -XEN_EFAULT;
       return unmapBatch(hv, d, uop, count, false);
     case GNTTABOP_unmap_and_replace:
-      if (!handleOkay(uop, count, gnttab_unmap_and_replace.size)) return -XEN_EFAULT;
+      if (!guestHandleOkay(d, uop, count, gnttab_unmap_and_replace.size)) return -XEN_EFAULT;
       return unmapBatch(hv, d, uop, count, true);
     case GNTTABOP_setup_table:
       return setupTable(hv, d, uop, count);
     case GNTTABOP_transfer:
-      if (!handleOkay(uop, count, gnttab_transfer.size)) return -XEN_EFAULT;
+      if (!guestHandleOkay(d, uop, count, gnttab_transfer.size)) return -XEN_EFAULT;
       if (!hv.opts.transfer) return -XEN_EOPNOTSUPP;
       return transferBatch(hv, d, uop, count);
     case GNTTABOP_copy:
-      if (!handleOkay(uop, count, 40)) return -XEN_EFAULT;
+      if (!guestHandleOkay(d, uop, count, 40)) return -XEN_EFAULT;
       return grantCopy(hv, d, uop, count);
     case GNTTABOP_query_size:
       return querySize(hv, d, uop, count);
@@ -140,7 +134,7 @@ function grantTableOp(hv: Hypervisor, d: Domain, cmd: number, uop: number, count
     case GNTTABOP_get_version:
       return getVersion(hv, d, uop);
     case GNTTABOP_swap_grant_ref:
-      if (!handleOkay(uop, count, gnttab_swap_grant_ref.size)) return -XEN_EFAULT;
+      if (!guestHandleOkay(d, uop, count, gnttab_swap_grant_ref.size)) return -XEN_EFAULT;
       return swapBatch(hv, d, uop, count);
     default:
       // dump_table (gone since 2006), cache_flush (Arm builds only) and unknown commands.

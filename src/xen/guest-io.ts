@@ -14,6 +14,16 @@ import {
 } from '../abi/struct.ts';
 import type { Domain } from './domain.ts';
 import type { Hypervisor } from './hypervisor.ts';
+import { ADDRESS_SPACE_PAGES } from './paging.ts';
+
+/**
+ * guest_handle_okay: an array of `count` elements of `size` bytes at addr lies
+ * in the guest's address space. For a translated guest (paging_mode_external)
+ * it is always true: each element's own copy faults instead.
+ */
+export function guestHandleOkay(d: Domain, addr: number, count: number, size: number): boolean {
+  return d.translated || addr + count * size <= ADDRESS_SPACE_PAGES * XEN_PAGE_SIZE;
+}
 
 /** Machine address of [addr, addr+len) when it lies in one mapped page, else -1. */
 function inOnePage(d: Domain, addr: number, len: number, write: boolean): number {

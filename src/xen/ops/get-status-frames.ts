@@ -10,16 +10,15 @@ import {
   GNTST_permission_denied,
 } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
-import { copyFieldToGuest, copyStructFromGuest, copyU64ToGuest } from '../guest-io.ts';
+import { copyFieldToGuest, copyStructFromGuest, copyU64ToGuest, guestHandleOkay } from '../guest-io.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-import { ADDRESS_SPACE_PAGES } from '../paging.ts';
 import { frameNumberFor } from './setup-table.ts';
 
 export function getStatusFrames(hv: Hypervisor, ld: Domain, uop: number, count: number): number {
   if (count !== 1) return -XEN_EINVAL;
   const op = copyStructFromGuest(hv, ld, uop, gnttab_get_status_frames);
   if (op === null) return -XEN_EFAULT;
-  if (op.frame_list + op.nr_frames * 8 > ADDRESS_SPACE_PAGES * 4096) return -XEN_EFAULT;
+  if (!guestHandleOkay(ld, op.frame_list, op.nr_frames, 8)) return -XEN_EFAULT;
   const d = hv.domainByAnyId(op.dom, ld);
   let status: number = GNTST_okay;
   if (d === undefined) status = GNTST_bad_domain;

@@ -12,9 +12,8 @@ import {
 } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
 import { NO_GFN } from '../grant-table.ts';
-import { copyFieldToGuest, copyStructFromGuest, copyU64ToGuest } from '../guest-io.ts';
+import { copyFieldToGuest, copyStructFromGuest, copyU64ToGuest, guestHandleOkay } from '../guest-io.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-import { ADDRESS_SPACE_PAGES } from '../paging.ts';
 
 /** The frame number a domain sees for one of its grant-table frames (gnttab_shared_gfn). */
 export function frameNumberFor(d: Domain, mfn: number, gfn: number): number {
@@ -27,8 +26,7 @@ export function setupTable(hv: Hypervisor, ld: Domain, uop: number, count: numbe
   if (count !== 1) return -XEN_EINVAL;
   const op = copyStructFromGuest(hv, ld, uop, gnttab_setup_table);
   if (op === null) return -XEN_EFAULT;
-  // guest_handle_okay(frame_list, nr_frames): the array must lie in the address space.
-  if (op.frame_list + op.nr_frames * 8 > ADDRESS_SPACE_PAGES * 4096) return -XEN_EFAULT;
+  if (!guestHandleOkay(ld, op.frame_list, op.nr_frames, 8)) return -XEN_EFAULT;
   const d = hv.domainByAnyId(op.dom, ld);
   let status: number = GNTST_okay;
   if (d === undefined) status = GNTST_bad_domain;
