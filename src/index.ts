@@ -29,5 +29,17 @@ export { connectVchanServices, openVchanServices, Vchan, type VchanServices } fr
 export { type XsClient, XsError, type XsPerm } from './io/xenstore/api.ts';
 export { XsRingClient } from './io/xenstore/client.ts';
 export { GuestFault, GuestMemory } from './machine/guest-memory.ts';
+export {
+  type Board,
+  defineScenario,
+  type ExploreArgs,
+  type ExploreFailure,
+  type ExploreOptions,
+  type ExploreResult,
+  explore,
+  type Scenario,
+  type ScenarioRun,
+  type TraceStep,
+} from './toolkit/explore/index.ts';
 export type { GnttabOptions } from './xen/hypervisor.ts';
 export type { InvariantOptions } from './xen/invariants.ts';

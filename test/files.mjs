@@ -27,6 +27,8 @@ export const testFiles = [
   'test/host/workers.test.ts',
   'test/host/single-thread.test.ts',
   'test/host/revoke-race.test.ts',
+  'test/toolkit/explore.test.ts',
+  'examples/racy-revoke/racy-revoke.test.ts',
   'test/cli/cli.test.ts',
   'test/conformance/raw-abi.test.ts',
 ];

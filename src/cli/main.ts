@@ -8,6 +8,7 @@ import { DecodeError, decodeGrantFrames } from '../host/decode.ts';
 import { Host } from '../host/host.ts';
 import { snapshotTables } from '../host/snapshot.ts';
 import { type DemoProgress, runDemo, validRingSize } from './demo.ts';
+import { exploreCommand } from './explore.ts';
 import { formatDecoded, formatTable, formatXenDebugKey } from './format.ts';
 import { runTour, type TourOptions } from './tour.ts';
 
@@ -226,6 +227,8 @@ export function buildProgram(): Command {
       if (opts.json) process.stdout.write(`${JSON.stringify({ layout: opts.layout, entries }, null, 2)}\n`);
       else process.stdout.write(`${formatDecoded(entries, opts.layout)}\n`);
     });
+  program.addCommand(exploreCommand());
+
   return program;
 }
 

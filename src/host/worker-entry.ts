@@ -17,11 +17,14 @@ function nodeStripsTypes(): boolean {
   return major > 22 || (major === 22 && minor >= 18);
 }
 
-/** `name` is the module's base name beside this file, without extension ("domain-thread"). */
-export function resolveWorkerEntry(name: string): WorkerEntry {
+/**
+ * `name` is the module's base name without extension ("domain-thread"),
+ * beside this file or beside `base` (another module's import.meta.url).
+ */
+export function resolveWorkerEntry(name: string, base: string = import.meta.url): WorkerEntry {
   const here = import.meta.url;
-  if (here.endsWith('.js')) return { file: new URL(`./${name}.js`, here), data: {} };
-  const ts = new URL(`./${name}.ts`, here);
+  if (base.endsWith('.js')) return { file: new URL(`./${name}.js`, base), data: {} };
+  const ts = new URL(`./${name}.ts`, base);
   if (nodeStripsTypes() && process.env.GNTTAB_FORCE_BOOTSTRAP === undefined) return { file: ts, data: {} };
   return { file: new URL('./worker-bootstrap.mjs', here), data: { entry: ts.href } };
 }
