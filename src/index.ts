@@ -11,6 +11,7 @@ export { Gnttab, type GnttabOptions as GnttabDriverOptions } from './guest/gntta
 export * as guestHypercall from './guest/hypercall.ts';
 export * as layout from './guest/layout.ts';
 export { PageAllocator } from './guest/pages.ts';
+export { errnoCode, errnoNumber, XenError } from './guest/xen-error.ts';
 export { type DecodedEntry, DecodeError, decodeGrantFrames } from './host/decode.ts';
 export {
   DomainDestroyedError,
@@ -20,9 +21,16 @@ export {
   type GuestOutcome,
   Host,
   type HostOptions,
+  type JobResult,
 } from './host/host.ts';
 export { snapshotTables, type TableSnapshot } from './host/snapshot.ts';
-export { GuestCrash, type ThreadDomain, WorkerHost } from './host/worker-host.ts';
+export {
+  GuestCrash,
+  type SpawnOptions,
+  type ThreadDomain,
+  WorkerHost,
+  type WorkerHostOptions,
+} from './host/worker-host.ts';
 export { FlexRing } from './io/flex-ring.ts';
 export { BackRing, FrontRing, ringSize, SharedRing, sharedRingInit, shouldNotify } from './io/ring.ts';
 export { connectVchanServices, openVchanServices, Vchan, type VchanServices } from './io/vchan/index.ts';

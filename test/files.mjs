@@ -29,6 +29,7 @@ export const testFiles = [
   'test/host/revoke-race.test.ts',
   'test/toolkit/explore.test.ts',
   'examples/racy-revoke/racy-revoke.test.ts',
+  'test/host/host-api.test.ts',
   'test/cli/cli.test.ts',
   'test/conformance/raw-abi.test.ts',
 ];

@@ -12,9 +12,20 @@ import { VirtualClock } from './virtual-clock.ts';
 import { WaitRegistry } from './wait-registry.ts';
 import { XenstoreService } from './xenstore-service.ts';
 
+/** Options of a Host (and, with WorkerHostOptions, of a WorkerHost). */
 export interface HostOptions {
-  /** Machine memory in MiB (default 64). */
+  /** Machine memory in MiB (default 64; 1 to 4096). Ignored when machineSab is given, unless they disagree. */
   memoryMiB?: number;
+  /**
+   * Machine memory to run over, the caller's: a SharedArrayBuffer of whole
+   * 4 KiB frames (at least 16 of them, at most 4 GiB), for example the buffer
+   * of a shared `WebAssembly.Memory`, so that code compiled to wasm sees each
+   * frame at its machine address (MFN * 4096). The host uses it as it is
+   * (frames are zeroed when Xen allocates them) and never replaces it, so it
+   * must not grow while the host runs (a grown wasm memory gets a new buffer).
+   * With memoryMiB too, the two must agree.
+   */
+  machineSab?: SharedArrayBuffer;
   gnttab?: GnttabOptions;
   /** Seed for the hypervisor's random choices; the same seed gives the same run. */
   seed?: number;
@@ -26,22 +37,34 @@ export interface HostOptions {
   xenstore?: boolean;
 }
 
+/** What createDomain takes: kind ('pv' or 'hvm'), memoryKiB, maxGrantFrames, maxMaptrackFrames, vcpus, ... */
 export type DomainOptions = Omit<CreateDomainOptions, 'kind'> & { kind: DomainKind };
 
-/** One guest program for runGuests: `main(ctx, args)`, the same signature a worker module's default export has. */
-export interface GuestJob {
+/**
+ * One guest program for runGuests: `main(ctx, args)`, the same signature a
+ * worker module's default export has. `A` is the type of `args`, checked
+ * against what `main` takes; `R` what `main` returns (or resolves to).
+ */
+export interface GuestJob<A = unknown, R = unknown> {
+  /** The domain it runs in. */
   domid: number;
-  main: (ctx: GuestContext, args: unknown) => unknown;
-  args?: unknown;
+  main: (ctx: GuestContext, args: A) => R | Promise<R>;
+  /** Handed to main as it is (no structured clone in one thread). */
+  args?: A;
 }
 
-export interface GuestOutcome {
+/** How one guest of runGuests ended: its result, or the error it threw (its domain is then destroyed). */
+export interface GuestOutcome<R = unknown> {
   domid: number;
   ok: boolean;
-  result: unknown;
+  result: R | undefined;
   error: Error | undefined;
 }
 
+/** What a job's `main` resolves to. */
+export type JobResult<J> = J extends { main: (...a: never[]) => infer R } ? Awaited<R> : unknown;
+
+/** Thrown by a DomainHandle whose domain has been destroyed. */
 export class DomainDestroyedError extends Error {
   constructor(domid: number) {
     super(`d${domid} has been destroyed; create a new domain to go on`);
@@ -49,9 +72,15 @@ export class DomainDestroyedError extends Error {
   }
 }
 
+/**
+ * A domain of a Host, as the toolstack holds it: its raw hypercall, its
+ * address space (`memory`) and the frame numbers it writes into grant entries.
+ */
 export class DomainHandle {
   readonly domid: number;
+  /** 'pv' (MFNs in grant entries, a page table) or 'hvm' (GFNs, a P2M). */
   readonly kind: DomainKind;
+  /** The domain's own address space (PV: virtual; HVM: guest-physical); faults throw GuestFault. */
   readonly memory: GuestMemory;
   /** The hypervisor's record of this domain (state private to Xen: for tests and tools, not guests). */
   readonly xen: Domain;
@@ -119,7 +148,22 @@ export class DomainHandle {
   }
 }
 
+/**
+ * Domains over one machine memory, in this thread: deterministic (virtual
+ * time, a seeded hypervisor), for tests. Each domain reaches the hypervisor
+ * through Xen's raw hypercall interface; guest programs run with runGuests.
+ * WorkerHost runs the same guest code with each domain in a worker thread.
+ *
+ * ```ts
+ * const host = new Host({ memoryMiB: 64, xenstore: true });
+ * const dom = host.createDomain({ kind: 'pv' });
+ * dom.memory.write(0x1000, new Uint8Array([1, 2, 3])); // its own address space
+ * dom.hypercall(__HYPERVISOR_grant_table_op, GNTTABOP_setup_table, arg, 1); // 0 or -errno
+ * host.checkInvariants(); // [] when every invariant holds
+ * ```
+ */
 export class Host {
+  /** Xen itself (state private to the hypervisor: for tests and tools, not guests). */
   readonly hypervisor: Hypervisor;
   /** Virtual time of single-thread mode: it moves only when the host advances it. */
   readonly clock = new VirtualClock();
@@ -178,15 +222,21 @@ export class Host {
    * crashes only its own domain (destroyed, as in worker mode). Resolves when
    * every guest has finished, with each one's result or crash.
    */
-  async runGuests(jobs: readonly GuestJob[]): Promise<GuestOutcome[]> {
-    const out: GuestOutcome[] = jobs.map((j) => ({
+  async runGuests<
+    const A extends readonly unknown[],
+    const J extends { readonly [K in keyof A]: GuestJob<A[K], unknown> },
+  >(
+    jobs: J & { readonly [K in keyof A]: GuestJob<A[K], unknown> },
+  ): Promise<{ -readonly [K in keyof J]: GuestOutcome<JobResult<J[K]>> }> {
+    const list = jobs as unknown as readonly GuestJob[];
+    const out: GuestOutcome[] = list.map((j) => ({
       domid: j.domid,
       ok: false,
       result: undefined,
       error: undefined,
     }));
-    let left = jobs.length;
-    jobs.forEach((j, i) => {
+    let left = list.length;
+    list.forEach((j, i) => {
       const o = out[i]!;
       const ctx = this.context(j.domid);
       Promise.resolve()
@@ -208,11 +258,11 @@ export class Host {
     for (;;) {
       // Let every runnable guest run until it waits (promise jobs only: deterministic).
       await new Promise<void>((resolve) => setImmediate(resolve));
-      if (left === 0) return out;
+      if (left === 0) return out as { -readonly [K in keyof J]: GuestOutcome<JobResult<J[K]>> };
       const next = this.clock.nextDue();
       if (next === undefined) {
         const stuck = out
-          .filter((o, i) => !o.ok && o.error === undefined && jobs[i] !== undefined)
+          .filter((o, i) => !o.ok && o.error === undefined && list[i] !== undefined)
           .map((o) => `d${o.domid}`);
         throw new Error(
           `deadlock: ${stuck.join(', ')} wait for something no one will do, and no timer is pending`,
@@ -232,6 +282,7 @@ export class Host {
     return this.waits.count;
   }
 
+  /** Creates a domain (dom0 is the first), with a xenstore home when the host runs xenstore. */
   createDomain(options: DomainOptions): DomainHandle {
     const xs = this.xenstored;
     const d = this.hypervisor.createDomain(xs === null ? options : XenstoreService.domainOptions(options));
@@ -254,6 +305,7 @@ export class Host {
     return h?.alive ? h : undefined;
   }
 
+  /** The live domains. */
   get domains(): DomainHandle[] {
     return [...this.handles.values()].filter((h) => h.alive);
   }

@@ -9,7 +9,7 @@ import type { StartInfo } from '../guest/context.ts';
 import type { XsClient } from '../io/xenstore/api.ts';
 import { XsClientCore } from '../io/xenstore/client.ts';
 import { decodeMessage } from '../io/xenstore/wire.ts';
-import type { CreateDomainOptions } from '../xen/hypervisor.ts';
+import { type CreateDomainOptions, machineFrames } from '../xen/hypervisor.ts';
 import type { InvariantOptions } from '../xen/invariants.ts';
 import type { DomainThreadData } from './domain-thread.ts';
 import { HypercallChannel } from './hypercall-channel.ts';
@@ -20,6 +20,7 @@ import type { XsServiceStats } from './xenstore-service.ts';
 
 export type { WorkerHostOptions } from './hypervisor-thread.ts';
 
+/** A domain of a WorkerHost, as createDomain returns it: pass it to spawn. */
 export interface ThreadDomain {
   readonly domid: number;
   readonly kind: 'pv' | 'hvm';
@@ -35,7 +36,9 @@ interface DomainRecord extends ThreadDomain {
   onDeath: ((reason: string) => void) | null;
 }
 
+/** A guest spawned in a worker threw or its thread died; its domain has been destroyed. */
 export class GuestCrash extends Error {
+  /** The domain that crashed. */
   readonly domid: number;
   constructor(domid: number, reason: string) {
     super(`d${domid} crashed: ${reason}`);
@@ -68,7 +71,30 @@ class PortXsClient extends XsClientCore {
   protected override shutdown(): void {}
 }
 
-export class WorkerHost {
+/** Options of spawn. */
+export interface SpawnOptions {
+  /**
+   * Aborting stops the guest: its domain is destroyed (its thread stopped,
+   * its mappings released) and spawn rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Domains in worker threads, for real concurrency: the hypervisor in a
+ * thread of its own, each domain's guest code in a worker, all over one
+ * shared machine memory. Start it with `WorkerHost.start()`, make domains
+ * with createDomain, run a guest module in each with spawn, and end with
+ * shutdown (or `await using wh = await WorkerHost.start()`).
+ *
+ * ```ts
+ * await using wh = await WorkerHost.start({ memoryMiB: 64, xenstore: true });
+ * const dom = await wh.createDomain({ kind: 'pv' });
+ * const n = await wh.spawn<number>(dom, new URL('./guest.mjs', import.meta.url), { peer: 0 });
+ * ```
+ */
+export class WorkerHost implements AsyncDisposable {
+  /** The machine memory every thread runs over (the caller's, with HostOptions.machineSab). */
   readonly machineSab: SharedArrayBuffer;
   private readonly channel: HypercallChannel;
   private readonly hvWorker: Worker;
@@ -85,8 +111,9 @@ export class WorkerHost {
   private readonly xsClient: PortXsClient | null;
 
   private constructor(options: WorkerHostOptions) {
-    const mib = options.memoryMiB ?? 64;
-    this.machineSab = new SharedArrayBuffer(mib * 1024 * 1024);
+    const frames = machineFrames(options);
+    this.machineSab = options.machineSab ?? new SharedArrayBuffer(frames * 4096);
+    const { machineSab: _sab, memoryMiB: _mib, ...rest } = options;
     this.channel = new HypercallChannel();
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
@@ -94,7 +121,7 @@ export class WorkerHost {
     const data: HypervisorThreadData & { entry?: string } = {
       machineSab: this.machineSab,
       channelSab: this.channel.sab,
-      options: { ...options, memoryMiB: mib },
+      options: rest,
       port: port2,
       ...entry.data,
     };
@@ -133,7 +160,11 @@ export class WorkerHost {
     );
   }
 
-  /** Starts the hypervisor thread (and, with `xenstore: true`, the xenstore service in it). */
+  /**
+   * Starts the hypervisor thread (and, with `xenstore: true`, the xenstore
+   * service in it). With `machineSab`, every thread runs over the caller's
+   * SharedArrayBuffer (see HostOptions.machineSab).
+   */
   static async start(options: WorkerHostOptions = {}): Promise<WorkerHost> {
     const host = new WorkerHost(options);
     await host.request({ op: 'stats' });
@@ -155,6 +186,7 @@ export class WorkerHost {
     this.pending.clear();
   }
 
+  /** Creates a domain (dom0 is the first); its guest code is started with spawn. */
   async createDomain(options: CreateDomainOptions): Promise<ThreadDomain> {
     const r = (await this.request({ op: 'create', options } as ControlRequest)) as {
       domid: number;
@@ -192,10 +224,19 @@ export class WorkerHost {
   /**
    * Runs guest code in the domain's own worker thread: the default export of
    * `module` (a file URL or path) is called as `(ctx, args)`. Resolves with its
-   * result; rejects with GuestCrash when it throws or its thread dies, after the
-   * domain has been destroyed.
+   * result (typed `T` by the caller; `args` and the result cross threads by
+   * structured clone); rejects with GuestCrash when it throws or its thread
+   * dies, after the domain has been destroyed. Aborting `options.signal`
+   * destroys the domain and rejects with the signal's reason.
    */
-  spawn(domain: ThreadDomain, module: string | URL, args: unknown = null): Promise<unknown> {
+  spawn<T = unknown>(
+    domain: ThreadDomain,
+    module: string | URL,
+    args: unknown = null,
+    options: SpawnOptions = {},
+  ): Promise<T> {
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const rec = this.domains.get(domain.domid);
     if (rec === undefined || rec.dead)
       return Promise.reject(new Error(`d${domain.domid} is not a live domain of this host`));
@@ -219,11 +260,21 @@ export class WorkerHost {
     };
     const worker = new Worker(entry.file, { workerData: data });
     rec.worker = worker;
-    return new Promise((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       let settled = false;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        void this.destroyDomain(rec.domid).then(
+          () => reject(signal?.reason),
+          () => reject(signal?.reason),
+        );
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       const crash = (reason: string) => {
         if (settled) return;
         settled = true;
+        signal?.removeEventListener('abort', onAbort);
         void this.destroyDomain(rec.domid).then(
           () => reject(new GuestCrash(rec.domid, reason)),
           () => reject(new GuestCrash(rec.domid, reason)),
@@ -232,6 +283,7 @@ export class WorkerHost {
       rec.onDeath = (reason) => {
         if (settled) return;
         settled = true;
+        signal?.removeEventListener('abort', onAbort);
         reject(new GuestCrash(rec.domid, reason));
       };
       worker.on('message', (m: { type: string; line?: string; result?: unknown; message?: string }) => {
@@ -241,10 +293,12 @@ export class WorkerHost {
           this.logs.set(rec.domid, lines);
           this.onLog?.(rec.domid, m.line ?? '');
         } else if (m.type === 'done') {
+          if (settled) return;
           settled = true;
+          signal?.removeEventListener('abort', onAbort);
           rec.worker = null;
           void worker.terminate();
-          resolve(m.result);
+          resolve(m.result as T);
         } else if (m.type === 'crash') {
           crash(m.message ?? 'guest code threw');
         }
@@ -279,6 +333,7 @@ export class WorkerHost {
     this.markDead(domid, 'destroyed by the host');
   }
 
+  /** The cross-cutting invariants (and the xenstore service's); an empty list means they all hold. */
   checkInvariants(options?: InvariantOptions): Promise<string[]> {
     return this.request({ op: 'invariants', options } as ControlRequest) as Promise<string[]>;
   }
@@ -288,10 +343,12 @@ export class WorkerHost {
     return this.request({ op: 'xs-stats' } as ControlRequest) as Promise<XsServiceStats>;
   }
 
+  /** Every domain's grant table, decoded (what `gnttab demo` prints). */
   snapshot(): Promise<TableSnapshot[]> {
     return this.request({ op: 'snapshot' } as ControlRequest) as Promise<TableSnapshot[]>;
   }
 
+  /** Hypercalls served, live domains, free machine frames. */
   stats(): Promise<{ hypercalls: number; domains: number; freeFrames: number }> {
     return this.request({ op: 'stats' } as ControlRequest) as Promise<{
       hypercalls: number;
@@ -305,8 +362,14 @@ export class WorkerHost {
     return this.request({ op: 'pingpong', sab, rounds } as ControlRequest) as Promise<number>;
   }
 
+  /** What a domain's guest code printed through ctx.log. */
   consoleOf(domid: number): readonly string[] {
     return this.logs.get(domid) ?? [];
+  }
+
+  /** `await using wh = await WorkerHost.start()`: shutdown at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
   }
 
   /** Stops every domain thread and the hypervisor thread; leaves no worker or handle behind. */

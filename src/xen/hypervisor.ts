@@ -45,7 +45,7 @@ export interface GnttabOptions {
 
 export interface HypervisorOptions {
   memoryMiB?: number;
-  /** Machine memory to run over (worker mode shares it with the domain threads); its size wins over memoryMiB. */
+  /** Machine memory to run over, the caller's or worker mode's (see machineFrames). */
   machineSab?: SharedArrayBuffer;
   gnttab?: GnttabOptions;
   /** Seed of the hypervisor's random choices (maptrack stealing); runs are deterministic per seed. */
@@ -67,6 +67,28 @@ export interface CreateDomainOptions {
    * max_event_channels. The 2-level ABI stops at port 4095 whatever the limit.
    */
   maxEvtchnPort?: number;
+}
+
+/**
+ * The number of machine frames the options ask for: memoryMiB (default 64,
+ * 1 to 4096), or the size of machineSab, a SharedArrayBuffer of whole 4 KiB
+ * frames, 16 to 1048576 of them (4 GiB), agreeing with memoryMiB when both
+ * are given. Throws RangeError / TypeError saying what is wrong.
+ */
+export function machineFrames(options: { memoryMiB?: number; machineSab?: SharedArrayBuffer }): number {
+  const mib = options.memoryMiB;
+  if (mib !== undefined && (!Number.isInteger(mib) || mib < 1 || mib > 4096))
+    throw new RangeError(`memoryMiB must be an integer from 1 to 4096, got ${mib}`);
+  const sab = options.machineSab;
+  if (sab === undefined) return ((mib ?? 64) * 1024 * 1024) / XEN_PAGE_SIZE;
+  if (!(sab instanceof SharedArrayBuffer))
+    throw new TypeError('machineSab must be a SharedArrayBuffer (a shared WebAssembly.Memory has one)');
+  const bytes = sab.byteLength;
+  if (bytes % XEN_PAGE_SIZE !== 0 || bytes < 16 * XEN_PAGE_SIZE || bytes > 4096 * 1024 * 1024)
+    throw new RangeError(`machineSab must hold whole 4096-byte frames, 64 KiB to 4 GiB, got ${bytes} bytes`);
+  if (mib !== undefined && mib * 1024 * 1024 !== bytes)
+    throw new RangeError(`memoryMiB ${mib} disagrees with machineSab's ${bytes / (1024 * 1024)} MiB`);
+  return bytes / XEN_PAGE_SIZE;
 }
 
 /**
@@ -98,10 +120,7 @@ export class Hypervisor {
   private rngState: number;
 
   constructor(options: HypervisorOptions = {}) {
-    const mib = options.memoryMiB ?? 64;
-    if (!Number.isInteger(mib) || mib < 1 || mib > 4096) {
-      throw new RangeError(`memoryMiB must be an integer from 1 to 4096, got ${mib}`);
-    }
+    const nrFrames = machineFrames(options);
     const g = options.gnttab ?? {};
     const maxVersion = g.maxVersion ?? 2;
     if (maxVersion !== 1 && maxVersion !== 2)
@@ -112,9 +131,6 @@ export class Hypervisor {
       transfer: g.transfer ?? true,
       debugBuild: g.debugBuild ?? false,
     };
-    const nrFrames = options.machineSab
-      ? options.machineSab.byteLength / XEN_PAGE_SIZE
-      : (mib * 1024 * 1024) / XEN_PAGE_SIZE;
     this.machine = new MachineMemory(nrFrames, options.machineSab);
     this.frames = new FrameTable(nrFrames, XEN_RESERVED_FRAMES);
     this.rngState = (options.seed ?? 0x9e3779b9) >>> 0 || 1;

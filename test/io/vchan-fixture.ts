@@ -154,7 +154,7 @@ export async function xsExists(w: World, path: string): Promise<boolean> {
     await w.xs0.read(path);
     return true;
   } catch (e) {
-    if (e instanceof XsError && e.errno === 'ENOENT') return false;
+    if (e instanceof XsError && e.code === 'ENOENT') return false;
     throw e;
   }
 }

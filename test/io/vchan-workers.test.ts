@@ -63,7 +63,7 @@ async function xsExists(xs: XsClient, path: string): Promise<boolean> {
     await xs.read(path);
     return true;
   } catch (e) {
-    if (e instanceof XsError && e.errno === 'ENOENT') return false;
+    if (e instanceof XsError && e.code === 'ENOENT') return false;
     throw e;
   }
 }

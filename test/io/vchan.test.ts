@@ -257,7 +257,7 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
         { domid: w.cli.dom.domid, perm: 'r' },
       ]);
       await assert.rejects(w.other.svc.xs.read(`${w.path}/${k}`), (e: unknown) => {
-        return e instanceof XsError && e.errno === 'EACCES';
+        return e instanceof XsError && e.code === 'EACCES';
       });
     }
     // The port is offered to the peer; the page is granted to it, writable.

@@ -90,7 +90,7 @@ describe('xenstore in worker mode', () => {
       assert.deepEqual(await xs.directory('/local/domain'), [], 'both homes removed');
       await assert.rejects(
         xs.read(`${W}/config`),
-        (e: unknown) => e instanceof XsError && e.errno === 'ENOENT',
+        (e: unknown) => e instanceof XsError && e.code === 'ENOENT',
       );
       assert.deepEqual(await host.checkInvariants(), []);
     });

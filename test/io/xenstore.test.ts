@@ -858,7 +858,7 @@ describe('xenstore through the ring, single-thread', () => {
         try {
           return { seen: count.n, v: await xs.read(path) };
         } catch (e) {
-          return { seen: count.n, v: `!${(e as XsError).errno}` };
+          return { seen: count.n, v: `!${(e as XsError).code}` };
         }
       };
       const writer = async (ctx: GuestContext) => {
@@ -924,7 +924,7 @@ describe('xenstore through the ring, single-thread', () => {
             await p;
             refused.push(`${what}:allowed`);
           } catch (e) {
-            refused.push(`${what}:${(e as XsError).errno}`);
+            refused.push(`${what}:${(e as XsError).code}`);
           }
         };
         await tryIt('read-private', xs.read(`${A}/data/private`));
@@ -1011,11 +1011,8 @@ describe('xenstore through the ring, single-thread', () => {
     await xs.waitFor(() => seen.length === 2);
     assert.deepEqual(seen, ['device/vif/0/backend-state', 'device/vif/0/backend-state']);
     await xsh.unwatch(`${G}/device/vif/0/state`, 'host');
-    await assert.rejects(
-      xsh.unwatch(`${G}/device/vif/0/state`, 'host'),
-      (e: XsError) => e.errno === 'ENOENT',
-    );
-    await assert.rejects(xs.read('nothere'), (e: unknown) => e instanceof XsError && e.errno === 'ENOENT');
+    await assert.rejects(xsh.unwatch(`${G}/device/vif/0/state`, 'host'), (e: XsError) => e.code === 'ENOENT');
+    await assert.rejects(xs.read('nothere'), (e: unknown) => e instanceof XsError && e.code === 'ENOENT');
     await assert.rejects(
       xs.watch('device/vif/0/backend-state', 'be', () => {}),
       /EEXIST/,
@@ -1059,7 +1056,7 @@ describe('xenstore through the ring, single-thread', () => {
     // Nested transactions: EBUSY from xenstored.
     await assert.rejects(
       xs.transaction((tx) => tx.transaction(async () => 1)),
-      (e: unknown) => e instanceof XsError && e.errno === 'EBUSY',
+      (e: unknown) => e instanceof XsError && e.code === 'EBUSY',
     );
     assert.equal(xsStats(host).transactions, 0, 'every transaction ended');
     // Another domain's transaction on its own keys does not conflict with ours.

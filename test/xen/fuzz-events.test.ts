@@ -1939,7 +1939,7 @@ class Honest {
       if (want === undefined)
         await assert.rejects(
           within(xs.read(key), what),
-          (e: unknown) => e instanceof XsError && e.errno === 'ENOENT',
+          (e: unknown) => e instanceof XsError && e.code === 'ENOENT',
         );
       else assert.equal(await within(xs.read(key), what), want, `${what}: read ${key}`);
     } else if (r < 65) {

@@ -290,7 +290,7 @@ export class Vchan {
       try {
         own = atoi(await xs.read('domid'));
       } catch (e) {
-        if (!(e instanceof XsError) || e.errno !== 'ENOENT') throw e;
+        if (!(e instanceof XsError) || e.code !== 'ENOENT') throw e;
         own = xs.domid;
       }
       const perms: XsPerm[] = [

@@ -1,6 +1,7 @@
 // The xenstore client interface guest code (vchan, frontends, backends) is
 // written against. Paths are absolute ("/local/domain/3/data/vchan") or
 // relative to the domain's home ("/local/domain/<domid>"), as in Xen.
+import { XenError } from '../../guest/xen-error.ts';
 
 /** One permission entry, as xenstore writes them: "n0", "r1", "w2", "b3". */
 export interface XsPerm {
@@ -11,14 +12,22 @@ export interface XsPerm {
 
 export type XsWatchCallback = (path: string, token: string) => void;
 
-export class XsError extends Error {
-  /** Xen's errno name as xenstored sends it: "ENOENT", "EACCES", "EEXIST", "EINVAL", "EAGAIN", ... */
-  readonly errno: string;
-  constructor(errno: string, what: string) {
-    super(`xenstore ${what}: ${errno}`);
+/**
+ * A xenstore request refused: `code` is the error name xenstored sent
+ * ("ENOENT", "EACCES", "EEXIST", "EINVAL", "EAGAIN", ...), `errno` its number,
+ * `op` the libxenstore call ("xs_read") and `reason` what was asked.
+ */
+export class XsError extends XenError {
+  constructor(code: string, what: string) {
+    super(xsOpName(what), code, `xenstore ${what}`);
     this.name = 'XsError';
-    this.errno = errno;
   }
+}
+
+/** "read /a/b" -> "xs_read"; the libxenstore name of a request described as `what`. */
+function xsOpName(what: string): string {
+  const word = /^[a-z_]+/.exec(what)?.[0] ?? 'request';
+  return word.startsWith('xs_') ? word : `xs_${word}`;
 }
 
 export interface XsClient {

@@ -331,7 +331,7 @@ export abstract class XsClientCore implements XsClient {
         await this.endTransaction(id, true);
         return result;
       } catch (e) {
-        if (!(e instanceof XsError) || e.errno !== 'EAGAIN' || attempt >= XS_TRANSACTION_RETRIES) throw e;
+        if (!(e instanceof XsError) || e.code !== 'EAGAIN' || attempt >= XS_TRANSACTION_RETRIES) throw e;
       }
     }
   }
