@@ -6,8 +6,15 @@ export * from './abi/index.ts';
 export type { DomainKind, GuestClock, GuestContext, StartInfo, WaitResult } from './guest/context.ts';
 export { EventChannels } from './guest/events.ts';
 export { Gntalloc } from './guest/gnttab/gntalloc.ts';
-export { Gntdev } from './guest/gnttab/gntdev.ts';
+export {
+  Gntdev,
+  type GrantCopyForeign,
+  type GrantCopySegment,
+  type GrantRef,
+} from './guest/gnttab/gntdev.ts';
 export { Gnttab, type GnttabOptions as GnttabDriverOptions } from './guest/gnttab/grant-table.ts';
+export { Xengntshr, XengntshrShare } from './guest/gnttab/xengntshr.ts';
+export { Xengnttab, XengnttabMapping } from './guest/gnttab/xengnttab.ts';
 export * as guestHypercall from './guest/hypercall.ts';
 export * as layout from './guest/layout.ts';
 export { PageAllocator } from './guest/pages.ts';

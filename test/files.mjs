@@ -18,6 +18,7 @@ export const testFiles = [
   'test/guest/backend.test.ts',
   'test/guest/alloc-model.test.ts',
   'test/guest/events.test.ts',
+  'test/guest/xen-libs.test.ts',
   'test/io/ring.test.ts',
   'test/io/flex-ring.test.ts',
   'test/io/xenstore.test.ts',

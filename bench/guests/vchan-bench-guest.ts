@@ -144,7 +144,7 @@ export default async function main(raw: GuestContext, a: VchanBenchArgs): Promis
   };
   const svc = connectVchanServices(ctx);
   const xs = svc.xs;
-  let v: Vchan | null;
+  let v: Vchan;
   if (a.role === 'server') {
     v = await Vchan.serverInit(svc, a.peer, a.path, 1024, a.ringSize);
   } else {
@@ -159,7 +159,6 @@ export default async function main(raw: GuestContext, a: VchanBenchArgs): Promis
     }
     v = await Vchan.clientInit(svc, a.peer, a.path);
   }
-  if (v === null) throw new Error(`${a.role}: vchan init failed`);
   v.blocking = true;
   const one = new Uint8Array(1);
   const out: VchanBenchResult = { vchan: [], bare: [], hypercalls: 0 };

@@ -69,11 +69,19 @@ export class XenError extends Error {
   readonly code: string;
   /** Why, in words. */
   readonly reason: string;
+  /** Xen's per-element GNTST_ statuses, when the failure came from a batch of grant ops. */
+  readonly status: readonly number[] | undefined;
 
   /** `errno` may be given negated, as hypercalls and the kernel return it. */
-  constructor(op: string, errno: number | string, reason: string, options?: { cause?: unknown }) {
+  constructor(
+    op: string,
+    errno: number | string,
+    reason: string,
+    options: { cause?: unknown; status?: readonly number[] } = {},
+  ) {
     const code = typeof errno === 'string' ? errno : errnoCode(errno);
-    super(`${op}: ${code}: ${reason}`, options);
+    super(`${op}: ${code}: ${reason}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.status = options.status;
     this.name = 'XenError';
     this.op = op;
     this.errno = typeof errno === 'string' ? errnoNumber(errno) : Math.abs(errno);

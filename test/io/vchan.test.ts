@@ -8,6 +8,7 @@
 // violated invariant.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { XenError } from '../../src/guest/xen-error.ts';
 import { snapshotTables } from '../../src/host/snapshot.ts';
 import {
   EVTCHNSTAT_interdomain,
@@ -85,9 +86,7 @@ function minsFor(dir: Dir, size: number): { left: number; right: number; orders:
 
 async function connect(w: World, leftMin: number, rightMin: number): Promise<{ s: Vchan; c: Vchan }> {
   const s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, leftMin, rightMin);
-  assert.ok(s !== null, 'server init');
   const c = await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path);
-  assert.ok(c !== null, 'client init');
   return { s, c };
 }
 
@@ -242,7 +241,6 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
   it('server: page zeroed and filled (orders, cli_live 2, srv_live 1, cli_notify WRITE), keys readable by the peer only', async () => {
     const w = world();
     const s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 1024, 2048);
-    assert.ok(s !== null);
     const pg = page({ w, s });
     // left 0/0, right 0/0, orders 10 and 11, cli_live 2, srv_live 1, cli_notify WRITE, srv_notify 0.
     assert.equal(pg.hex(24), `${'00'.repeat(16)}0a000b0002010100`);
@@ -277,7 +275,6 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
   it('server: multi-page rings are granted separately, left pages first in grants[], then right', async () => {
     const w = world({ srvKind: 'hvm', cliKind: 'pv' });
     const s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 16384, 65536);
-    assert.ok(s !== null);
     assert.deepEqual(s.orders, { left: 14, right: 16 });
     const pg = page({ w, s });
     const refs = Array.from({ length: 4 + 16 }, (_, i) => pg.u32(VCHAN_GRANTS + i * 4));
@@ -345,9 +342,12 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
     });
   }
 
-  it('client: missing keys, ref 0, port 0 or garbage: null, nothing left behind', async () => {
+  it('client: missing keys, ref 0, port 0 or garbage: XenError (ENOENT, EACCES), nothing left behind', async () => {
     const w = world();
-    assert.equal(await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path), null, 'no keys');
+    const refused = (code: string) => (e: unknown) =>
+      e instanceof XenError && e.op === 'libxenvchan_client_init' && e.code === code;
+    // The server's directory is not readable by the client, so xenstored answers EACCES (not ENOENT).
+    await assert.rejects(Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path), refused('EACCES'), 'no keys');
     const xs = w.srv.svc.xs;
     for (const [ref, port] of [
       ['0', '5'],
@@ -357,12 +357,27 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
     ]) {
       await xs.write(`${w.path}/ring-ref`, ref!);
       await xs.write(`${w.path}/event-channel`, port!);
-      assert.equal(await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path), null, `${ref}/${port}`);
+      // Readable by the client, as server_init leaves them: the values themselves are refused.
+      const perms = [
+        { domid: w.srv.dom.domid, perm: 'n' as const },
+        { domid: w.cli.dom.domid, perm: 'r' as const },
+      ];
+      await xs.setPerms(`${w.path}/ring-ref`, perms);
+      await xs.setPerms(`${w.path}/event-channel`, perms);
+      await assert.rejects(
+        Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path),
+        refused('ENOENT'),
+        `${ref}/${port}`,
+      );
     }
     // Not readable by the client: EACCES is a failure as well.
     await xs.write(`${w.path}/ring-ref`, '12');
     await xs.setPerms(`${w.path}/ring-ref`, [{ domid: w.srv.dom.domid, perm: 'n' }]);
-    assert.equal(await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path), null, 'unreadable');
+    await assert.rejects(
+      Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path),
+      refused('EACCES'),
+      'unreadable',
+    );
     assert.deepEqual(portsInUse(w.cli), []);
     await xs.rm(w.path);
     await assertClean(w);
@@ -377,18 +392,19 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
     it(`client: orders (${left}, ${right}) in the page are refused; its unmap notification tells the server`, async () => {
       const w = world();
       const s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 1024, 2048);
-      assert.ok(s !== null);
       const pg = page({ w, s });
       pg.set16(VCHAN_LEFT_ORDER, left);
       pg.set16(VCHAN_RIGHT_ORDER, right);
-      assert.equal(await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path), null);
+      await assert.rejects(
+        Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path),
+        (e: unknown) => e instanceof XenError && e.code === 'EINVAL' && /ring orders/.test(e.message),
+      );
       // The client mapped the page with a notification on cli_live: unmapping it cleared the byte and signalled.
       assert.equal(pg.u8(VCHAN_CLI_LIVE), 0);
       assert.equal(s.isOpen(), 0);
       assert.equal(s.eventPending, true);
       assert.equal(w.cli.dom.xen.gt.maptrack.liveCount(), 0);
       assert.deepEqual(portsInUse(w.cli), []);
-      assert.ok(w.host.console(w.cli.dom.domid).some((l) => l.includes('refusing')));
       await s.close();
       await assertClean(w);
     });
@@ -397,12 +413,19 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
   it('client: a bad ref in grants[] fails the whole setup (all or nothing, §5.3)', async () => {
     const w = world({ srvKind: 'hvm', cliKind: 'hvm' });
     const s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 8192, 8192);
-    assert.ok(s !== null);
     assert.deepEqual(s.orders, { left: 13, right: 13 });
     const pg = page({ w, s });
     const good = pg.u32(VCHAN_GRANTS + 3 * 4);
     pg.set32(VCHAN_GRANTS + 3 * 4, 4000); // the second page of the client's read ring
-    assert.equal(await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path), null);
+    await assert.rejects(
+      Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path),
+      (e: unknown) =>
+        e instanceof XenError &&
+        e.code === 'EINVAL' &&
+        /ref 4000: GNTST_bad_gntref/.test(e.message) &&
+        e.cause instanceof XenError &&
+        e.cause.op === 'xengnttab_map_domain_grant_refs',
+    );
     assert.equal(
       w.cli.dom.xen.gt.maptrack.liveCount(),
       0,
@@ -418,8 +441,10 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
   it('server: sizes above 1 MiB are refused before anything is allocated', async () => {
     const w = world();
     const free = w.srv.svc.gnttab.freeCount;
-    assert.equal(await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, MAX_RING_SIZE + 1, 0), null);
-    assert.equal(await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 0, MAX_RING_SIZE + 1), null);
+    const tooBig = (e: unknown) =>
+      e instanceof XenError && e.op === 'libxenvchan_server_init' && e.errno === 22;
+    await assert.rejects(Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, MAX_RING_SIZE + 1, 0), tooBig);
+    await assert.rejects(Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 0, MAX_RING_SIZE + 1), tooBig);
     assert.equal(w.srv.svc.gnttab.freeCount, free);
     assert.deepEqual(portsInUse(w.srv), []);
     await assertClean(w);
@@ -428,10 +453,15 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
   it('server: a path it may not write fails after the grants: everything is undone', async () => {
     const w = world();
     const path = `/local/domain/${w.cli.dom.domid}/data/vchan`; // the client's directory
-    const s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, path, 65536, 65536);
-    assert.equal(s, null);
+    await assert.rejects(
+      Vchan.serverInit(w.srv.svc, w.cli.dom.domid, path, 65536, 65536),
+      (e: unknown) =>
+        e instanceof XenError &&
+        e.code === 'EACCES' &&
+        e.cause instanceof XsError &&
+        /publishing/.test(e.message),
+    );
     assert.equal(await xsExists(w, `${path}/ring-ref`), false);
-    assert.ok(w.host.console(w.srv.dom.domid).some((l) => l.includes('EACCES')));
     await assertClean(w);
   });
 
@@ -872,11 +902,9 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
   it('before the client connects the server is open (cli_live 2) and may queue data', async () => {
     const w = world();
     const s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 1024, 2048);
-    assert.ok(s !== null);
     assert.equal(s.isOpen(), 2);
     assert.equal(await s.write(pattern(2048, 4)), 2048);
     const c = await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path);
-    assert.ok(c !== null);
     const got = new Uint8Array(2048);
     assert.equal(await c.read(got), 2048);
     assert.deepEqual(got, pattern(2048, 4));
@@ -944,10 +972,8 @@ describe('wait (§6.4 libxenvchan_wait): an event-channel sleep, no spinning', (
     const w = world();
     const a = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, `${w.path}/a`, 4096, 4096);
     const b = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, `${w.path}/b`, 4096, 4096);
-    assert.ok(a !== null && b !== null);
     const ca = await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, `${w.path}/a`);
     const cb = await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, `${w.path}/b`);
-    assert.ok(ca !== null && cb !== null);
     a.blocking = true;
     b.blocking = true;
     const got: string[] = [];

@@ -1,6 +1,7 @@
 // The demo's backend (runs in its domain's worker thread): a vchan client that
 // maps the frontend's rings and checks every byte it reads.
 import type { GuestContext } from '../../guest/context.ts';
+import { XenError } from '../../guest/xen-error.ts';
 import { connectVchanServices } from '../../io/vchan/services.ts';
 import { Vchan } from '../../io/vchan/vchan.ts';
 import {
@@ -29,9 +30,12 @@ export default async function backend(
   // The server publishes ring-ref and event-channel under its path; connect once it has.
   let v: Vchan | null = null;
   for (let tries = 0; v === null; tries++) {
-    v = await Vchan.clientInit(svc, a.peer, a.path);
-    if (v === null) {
-      if (tries > 5000) throw new Error(`no vchan server appeared under ${a.path}`);
+    try {
+      v = await Vchan.clientInit(svc, a.peer, a.path);
+    } catch (e) {
+      // ENOENT: not published yet; anything else is a real failure.
+      if (!(e instanceof XenError) || e.code !== 'ENOENT') throw e;
+      if (tries > 5000) throw new Error(`no vchan server appeared under ${a.path}`, { cause: e });
       await ctx.clock.sleep(2);
     }
   }

@@ -4,6 +4,7 @@
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EIO = 5;
+export const EBADF = 9;
 export const EAGAIN = 11;
 export const ENOMEM = 12;
 export const EFAULT = 14;
@@ -12,4 +13,5 @@ export const ENODEV = 19;
 export const EINVAL = 22;
 export const ENOTTY = 25;
 export const ENOSPC = 28;
+export const EPIPE = 32;
 export const ENOSYS = 38;

@@ -4,7 +4,7 @@
 // file's reference plus one per mapping); when it drops to 0 the record dies:
 // the unmap notification runs (§5.5), then gnttab_end_foreign_access ends the
 // grant and gives the page back, or defers both while the peer still maps it
-// (XSA-396).
+// (XSA-396). libxengntshr over it is in xengntshr.ts.
 
 import { PAGE_SIZE } from '../layout.ts';
 import { EINVAL, ENOENT, ENOMEM, ENOSPC } from './errno.ts';
@@ -245,79 +245,5 @@ export class GntallocFile {
     }
     this.list = [];
     this.dev.cleanup();
-  }
-}
-
-// ---- libxengntshr (§5.4) -------------------------------------------------------------------------
-
-export interface GntshrShare {
-  /** The shared pages, in order. */
-  readonly addrs: readonly number[];
-  readonly refs: readonly number[];
-  readonly vma: GntallocVma;
-}
-
-/** xengntshr_open: a handle over one gntalloc file. */
-export class Gntshr {
-  private readonly file: GntallocFile;
-
-  constructor(dev: Gntalloc) {
-    this.file = dev.open();
-  }
-
-  /**
-   * xengntshr_share_pages: allocate and grant, map, then let the file go at
-   * once, so the pages live exactly as long as the mapping. Null on failure.
-   */
-  sharePages(domid: number, count: number, writable: boolean): GntshrShare | null {
-    const a = this.file.allocGref(domid, writable ? GNTALLOC_FLAG_WRITABLE : 0, count);
-    if (a.rc !== 0) return null;
-    const vma = this.file.mmap(a.index, count);
-    this.file.deallocGref(a.index, count);
-    if (typeof vma === 'number') return null;
-    return { addrs: vma.addrs, refs: a.grefIds, vma };
-  }
-
-  /**
-   * xengntshr_share_page_notify: one page; notifyOffset < 4096 clears that
-   * byte, notifyPort !== -1 (0xffffffff) signals that port when it is unshared.
-   */
-  sharePageNotify(
-    domid: number,
-    writable: boolean,
-    notifyOffset: number,
-    notifyPort: number,
-  ): GntshrShare | null {
-    const a = this.file.allocGref(domid, writable ? GNTALLOC_FLAG_WRITABLE : 0, 1);
-    if (a.rc !== 0) return null;
-    const vma = this.file.mmap(a.index, 1);
-    if (typeof vma === 'number') {
-      this.file.deallocGref(a.index, 1);
-      return null;
-    }
-    let action = 0;
-    let offset = 0;
-    if (notifyOffset >= 0 && notifyOffset < PAGE_SIZE) {
-      action |= UNMAP_NOTIFY_CLEAR_BYTE;
-      offset = notifyOffset;
-    }
-    if (notifyPort !== -1 && notifyPort !== 0xffff_ffff) action |= UNMAP_NOTIFY_SEND_EVENT;
-    let rc = 0;
-    if (action !== 0) rc = this.file.setUnmapNotify(a.index + offset, action, notifyPort);
-    this.file.deallocGref(a.index, 1);
-    if (rc !== 0) {
-      vma.unmap();
-      return null;
-    }
-    return { addrs: vma.addrs, refs: a.grefIds, vma };
-  }
-
-  /** xengntshr_unshare: munmap; the kernel ends the grants (deferring while the peer maps them). */
-  unshare(share: GntshrShare): void {
-    share.vma.unmap();
-  }
-
-  close(): void {
-    this.file.close();
   }
 }

@@ -4,20 +4,25 @@
 // grants are mapped at mmap time into unpopulated space above RAM, and they are
 // unmapped when the map's last user goes (the file's list and the mapping).
 // The unmap notification (§5.5) clears a byte through the mapping just before
-// it is unmapped and signals an event channel after.
-import { GNTMAP_host_map, GNTMAP_readonly } from '../../abi/flags.ts';
+// it is unmapped and signals an event channel after. GRANT_COPY copies
+// between grants and this domain's own pages in batches of 16 GNTTABOP_copy.
+// libxengnttab over it is in xengnttab.ts.
+import { DOMID_SELF } from '../../abi/domid.ts';
+import { GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly } from '../../abi/flags.ts';
 import { GNTST_okay } from '../../abi/status.ts';
 import type { GuestContext } from '../context.ts';
 import { PAGE_SIZE } from '../layout.ts';
 import type { PageAllocator } from '../pages.ts';
 import {
+  type CopyOp,
+  gnttabBatchCopy,
   gnttabMapRefs,
   gnttabSetMapOp,
   gnttabSetUnmapOp,
   gnttabUnmapRefs,
   INVALID_GRANT_HANDLE,
 } from './backend.ts';
-import { EINVAL, ENOENT, ENOMEM } from './errno.ts';
+import { EFAULT, EINVAL, ENOENT, ENOMEM, ENOTTY } from './errno.ts';
 import {
   checkNotifyAction,
   type NotifyPort,
@@ -30,10 +35,35 @@ import {
 /** The module parameter `limit`: grants in one MAP_GRANT_REF request. */
 export const GNTDEV_DEFAULT_LIMIT = 65536;
 
+/** A grant of another domain: its ref in that domain's table. */
 export interface GrantRef {
   domid: number;
   ref: number;
 }
+
+/** One end of a grant-copy segment: a grant of another domain, at an offset in its page. */
+export interface GrantCopyForeign {
+  ref: number;
+  offset: number;
+  domid: number;
+}
+
+/**
+ * struct gntdev_grant_copy_segment (xengnttab_grant_copy_segment_t): `flags`
+ * (GNTCOPY_source_gref, GNTCOPY_dest_gref) says which end is a grant
+ * (`foreign`) and which an address of this domain (`virt`); at least one must
+ * be a grant. `status` is written back: GNTST_okay or the first failure.
+ */
+export interface GrantCopySegment {
+  source: { foreign: GrantCopyForeign } | { virt: number };
+  dest: { foreign: GrantCopyForeign } | { virt: number };
+  len: number;
+  flags: number;
+  status?: number;
+}
+
+/** GNTDEV_COPY_BATCH: GNTTABOP_copy ops per hypercall. */
+export const GNTDEV_COPY_BATCH = 16;
 
 interface GrantMap {
   /** In pages, in the file's offset space. */
@@ -252,6 +282,87 @@ export class GntdevFile {
     return 0;
   }
 
+  /** IOCTL_GNTDEV_SET_MAX_GRANTS: current Linux has no such ioctl (-ENOTTY); the limit is the module's. */
+  setMaxGrants(_count: number): number {
+    return -ENOTTY;
+  }
+
+  /**
+   * IOCTL_GNTDEV_GRANT_COPY (gntdev_ioctl_grant_copy): each segment is split
+   * at page boundaries of its `virt` end into GNTTABOP_copy ops, sent 16 at a
+   * time; a segment's status is GNTST_okay or the first op that failed. 0, or
+   * -EINVAL for a segment with no grant end or a grant end crossing its page,
+   * -EFAULT for a `virt` end outside this domain's RAM. A bad segment ends
+   * the call: batches already sent stay done, ops still queued are dropped
+   * (Linux's `out:` path), so after an error no status can be trusted.
+   */
+  async grantCopy(segs: GrantCopySegment[]): Promise<number> {
+    const { ctx, pages } = this.dev;
+    const ops: CopyOp[] = [];
+    const owners: GrantCopySegment[] = [];
+    const flush = async (): Promise<void> => {
+      if (ops.length === 0) return;
+      await gnttabBatchCopy(ctx, ops);
+      ops.forEach((o, i) => {
+        const seg = owners[i]!;
+        if (o.status !== GNTST_okay && seg.status === GNTST_okay) seg.status = o.status;
+      });
+      ops.length = 0;
+      owners.length = 0;
+    };
+    const end = (e: GrantCopySegment['source'], gref: boolean, copied: number, len: number) => {
+      if (gref) {
+        if (!('foreign' in e)) return null;
+        return { u: e.foreign.ref, domid: e.foreign.domid, offset: e.foreign.offset + copied, len };
+      }
+      if (!('virt' in e)) return null;
+      const virt = e.virt + copied;
+      const off = virt & (PAGE_SIZE - 1);
+      const base = virt - off;
+      if (!pages.isRamPage(base)) return -EFAULT;
+      return { u: pages.gfnOf(base), domid: DOMID_SELF, offset: off, len: Math.min(len, PAGE_SIZE - off) };
+    };
+    for (const seg of segs) {
+      const srcGref = (seg.flags & GNTCOPY_source_gref) !== 0;
+      const dstGref = (seg.flags & GNTCOPY_dest_gref) !== 0;
+      if (!srcGref && !dstGref) return -EINVAL;
+      if (!Number.isInteger(seg.len) || seg.len < 0 || seg.len > 0xffff) return -EINVAL;
+      if (srcGref && (!('foreign' in seg.source) || seg.source.foreign.offset + seg.len > PAGE_SIZE))
+        return -EINVAL;
+      if (dstGref && (!('foreign' in seg.dest) || seg.dest.foreign.offset + seg.len > PAGE_SIZE))
+        return -EINVAL;
+      seg.status = GNTST_okay;
+      let copied = 0;
+      while (copied < seg.len) {
+        if (ops.length >= GNTDEV_COPY_BATCH) await flush();
+        let len = seg.len - copied;
+        const s = end(seg.source, srcGref, copied, len);
+        if (s === null) return -EINVAL;
+        if (typeof s === 'number') return s;
+        len = s.len;
+        const d = end(seg.dest, dstGref, copied, len);
+        if (d === null) return -EINVAL;
+        if (typeof d === 'number') return d;
+        len = Math.min(len, d.len);
+        ops.push({
+          source_u: s.u,
+          source_domid: s.domid,
+          source_offset: s.offset,
+          dest_u: d.u,
+          dest_domid: d.domid,
+          dest_offset: d.offset,
+          len,
+          flags: seg.flags & (GNTCOPY_source_gref | GNTCOPY_dest_gref),
+          status: 0,
+        });
+        owners.push(seg);
+        copied += len;
+      }
+    }
+    await flush();
+    return 0;
+  }
+
   /** close(fd): every map leaves the list; mapped ones go when their mapping does (close unmaps them too). */
   close(): void {
     if (this.closed) return;
@@ -260,93 +371,5 @@ export class GntdevFile {
     this.maps = [];
     // A closing process loses its mappings as well.
     for (const m of [...this.mapped]) this.put(m);
-  }
-}
-
-// ---- libxengnttab (§5.3) -------------------------------------------------------------------------
-
-/** xengnttab_open: a handle over one gntdev file. */
-export class Xengnttab {
-  private readonly file: GntdevFile;
-
-  constructor(dev: Gntdev) {
-    this.file = dev.open();
-  }
-
-  /**
-   * xengnttab_map_grant_refs / map_domain_grant_refs: all or nothing; the
-   * address of the first page, or null (nothing stays mapped or registered).
-   */
-  async mapGrantRefs(grants: readonly GrantRef[], writable: boolean): Promise<number | null> {
-    return this.mapNotify(grants, writable, -1, -1);
-  }
-
-  /** One domid for all refs. */
-  async mapDomainGrantRefs(
-    domid: number,
-    refs: readonly number[],
-    writable: boolean,
-  ): Promise<number | null> {
-    return this.mapNotify(
-      refs.map((ref) => ({ domid, ref })),
-      writable,
-      -1,
-      -1,
-    );
-  }
-
-  /**
-   * xengnttab_map_grant_ref_notify: one page; notifyOffset < 4096 clears that
-   * byte and notifyPort !== -1 signals that port when the mapping goes.
-   */
-  async mapGrantRefNotify(
-    domid: number,
-    ref: number,
-    writable: boolean,
-    notifyOffset: number,
-    notifyPort: number,
-  ): Promise<number | null> {
-    return this.mapNotify([{ domid, ref }], writable, notifyOffset, notifyPort);
-  }
-
-  private async mapNotify(
-    grants: readonly GrantRef[],
-    writable: boolean,
-    notifyOffset: number,
-    notifyPort: number,
-  ): Promise<number | null> {
-    const count = grants.length;
-    const index = this.file.mapGrantRef(grants);
-    if (index < 0) return null;
-    const mm = await this.file.mmap(index, count, writable);
-    if (mm.rc !== 0) {
-      this.file.unmapGrantRef(index, count);
-      return null;
-    }
-    let action = 0;
-    let offset = 0;
-    if (notifyOffset >= 0 && notifyOffset < PAGE_SIZE * count) {
-      action |= UNMAP_NOTIFY_CLEAR_BYTE;
-      offset = notifyOffset;
-    }
-    if (notifyPort !== -1 && notifyPort !== 0xffff_ffff) action |= UNMAP_NOTIFY_SEND_EVENT;
-    if (action !== 0 && this.file.setUnmapNotify(index + offset, action, notifyPort) !== 0) {
-      this.file.munmap(mm.addr);
-      this.file.unmapGrantRef(index, count);
-      return null;
-    }
-    return mm.addr;
-  }
-
-  /** xengnttab_unmap: the whole mapping at addr (count must match), then its registration. */
-  unmap(addr: number, count: number): number {
-    const o = this.file.getOffsetForVaddr(addr);
-    if (o.rc !== 0 || o.count !== count) return -EINVAL;
-    this.file.munmap(addr);
-    return this.file.unmapGrantRef(o.offset, count);
-  }
-
-  close(): void {
-    this.file.close();
   }
 }

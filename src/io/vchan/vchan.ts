@@ -42,9 +42,11 @@
 // position and goes on); a closed vchan answers −1 / 0 instead of being freed
 // memory; the server falls back to the connection's own domid when the
 // relative key `domid` is missing.
-import { Gntshr, type GntshrShare } from '../../guest/gnttab/gntalloc.ts';
-import { Xengnttab } from '../../guest/gnttab/gntdev.ts';
+import { EINVAL, ENOENT } from '../../guest/gnttab/errno.ts';
+import { Xengntshr, type XengntshrShare } from '../../guest/gnttab/xengntshr.ts';
+import { Xengnttab, type XengnttabMapping } from '../../guest/gnttab/xengnttab.ts';
 import { PAGE_SIZE } from '../../guest/layout.ts';
+import { XenError } from '../../guest/xen-error.ts';
 import type { GuestMemory } from '../../machine/guest-memory.ts';
 import { XsError, type XsPerm } from '../xenstore/api.ts';
 import {
@@ -82,13 +84,19 @@ interface RingView {
   /** Base address of each 4 KiB piece of the buffer, or one base for an in-page ring. */
   pages: number[];
   /** Server: the shared pages of a multi-page ring. */
-  share: GntshrShare | null;
-  /** Client: where a multi-page ring is mapped (-1: not mapped). */
-  mapped: number;
+  share: XengntshrShare | null;
+  /** Client: the mapping of a multi-page ring. */
+  mapped: XengnttabMapping | null;
 }
 
 function ringView(consOff: number, prodOff: number): RingView {
-  return { order: 0, consOff, prodOff, pages: [], share: null, mapped: -1 };
+  return { order: 0, consOff, prodOff, pages: [], share: null, mapped: null };
+}
+
+/** The XenError of a failed setup step: the libxenvchan call, the step's errno, why (and the step's error as cause). */
+function setupError(op: string, what: string, e: unknown): XenError {
+  if (e instanceof XenError) return new XenError(op, e.errno, `${what}: ${e.message}`, { cause: e });
+  return new XenError(op, EINVAL, `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }
 
 /** C's atoi: optional blanks and sign, then digits; 0 when there are none. */
@@ -114,10 +122,11 @@ export class Vchan {
   private ring = -1;
   /** The grant ref of the control page (server: the one published; client: the one mapped). */
   private ringRef = -1;
-  private ctrlShare: GntshrShare | null = null;
+  private ctrlShare: XengntshrShare | null = null;
+  private ctrlMap: XengnttabMapping | null = null;
   private port = -1;
   private fired = false;
-  private gntshr: Gntshr | null = null;
+  private gntshr: Xengntshr | null = null;
   private gnttab: Xengnttab | null = null;
   private xsPath: string | null = null;
   private closed = false;
@@ -142,8 +151,9 @@ export class Vchan {
   /**
    * libxenvchan_server_init: offers a channel to `domid` under `xsPath`, with a
    * receive (left) ring of at least leftMin bytes and a send (right) ring of
-   * at least rightMin bytes (§6.2). Null on any failure, with everything
-   * undone.
+   * at least rightMin bytes (§6.2). On any failure everything is undone and
+   * it throws XenError (op libxenvchan_server_init) with the failed step's
+   * errno and reason.
    */
   static async serverInit(
     svc: VchanServices,
@@ -151,25 +161,38 @@ export class Vchan {
     xsPath: string,
     leftMin: number,
     rightMin: number,
-  ): Promise<Vchan | null> {
+  ): Promise<Vchan> {
+    const op = 'libxenvchan_server_init';
     const orders = serverOrders(leftMin, rightMin);
-    if (orders === null) return null;
+    if (orders === null)
+      throw new XenError(op, EINVAL, `ring sizes ${leftMin} and ${rightMin}: each at most ${1 << 20} bytes`);
     const v = new Vchan(svc, true, domid);
     v.rd.order = orders.left;
     v.wr.order = orders.right;
-    v.gntshr = new Gntshr(svc.gntalloc);
-    if (!v.initEvtSrv() || !v.initGntSrv() || !(await v.initXsSrv(xsPath))) {
+    v.gntshr = new Xengntshr(svc.gntalloc);
+    let step = 'an unbound event channel';
+    try {
+      v.initEvtSrv();
+      step = 'sharing the ring pages';
+      v.initGntSrv();
+      step = `publishing ${xsPath}`;
+      await v.initXsSrv(xsPath);
+    } catch (e) {
       await v.close();
-      return null;
+      throw setupError(op, step, e);
     }
     return v;
   }
 
   /**
    * libxenvchan_client_init: connects to the channel `domid` offers under
-   * `xsPath` (§6.3). Null on any failure, with everything undone.
+   * `xsPath` (§6.3). On any failure everything is undone and it throws
+   * XenError (op libxenvchan_client_init): ENOENT when the server's keys are
+   * not there (yet), EACCES when they are not readable, the failed step's
+   * errno otherwise.
    */
-  static async clientInit(svc: VchanServices, domid: number, xsPath: string): Promise<Vchan | null> {
+  static async clientInit(svc: VchanServices, domid: number, xsPath: string): Promise<Vchan> {
+    const op = 'libxenvchan_client_init';
     const v = new Vchan(svc, false, domid);
     let ringRef: number;
     let port: number;
@@ -178,19 +201,23 @@ export class Vchan {
       port = ringRef === 0 ? 0 : atoi(await svc.xs.read(`${xsPath}/event-channel`));
     } catch (e) {
       // A missing or unreadable key, or a broken connection: the client fails.
-      svc.ctx.log(`vchan: cannot read ${xsPath}: ${e instanceof Error ? e.message : String(e)}`);
-      ringRef = 0;
-      port = 0;
+      await v.close();
+      throw setupError(op, `reading ${xsPath}`, e);
     }
     // ref 0 is reserved (never a vchan page), port 0 is never a channel.
     if (ringRef === 0 || port === 0) {
       await v.close();
-      return null;
+      throw new XenError(op, ENOENT, `${xsPath}: ring-ref ${ringRef}, event-channel ${port}: not a vchan`);
     }
     v.gnttab = new Xengnttab(svc.gntdev);
-    if (!v.initEvtCli(port) || !(await v.initGntCli(ringRef))) {
+    let step = `binding to d${domid} port ${port}`;
+    try {
+      v.initEvtCli(port);
+      step = `mapping d${domid} ref ${ringRef}`;
+      await v.initGntCli(ringRef);
+    } catch (e) {
       await v.close();
-      return null;
+      throw setupError(op, step, e);
     }
     v.storeByte(VCHAN_CLI_LIVE, VCHAN_CLIENT_CONNECTED);
     v.storeByte(VCHAN_SRV_NOTIFY, VCHAN_NOTIFY_WRITE);
@@ -199,44 +226,39 @@ export class Vchan {
     return v;
   }
 
-  private bindPort(port: number): boolean {
+  private bindPort(port: number): void {
     this.port = port;
     // xenevtchn_unmask; the handler is what the evtchn device's read() would report.
-    return (
-      this.svc.events.bind(port, () => {
-        this.fired = true;
-      }) === 0
-    );
+    const rc = this.svc.events.bind(port, () => {
+      this.fired = true;
+    });
+    if (rc === 0) return;
+    this.svc.events.close(port);
+    this.port = -1;
+    throw new XenError('xenevtchn_unmask', rc, `port ${port}`);
   }
 
   /** init_evt_srv: an unbound port for the peer, unmasked. */
-  private initEvtSrv(): boolean {
+  private initEvtSrv(): void {
     const port = this.svc.events.allocUnbound(this.peer);
-    if (port < 0) return false;
-    if (this.bindPort(port)) return true;
-    this.svc.events.close(port);
-    this.port = -1;
-    return false;
+    if (port < 0) throw new XenError('xenevtchn_bind_unbound_port', port, `a port for d${this.peer}`);
+    this.bindPort(port);
   }
 
   /** init_evt_cli: bound to the server's port, unmasked. */
-  private initEvtCli(remotePort: number): boolean {
+  private initEvtCli(remotePort: number): void {
     const port = this.svc.events.bindInterdomain(this.peer, remotePort);
-    if (port < 0) return false;
-    if (this.bindPort(port)) return true;
-    this.svc.events.close(port);
-    this.port = -1;
-    return false;
+    if (port < 0) throw new XenError('xenevtchn_bind_interdomain', port, `d${this.peer} port ${remotePort}`);
+    this.bindPort(port);
   }
 
   /** init_gnt_srv: the control page (with the unmap notification on srv_live), then the rings. */
-  private initGntSrv(): boolean {
+  private initGntSrv(): void {
     const shr = this.gntshr!;
     const pagesLeft = ringPages(this.rd.order);
     const pagesRight = ringPages(this.wr.order);
     const ctrl = shr.sharePageNotify(this.peer, true, VCHAN_SRV_LIVE, this.port);
-    if (ctrl === null) return false;
-    const ring = ctrl.addrs[0]!;
+    const ring = ctrl.addr;
     const mem = this.mem;
     mem.fill(ring, PAGE_SIZE, 0);
     this.ring = ring;
@@ -247,69 +269,63 @@ export class Vchan {
     // cli_live = 2 (not yet connected), srv_live = 1; cli_notify = WRITE (tell me when you write).
     mem.store16(ring + VCHAN_LIVE_WORD, VCHAN_CLIENT_NOT_CONNECTED | (1 << 8));
     mem.store16(ring + VCHAN_NOTIFY_WORD, VCHAN_NOTIFY_WRITE);
-    const place = (r: RingView, pages: number, firstGrant: number): boolean => {
+    const place = (r: RingView, pages: number, firstGrant: number): void => {
       const off = inPageOffset(r.order);
       if (off >= 0) {
         r.pages = [ring + off];
-        return true;
+        return;
       }
       const s = shr.sharePages(this.peer, pages, true);
-      if (s === null) return false;
       s.refs.forEach((ref, i) => {
         mem.store32(ring + VCHAN_GRANTS + (firstGrant + i) * 4, ref);
       });
       r.share = s;
       r.pages = [...s.addrs];
-      return true;
     };
-    if (place(this.rd, pagesLeft, 0)) {
-      if (place(this.wr, pagesRight, pagesLeft)) return true;
+    try {
+      place(this.rd, pagesLeft, 0);
+      place(this.wr, pagesRight, pagesLeft);
+    } catch (e) {
       if (this.rd.share !== null) shr.unshare(this.rd.share);
       this.rd.share = null;
+      shr.unshare(ctrl);
+      this.ctrlShare = null;
+      this.ring = -1;
+      this.ringRef = -1;
+      this.rd.order = 0;
+      this.wr.order = 0;
+      this.rd.pages = [];
+      this.wr.pages = [];
+      throw e;
     }
-    shr.unshare(ctrl);
-    this.ctrlShare = null;
-    this.ring = -1;
-    this.ringRef = -1;
-    this.rd.order = 0;
-    this.wr.order = 0;
-    this.rd.pages = [];
-    this.wr.pages = [];
-    return false;
   }
 
   /**
    * init_xs_srv: ring-ref and event-channel under xsPath in one transaction,
    * each readable by the peer only (owner: this domain, others: none).
    */
-  private async initXsSrv(xsPath: string): Promise<boolean> {
+  private async initXsSrv(xsPath: string): Promise<void> {
     const xs = this.svc.xs;
     this.xsPath = xsPath;
+    let own: number;
     try {
-      let own: number;
-      try {
-        own = atoi(await xs.read('domid'));
-      } catch (e) {
-        if (!(e instanceof XsError) || e.code !== 'ENOENT') throw e;
-        own = xs.domid;
-      }
-      const perms: XsPerm[] = [
-        { domid: own, perm: 'n' },
-        { domid: this.peer, perm: 'r' },
-      ];
-      const ref = String(this.ringRef);
-      const port = String(this.port);
-      await xs.transaction(async (tx) => {
-        await tx.write(`${xsPath}/ring-ref`, ref);
-        await tx.setPerms(`${xsPath}/ring-ref`, perms);
-        await tx.write(`${xsPath}/event-channel`, port);
-        await tx.setPerms(`${xsPath}/event-channel`, perms);
-      });
-      return true;
+      own = atoi(await xs.read('domid'));
     } catch (e) {
-      this.svc.ctx.log(`vchan: cannot publish ${xsPath}: ${e instanceof Error ? e.message : String(e)}`);
-      return false;
+      if (!(e instanceof XsError) || e.code !== 'ENOENT') throw e;
+      own = xs.domid;
     }
+    const perms: XsPerm[] = [
+      { domid: own, perm: 'n' },
+      { domid: this.peer, perm: 'r' },
+    ];
+    const ref = String(this.ringRef);
+    const port = String(this.port);
+    await xs.transaction(async (tx) => {
+      await tx.write(`${xsPath}/ring-ref`, ref);
+      await tx.setPerms(`${xsPath}/ring-ref`, perms);
+      await tx.write(`${xsPath}/event-channel`, port);
+      await tx.setPerms(`${xsPath}/event-channel`, perms);
+    });
   }
 
   /**
@@ -317,47 +333,50 @@ export class Vchan {
    * validates the orders, maps the write (left) ring read/write, then the
    * read (right) ring read-only.
    */
-  private async initGntCli(ringRef: number): Promise<boolean> {
+  private async initGntCli(ringRef: number): Promise<void> {
     const gt = this.gnttab!;
-    const ring = await gt.mapGrantRefNotify(this.peer, ringRef, true, VCHAN_CLI_LIVE, this.port);
-    if (ring === null) return false;
+    const ctrl = await gt.mapGrantRefNotify(this.peer, ringRef, true, VCHAN_CLI_LIVE, this.port);
+    const ring = ctrl.addr;
     const mem = this.mem;
     this.ring = ring;
     this.ringRef = ringRef;
+    this.ctrlMap = ctrl;
     this.wr.order = mem.load16(ring + VCHAN_LEFT_ORDER);
     this.rd.order = mem.load16(ring + VCHAN_RIGHT_ORDER);
-    const bad = validateOrders({ left: this.wr.order, right: this.rd.order });
-    if (bad !== null) this.svc.ctx.log(`vchan: refusing d${this.peer} ref ${ringRef}: ${bad}`);
     let grant = 0;
-    const place = async (r: RingView, writable: boolean): Promise<boolean> => {
+    const place = async (r: RingView, writable: boolean): Promise<void> => {
       const off = inPageOffset(r.order);
       if (off >= 0) {
         r.pages = [ring + off];
-        return true;
+        return;
       }
       const n = ringPages(r.order);
       const refs: number[] = [];
       for (let i = 0; i < n; i++) refs.push(mem.load32(ring + VCHAN_GRANTS + (grant + i) * 4));
       grant += n;
-      const addr = await gt.mapDomainGrantRefs(this.peer, refs, writable);
-      if (addr === null) return false;
-      r.mapped = addr;
-      r.pages = refs.map((_, i) => addr + i * PAGE_SIZE);
-      return true;
+      const m = await gt.mapDomainGrantRefs(this.peer, refs, writable);
+      r.mapped = m;
+      r.pages = refs.map((_, i) => m.addr + i * PAGE_SIZE);
     };
-    if (bad === null && (await place(this.wr, true))) {
-      if (await place(this.rd, false)) return true;
-      if (this.wr.mapped !== -1) gt.unmap(this.wr.mapped, ringPages(this.wr.order));
-      this.wr.mapped = -1;
+    try {
+      const bad = validateOrders({ left: this.wr.order, right: this.rd.order });
+      if (bad !== null)
+        throw new XenError('libxenvchan_client_init', EINVAL, `the server's ring orders: ${bad}`);
+      await place(this.wr, true);
+      await place(this.rd, false);
+    } catch (e) {
+      if (this.wr.mapped !== null) this.wr.mapped.unmap();
+      this.wr.mapped = null;
+      // out_unmap_ring: the unmap notification clears cli_live and signals the server.
+      ctrl.unmap();
+      this.ctrlMap = null;
+      this.ring = -1;
+      this.wr.order = 0;
+      this.rd.order = 0;
+      this.wr.pages = [];
+      this.rd.pages = [];
+      throw e;
     }
-    // out_unmap_ring: the unmap notification clears cli_live and signals the server.
-    gt.unmap(ring, 1);
-    this.ring = -1;
-    this.wr.order = 0;
-    this.rd.order = 0;
-    this.wr.pages = [];
-    this.rd.pages = [];
-    return false;
   }
 
   // ---- the u8 fields, through their u16 words --------------------------------------------------
@@ -677,22 +696,23 @@ export class Vchan {
   private teardown(crash: boolean): void {
     for (const r of [this.rd, this.wr]) {
       if (r.order >= PAGE_SHIFT) {
-        if (r.share !== null) this.gntshr?.unshare(r.share);
-        if (r.mapped !== -1) this.gnttab?.unmap(r.mapped, ringPages(r.order));
+        if (r.share?.shared) r.share.unshare();
+        if (r.mapped?.mapped) r.mapped.unmap();
       }
       r.share = null;
-      r.mapped = -1;
+      r.mapped = null;
       r.pages = [];
     }
     const hadRing = this.ring !== -1;
     if (hadRing) {
       if (this.isServer) {
         if (!crash) this.storeByte(VCHAN_SRV_LIVE, 0);
-        if (this.ctrlShare !== null) this.gntshr?.unshare(this.ctrlShare);
+        if (this.ctrlShare?.shared) this.ctrlShare.unshare();
         this.ctrlShare = null;
       } else {
         if (!crash) this.storeByte(VCHAN_CLI_LIVE, 0);
-        this.gnttab?.unmap(this.ring, 1);
+        if (this.ctrlMap?.mapped) this.ctrlMap.unmap();
+        this.ctrlMap = null;
       }
       this.ring = -1;
     }
