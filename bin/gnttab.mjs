@@ -1,16 +1,37 @@
 #!/usr/bin/env node
-// The `gnttab` command. Runs the built CLI from dist/ when present; in a source
-// checkout (after `npm ci`), loads the TypeScript sources through tsx.
+// The `gnttab` command. In a source checkout (src/ beside bin/, as in a clone
+// after `npm ci`) it runs the TypeScript sources through tsx, so an old dist/
+// never hides an edit; installed from the package (no src/), it runs dist/.
+// GNTTAB_USE_DIST=1 runs dist/ even in a checkout (to test the build).
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const built = new URL('../dist/cli/main.js', import.meta.url);
-let mod;
-if (existsSync(fileURLToPath(built))) {
-  mod = await import(built.href);
+const sources = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const built = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const useDist = process.env.GNTTAB_USE_DIST === '1' || !existsSync(sources);
+
+if (useDist) {
+  if (!existsSync(built)) {
+    process.stderr.write(`gnttab: ${built} is missing; run \`npm run build\` first\n`);
+    process.exit(1);
+  }
+  const mod = await import(new URL('../dist/cli/main.js', import.meta.url).href);
+  await mod.main(process.argv);
+} else if (!process.execArgv.includes('--conditions=source')) {
+  // Scenarios and guests import 'gnttab': in a checkout that must be the sources
+  // too (the `source` export condition), in this thread and in every worker, so
+  // run again with the condition set (workers inherit execArgv).
+  process.on('SIGINT', () => {}); // the child gets the terminal's signal itself
+  const r = spawnSync(
+    process.execPath,
+    [...process.execArgv, '--conditions=source', fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    { stdio: 'inherit' },
+  );
+  process.exit(r.status ?? (r.signal === 'SIGINT' ? 130 : 1));
 } else {
   const { register } = await import('tsx/esm/api');
   register();
-  mod = await import(new URL('../src/cli/main.ts', import.meta.url).href);
+  const mod = await import(new URL('../src/cli/main.ts', import.meta.url).href);
+  await mod.main(process.argv);
 }
-await mod.main(process.argv);

@@ -7,6 +7,7 @@ import { GuestMemory } from '../machine/guest-memory.ts';
 import { MachineMemory } from '../machine/machine-memory.ts';
 import { HypercallChannel } from './hypercall-channel.ts';
 import { RealClock } from './real-clock.ts';
+import { importUserModule } from './user-module.ts';
 
 export interface DomainThreadData {
   machineSab: SharedArrayBuffer;
@@ -57,7 +58,9 @@ const ctx: GuestContext = {
 };
 
 try {
-  const mod = (await import(data.module)) as { default?: (ctx: GuestContext, args: unknown) => unknown };
+  const mod = (await importUserModule(data.module)) as {
+    default?: (ctx: GuestContext, args: unknown) => unknown;
+  };
   if (typeof mod.default !== 'function')
     throw new TypeError(`${data.module} has no default export function (ctx, args) => result`);
   const result = await mod.default(ctx, data.args);

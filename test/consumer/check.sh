@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs a packed gnttab tarball into an empty folder and uses it as the README
+# says, with every Node given: the CLI (demo, dump of a .ts scenario), a plain .mjs
+# consumer of the host example, a .ts guest in a worker; then a strict TypeScript
+# consumer (node16 resolution, @types/node) under tsc --noEmit.
+#   test/consumer/check.sh gnttab-0.1.0.tgz [dir-with-a-node-binary ...]
+# With no directory, the node on PATH is used.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+tgz="$(realpath "$1")"
+shift
+nodes=("$@")
+[ ${#nodes[@]} -eq 0 ] && nodes=("$(dirname "$(command -v node)")")
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/gnttab-consumer-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+npm init -y >/dev/null
+npm pkg set type=module
+npm install --no-audit --no-fund --loglevel=error "$tgz" '@types/node@^20.19.0'
+cp "$here"/{readme-host.mjs,check-demo.mjs,check-readme-host.mjs,spawn-ts.mjs,guest.ts,typed.ts,tsconfig.json} .
+cp "$root/examples/scenario.ts" scenario.ts
+echo "installed: $(du -sh node_modules/gnttab | cut -f1) in node_modules/gnttab, $(ls node_modules | wc -l) packages"
+
+for dir in "${nodes[@]}"; do
+  export PATH="$dir:$PATH"
+  echo "== $(node --version) ($(command -v node))"
+  npx gnttab --version
+  npx gnttab demo --size 1M --json | node check-demo.mjs
+  node readme-host.mjs | node check-readme-host.mjs
+  npx gnttab dump scenario.ts | grep -q 'invariants: all hold'
+  echo 'gnttab dump scenario.ts: ok'
+  node spawn-ts.mjs
+done
+
+node "$root/node_modules/typescript/bin/tsc" -p tsconfig.json
+echo "tsc --noEmit over the strict TypeScript consumer (node16, @types/node): ok"
