@@ -32,5 +32,19 @@ export const testFiles = [
   'examples/racy-revoke/racy-revoke.test.ts',
   'test/host/host-api.test.ts',
   'test/cli/cli.test.ts',
+  'test/cli/terminal.test.ts',
+  'test/cli/run-tests.test.ts',
   'test/conformance/raw-abi.test.ts',
+];
+
+// Left out by `node test/run.mjs --fast` (the subset CI runs on the other Node
+// lines): suites of worker threads and of CLI subprocesses, the slowest.
+export const slowFiles = [
+  'test/io/vchan-workers.test.ts',
+  'test/io/xenstore-workers.test.ts',
+  'test/host/workers.test.ts',
+  'test/host/revoke-race.test.ts',
+  'test/cli/cli.test.ts',
+  'test/cli/terminal.test.ts',
+  'test/cli/run-tests.test.ts',
 ];

@@ -3,13 +3,22 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DecodeError, decodeGrantFrames } from '../host/decode.ts';
 import { Host } from '../host/host.ts';
 import { snapshotTables } from '../host/snapshot.ts';
+import { importUserModule } from '../host/user-module.ts';
 import { type DemoProgress, runDemo, validRingSize } from './demo.ts';
 import { exploreCommand } from './explore.ts';
-import { formatDecoded, formatTable, formatXenDebugKey } from './format.ts';
+import {
+  article,
+  formatDecoded,
+  formatTable,
+  formatXenDebugKey,
+  outputWidth,
+  sizeText,
+  wrap,
+} from './format.ts';
 import { runTour, type TourOptions } from './tour.ts';
 
 function layoutArg(v: string): 1 | 2 {
@@ -17,12 +26,24 @@ function layoutArg(v: string): 1 | 2 {
   throw new InvalidArgumentError('the layout is 1 or 2');
 }
 
+/** The package's version, from its package.json (beside src/ or dist/). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
 export function buildProgram(): Command {
   const program = new Command('gnttab')
     .description(
       "Xen's grant tables in TypeScript: a hypervisor with layouts v1 and v2 behind Xen's hypercall ABI",
     )
-    .showHelpAfterError('(run with --help for usage)');
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
+    .option('--verbose', 'on a failure, print the stack (of a scenario or guest too)')
+    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors exit 2 (see main), failures 1; subcommands inherit this.
+    .exitOverride();
 
   program
     .command('demo')
@@ -72,6 +93,7 @@ export function buildProgram(): Command {
           backend: opts.backend,
         };
         const tty = process.stdout.isTTY === true && opts.json !== true;
+        const width = outputWidth();
         let nextMark = 0.25;
         const show = (p: DemoProgress) => {
           const frac = p.size > 0 ? p.received / p.size : 1;
@@ -80,37 +102,35 @@ export function buildProgram(): Command {
             const w = 30;
             const full = Math.round(frac * w);
             process.stdout.write(
-              `\r  [${'#'.repeat(full)}${' '.repeat(w - full)}] ${mib(p.received)} / ${mib(p.size)}  ${rate.toFixed(0)} MB/s `,
+              `\r  [${'#'.repeat(full)}${' '.repeat(w - full)}] ${sizeText(p.received)} / ${sizeText(p.size)}  ${rate.toFixed(0)} MB/s `,
             );
           } else if (opts.json !== true && frac >= nextMark) {
             process.stdout.write(
-              `  ${Math.round(frac * 100)}%: ${mib(p.received)} of ${mib(p.size)} checked, ${rate.toFixed(0)} MB/s\n`,
+              `  ${Math.round(frac * 100)}%: ${sizeText(p.received)} of ${sizeText(p.size)} checked, ${rate.toFixed(0)} MB/s\n`,
             );
             while (frac >= nextMark) nextMark += 0.25;
           }
         };
         if (opts.json !== true) {
-          process.stdout.write(
-            `gnttab demo: ${mib(o.size)} from a ${o.frontend} frontend (grant table v${o.layout}) to a ${o.backend} backend over vchan, ${o.ringSize / 1024} KiB ring\n\n`,
-          );
+          const banner = `gnttab demo: ${sizeText(o.size)} from ${article(o.frontend)} frontend (grant table v${o.layout}) to ${article(o.backend)} backend over vchan, ${o.ringSize / 1024} KiB ring`;
+          process.stdout.write(`${wrap(banner, width)}\n\n`);
         }
         const r = await runDemo(o, show);
         if (tty) process.stdout.write('\n');
         if (opts.json) {
           process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         } else {
-          process.stdout.write(
-            `\nd${r.backendDomid} (backend) checked ${r.bytesReceived} bytes: ${r.mismatches === 0 ? 'every byte as sent' : `${r.mismatches} wrong, the first at offset ${r.firstMismatch}`}\n`,
-          );
+          const checked = `d${r.backendDomid} (backend) checked ${r.bytesReceived} bytes: ${r.mismatches === 0 ? 'every byte as sent' : `${r.mismatches} wrong, the first at offset ${r.firstMismatch}`}`;
+          process.stdout.write(`\n${wrap(checked, width)}\n`);
           process.stdout.write(
             `throughput: ${r.throughputMBps.toFixed(1)} MB/s (${(r.elapsedMs / 1000).toFixed(2)} s)\n\n`,
           );
           process.stdout.write('Grant tables while the channel was up:\n\n');
-          for (const t of r.tables) process.stdout.write(`${formatTable(t)}\n\n`);
+          for (const t of r.tables) process.stdout.write(`${formatTable(t, width)}\n\n`);
           process.stdout.write(
             r.leftovers.length === 0 && r.invariants.length === 0
-              ? 'after close: every grant ended, every mapping and port gone, xenstore clean; all invariants hold\n'
-              : `after close:\n  ${[...r.leftovers, ...r.invariants].join('\n  ')}\n`,
+              ? `${wrap('after close: no grant, mapping, port or xenstore key left; all invariants hold', width)}\n`
+              : `after close:\n${[...r.leftovers, ...r.invariants].map((l) => wrap(`  ${l}`, width, '    ')).join('\n')}\n`,
           );
         }
         if (!r.ok) process.exitCode = 1;
@@ -138,6 +158,7 @@ export function buildProgram(): Command {
     .action((opts: { layout: 1 | 2; frontend: 'pv' | 'hvm'; backend: 'pv' | 'hvm'; json?: boolean }) => {
       const o: TourOptions = { layout: opts.layout, frontend: opts.frontend, backend: opts.backend };
       const report = runTour(o);
+      const width = outputWidth();
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       } else {
@@ -145,13 +166,13 @@ export function buildProgram(): Command {
           `gnttab tour: layout v${o.layout}, frontend ${o.frontend}, backend ${o.backend}\n\n`,
         );
         report.steps.forEach((s, i) => {
-          process.stdout.write(
-            `${String(i + 1).padStart(2)}. ${s.who.padEnd(4)} ${s.what}\n      -> ${s.result}\n`,
-          );
+          const what = wrap(`${String(i + 1).padStart(2)}. ${s.who.padEnd(4)} ${s.what}`, width, '         ');
+          process.stdout.write(`${what}\n${wrap(`      -> ${s.result}`, width, '         ')}\n`);
         });
         process.stdout.write('\nGrant tables while the backend holds its mapping:\n\n');
-        for (const t of report.tables) process.stdout.write(`${formatTable(t)}\n\n`);
-        for (const v of report.invariants) process.stdout.write(`invariant violated: ${v}\n`);
+        for (const t of report.tables) process.stdout.write(`${formatTable(t, width)}\n\n`);
+        for (const v of report.invariants)
+          process.stdout.write(`${wrap(`invariant violated: ${v}`, width)}\n`);
       }
       if (!report.ok) process.exitCode = 1;
     });
@@ -166,7 +187,9 @@ export function buildProgram(): Command {
     )
     .option('--json', 'print the tables as JSON')
     .option('--all', 'include unused entries in the readable table')
-    .addOption(new Option('--memory <MiB>', 'machine memory of the host').default(64).argParser(positiveInt))
+    .addOption(
+      new Option('--memory <MiB>', 'machine memory of the host (1 to 4096)').default(64).argParser(memoryArg),
+    )
     .addHelpText(
       'after',
       '\nExample:\n  gnttab dump examples/scenario.ts\n  gnttab dump ./my-scenario.js --json',
@@ -175,7 +198,7 @@ export function buildProgram(): Command {
       const url = pathToFileURL(resolve(scenario)).href;
       let mod: { default?: unknown };
       try {
-        mod = (await import(url)) as { default?: unknown };
+        mod = await importUserModule(url);
       } catch (err) {
         throw new Error(
           `cannot load the scenario ${scenario}: ${err instanceof Error ? err.message : String(err)}`,
@@ -197,10 +220,13 @@ export function buildProgram(): Command {
       for (const t of tables)
         for (const line of formatXenDebugKey(t).split('\n')) process.stdout.write(`(XEN) ${line}\n`);
       process.stdout.write('(XEN) gnttab_usage_print_all ] done\n\n');
-      for (const t of tables) process.stdout.write(`${formatTable(t)}\n\n`);
+      const width = outputWidth();
+      for (const t of tables) process.stdout.write(`${formatTable(t, width)}\n\n`);
       const inv = host.checkInvariants();
       process.stdout.write(
-        inv.length === 0 ? 'invariants: all hold\n' : `invariants violated:\n  ${inv.join('\n  ')}\n`,
+        inv.length === 0
+          ? 'invariants: all hold\n'
+          : `invariants violated:\n${inv.map((l) => wrap(`  ${l}`, width, '    ')).join('\n')}\n`,
       );
       if (inv.length > 0) process.exitCode = 1;
     });
@@ -221,19 +247,19 @@ export function buildProgram(): Command {
       '\nExamples:\n  gnttab decode frames.bin\n  gnttab decode --layout 2 --status status.bin frames.bin\n  cat frames.bin | gnttab decode --json',
     )
     .action((file: string, opts: { layout: 1 | 2; status?: string; json?: boolean }) => {
+      if (file === '-' && process.stdin.isTTY === true)
+        process.stderr.write(
+          'gnttab decode: reading a dump of grant frames from standard input (end it with Ctrl-D, or name a file)\n',
+        );
       const bytes = readInput(file);
       const status = opts.status !== undefined ? readInput(opts.status) : undefined;
       const entries = decodeGrantFrames(bytes, { layout: opts.layout, ...(status ? { status } : {}) });
       if (opts.json) process.stdout.write(`${JSON.stringify({ layout: opts.layout, entries }, null, 2)}\n`);
-      else process.stdout.write(`${formatDecoded(entries, opts.layout)}\n`);
+      else process.stdout.write(`${formatDecoded(entries, opts.layout, outputWidth())}\n`);
     });
   program.addCommand(exploreCommand());
 
   return program;
-}
-
-function mib(n: number): string {
-  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
 }
 
 /** "64M", "1g", "4096", "10k" -> bytes. */
@@ -258,9 +284,10 @@ function ringArg(v: string): number {
   return n;
 }
 
-function positiveInt(v: string): number {
+function memoryArg(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('a positive whole number');
+  if (!Number.isInteger(n) || n < 1 || n > 4096)
+    throw new InvalidArgumentError('a whole number of MiB from 1 to 4096');
   return n;
 }
 
@@ -286,6 +313,16 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has printed the help, the version or the usage error already.
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (argv.includes('--verbose') && err instanceof Error && err.stack !== undefined) {
+      process.stderr.write(`gnttab: ${err.stack}\n`);
+      process.exitCode = 1;
+      return;
+    }
     const msg =
       err instanceof DecodeError
         ? `bad grant-frame dump: ${err.message}`

@@ -1,26 +1,15 @@
 // The gnttab command, run as a user runs it: a subprocess through bin/gnttab.mjs.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { gnttab as run } from '../helpers/cli.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = join(root, 'bin', 'gnttab.mjs');
 const dir = mkdtempSync(join(tmpdir(), 'gnttab-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function gnttab(args: string[], input?: Uint8Array) {
-  const r = spawnSync(process.execPath, [bin, ...args], {
-    cwd: root,
-    input,
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
+const gnttab = (args: string[], input?: Uint8Array) => run(args, input === undefined ? {} : { input });
 
 /** A v1 grant frame with entries 8 (permit_access to d1, frame 0x1234, reading) and 9 (readonly to d2). */
 function v1Frame(): Uint8Array {
@@ -99,8 +88,9 @@ describe('gnttab decode', () => {
     const missing = gnttab(['decode', join(dir, 'nope.bin')]);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /no such file/);
+    // A bad option value is a usage error: exit 2.
     const layout = gnttab(['decode', '--layout', '3', '-'], v1Frame());
-    assert.equal(layout.code, 1);
+    assert.equal(layout.code, 2);
     assert.match(layout.err, /the layout is 1 or 2/);
   });
 });
@@ -165,7 +155,7 @@ describe('gnttab demo', () => {
     assert.match(r.out, /grant table of d1 \(hvm\): v1/);
     assert.match(r.out, /all invariants hold/);
     const bad = gnttab(['demo', '--ring-size', '3000']);
-    assert.equal(bad.code, 1);
+    assert.equal(bad.code, 2);
     assert.match(bad.err, /a power of two from 1k to 1M/);
   });
 });
@@ -185,6 +175,11 @@ describe('gnttab --help', () => {
       const r = gnttab([cmd, '--help']);
       assert.equal(r.code, 0);
       assert.match(r.out, /Example/);
+      assert.deepEqual(
+        r.out.split('\n').filter((l) => l.length > 80),
+        [],
+        `${cmd} --help fits 80 columns`,
+      );
     }
   });
 });
