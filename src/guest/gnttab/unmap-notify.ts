@@ -19,6 +19,27 @@ export interface UnmapNotify {
   port: number;
 }
 
+/**
+ * The SET_UNMAP_NOTIFY request libxengnttab and libxengntshr derive from a
+ * notify offset and port (linux.c): the byte is cleared only when its offset
+ * lies inside the `bytes` of the mapping, and an event is sent unless the port
+ * is -1 (or its unsigned form).
+ */
+export function notifyRequest(
+  notifyOffset: number,
+  notifyPort: number,
+  bytes: number,
+): { action: number; offset: number } {
+  let action = 0;
+  let offset = 0;
+  if (notifyOffset >= 0 && notifyOffset < bytes) {
+    action |= UNMAP_NOTIFY_CLEAR_BYTE;
+    offset = notifyOffset;
+  }
+  if (notifyPort !== -1 && notifyPort !== 0xffff_ffff) action |= UNMAP_NOTIFY_SEND_EVENT;
+  return { action, offset };
+}
+
 export function noNotify(): UnmapNotify {
   return { flags: 0, offset: 0, port: 0 };
 }

@@ -9,7 +9,7 @@ import { PAGE_SIZE } from '../layout.ts';
 import { XenError } from '../xen-error.ts';
 import { EBADF, EINVAL, ENOMEM, ENOSPC } from './errno.ts';
 import { GNTALLOC_FLAG_WRITABLE, type Gntalloc, type GntallocFile, type GntallocVma } from './gntalloc.ts';
-import { UNMAP_NOTIFY_CLEAR_BYTE, UNMAP_NOTIFY_SEND_EVENT } from './unmap-notify.ts';
+import { notifyRequest } from './unmap-notify.ts';
 
 /** Pages of this domain shared with another by Xengntshr: the pages and the grant refs for the peer. */
 export class XengntshrShare implements Disposable {
@@ -109,13 +109,7 @@ export class Xengntshr implements Disposable {
     if (a.rc !== 0) throw new XenError(op, a.rc, allocReason(a.rc, count));
     const vma = this.file.mmap(a.index, count);
     let rc = typeof vma === 'number' ? vma : 0;
-    let action = 0;
-    let offset = 0;
-    if (notifyOffset >= 0 && notifyOffset < PAGE_SIZE * count) {
-      action |= UNMAP_NOTIFY_CLEAR_BYTE;
-      offset = notifyOffset;
-    }
-    if (notifyPort !== -1 && notifyPort !== 0xffff_ffff) action |= UNMAP_NOTIFY_SEND_EVENT;
+    const { action, offset } = notifyRequest(notifyOffset, notifyPort, PAGE_SIZE * count);
     if (rc === 0 && action !== 0) rc = this.file.setUnmapNotify(a.index + offset, action, notifyPort);
     // The file lets go at once: the pages now live as long as the mapping.
     this.file.deallocGref(a.index, count);

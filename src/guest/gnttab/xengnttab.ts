@@ -11,7 +11,7 @@ import { PAGE_SIZE } from '../layout.ts';
 import { XenError } from '../xen-error.ts';
 import { EBADF, EINVAL, ENOTTY } from './errno.ts';
 import type { Gntdev, GntdevFile, GrantCopySegment, GrantRef } from './gntdev.ts';
-import { UNMAP_NOTIFY_CLEAR_BYTE, UNMAP_NOTIFY_SEND_EVENT } from './unmap-notify.ts';
+import { notifyRequest, UNMAP_NOTIFY_CLEAR_BYTE } from './unmap-notify.ts';
 
 /** Pages of other domains' grants mapped by Xengnttab, at addr .. addr + count * 4096. */
 export class XengnttabMapping implements Disposable {
@@ -153,14 +153,7 @@ export class Xengnttab implements Disposable {
       const reason = bad.length > 0 ? bad.join(', ') : 'no room in the foreign-map area';
       throw new XenError(op, mm.rc, reason, { status: mm.status });
     }
-    let action = 0;
-    let offset = 0;
-    // linux.c: the byte is cleared only when its offset lies inside the mapping.
-    if (notifyOffset >= 0 && notifyOffset < PAGE_SIZE * count) {
-      action |= UNMAP_NOTIFY_CLEAR_BYTE;
-      offset = notifyOffset;
-    }
-    if (notifyPort !== -1 && notifyPort !== 0xffff_ffff) action |= UNMAP_NOTIFY_SEND_EVENT;
+    const { action, offset } = notifyRequest(notifyOffset, notifyPort, PAGE_SIZE * count);
     if (action !== 0) {
       const rc = this.file.setUnmapNotify(index + offset, action, notifyPort);
       if (rc !== 0) {
