@@ -31,6 +31,7 @@ export const testFiles = [
   'test/toolkit/explore.test.ts',
   'examples/racy-revoke/racy-revoke.test.ts',
   'test/host/host-api.test.ts',
+  'test/host/xen-dmesg.test.ts',
   'test/cli/cli.test.ts',
   'test/cli/terminal.test.ts',
   'test/cli/run-tests.test.ts',

@@ -95,6 +95,11 @@ function statusText(status: number): string {
   return [status & 0x8 ? 'reading' : '', status & 0x10 ? 'writing' : ''].filter(Boolean).join('|') || '-';
 }
 
+function kindText(t: TableSnapshot): string {
+  const what = [t.kind === 'unknown' ? '' : t.kind, t.dying ? 'dying' : ''].filter(Boolean).join(', ');
+  return what === '' ? '' : ` (${what})`;
+}
+
 /**
  * One table: the header, each entry in use (shared side and active side), and
  * the mappings the domain holds. Fits `width` columns: when the full form is
@@ -102,7 +107,7 @@ function statusText(status: number): string {
  */
 export function formatTable(t: TableSnapshot, width = 80): string {
   const head = wrap(
-    `grant table of d${t.domid} (${t.kind}${t.dying ? ', dying' : ''}): v${t.version}, ` +
+    `grant table of d${t.domid}${kindText(t)}: v${t.version}, ` +
       `${t.frames} of ${plural(t.maxFrames, 'frame')}` +
       `${t.version === 2 ? `, ${plural(t.statusFrames, 'status frame')}` : ''}, ` +
       `${t.maptrackFrames} of ${plural(t.maxMaptrackFrames, 'maptrack frame')}`,
@@ -166,21 +171,21 @@ export function formatTable(t: TableSnapshot, width = 80): string {
  * the active entries (pinned refs) with their shared fields.
  */
 export function formatXenDebugKey(t: TableSnapshot): string {
+  // The column headings come first, for every domain, as gnttab_usage_print prints them.
   const lines = [
+    '      -------- active --------       -------- shared --------',
+    '[ref] localdom mfn      pin          localdom gmfn     flags',
     `grant-table for remote d${t.domid} (v${t.version})`,
     `  ${t.frames} frames (${t.maxFrames} max), ${t.maptrackFrames} maptrack frames (${t.maxMaptrackFrames} max)`,
   ];
   let first = true;
   for (const e of t.entries) {
     if (e.active === undefined) continue;
-    if (first) {
-      lines.push('      -------- active --------       -------- shared --------');
-      lines.push('[ref] localdom mfn      pin          localdom gmfn     flags');
-      first = false;
-    }
+    first = false;
+    // v1: the entry's flags; v2: its status word. MFN as PRI_mfn ("05lx").
     const status = t.version === 1 ? e.flags : e.status;
     lines.push(
-      `[0x${e.ref.toString(16).padStart(3, '0')}]  ${String(e.active.grantee).padStart(5)} 0x${e.active.mfn.toString(16).padStart(6, '0')} ` +
+      `[0x${e.ref.toString(16).padStart(3, '0')}]  ${String(e.active.grantee).padStart(5)} 0x${e.active.mfn.toString(16).padStart(5, '0')} ` +
         `0x${e.active.pin.toString(16).padStart(8, '0')}      ${String(e.domid).padStart(5)} 0x${e.frame.toString(16).padStart(6, '0')} ` +
         `0x${status.toString(16).padStart(2, '0')}`,
     );

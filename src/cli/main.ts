@@ -20,6 +20,7 @@ import {
   wrap,
 } from './format.ts';
 import { runTour, type TourOptions } from './tour.ts';
+import { formatUnreadable, formatXenDmesgReport, readXenDmesg } from './xen-dmesg.ts';
 
 function layoutArg(v: string): 1 | 2 {
   if (v === '1' || v === '2') return Number(v) as 1 | 2;
@@ -241,12 +242,20 @@ export function buildProgram(): Command {
       new Option('--layout <n>', 'grant-table layout of the dump (1 or 2)').default(1).argParser(layoutArg),
     )
     .option('--status <file>', 'v2: a dump of the status frames')
+    .option(
+      '--xen-dmesg <file>',
+      "read the text of Xen's debug key 'g' (xl debug-keys g; xl dmesg) from a file, or '-' for standard input, instead of a frame dump",
+    )
     .option('--json', 'print the entries as JSON')
     .addHelpText(
       'after',
-      '\nExamples:\n  gnttab decode frames.bin\n  gnttab decode --layout 2 --status status.bin frames.bin\n  cat frames.bin | gnttab decode --json',
+      '\nExamples:\n  gnttab decode frames.bin\n  gnttab decode --layout 2 --status status.bin frames.bin\n  cat frames.bin | gnttab decode --json\n  xl dmesg | gnttab decode --xen-dmesg -',
     )
-    .action((file: string, opts: { layout: 1 | 2; status?: string; json?: boolean }) => {
+    .action((file: string, opts: { layout: 1 | 2; status?: string; xenDmesg?: string; json?: boolean }) => {
+      if (opts.xenDmesg !== undefined) {
+        decodeXenDmesg(opts.xenDmesg, opts.json === true);
+        return;
+      }
       if (file === '-' && process.stdin.isTTY === true)
         process.stderr.write(
           'gnttab decode: reading a dump of grant frames from standard input (end it with Ctrl-D, or name a file)\n',
@@ -289,6 +298,22 @@ function memoryArg(v: string): number {
   if (!Number.isInteger(n) || n < 1 || n > 4096)
     throw new InvalidArgumentError('a whole number of MiB from 1 to 4096');
   return n;
+}
+
+function decodeXenDmesg(file: string, json: boolean): void {
+  if (file === '-' && process.stdin.isTTY === true)
+    process.stderr.write(
+      "gnttab decode: reading Xen's console text from standard input (end it with Ctrl-D, or name a file)\n",
+    );
+  const what = file === '-' ? 'standard input' : file;
+  const r = readXenDmesg(Buffer.from(readInput(file)).toString('utf8'), what);
+  const width = outputWidth();
+  if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+  else process.stdout.write(`${formatXenDmesgReport(r, width)}\n`);
+  if (r.unreadable.length > 0) {
+    process.stderr.write(`${formatUnreadable(r, file === '-' ? 'stdin' : file, width)}\n`);
+    process.exitCode = 1;
+  }
 }
 
 function readInput(file: string): Uint8Array {

@@ -53,7 +53,8 @@ export interface MappingSnapshot {
 
 export interface TableSnapshot {
   domid: number;
-  kind: 'pv' | 'hvm';
+  /** 'unknown' when read from Xen's own dump (`gnttab decode --xen-dmesg`), which does not print it. */
+  kind: 'pv' | 'hvm' | 'unknown';
   dying: boolean;
   version: 1 | 2;
   frames: number;
