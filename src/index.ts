@@ -56,5 +56,17 @@ export {
   type ScenarioRun,
   type TraceStep,
 } from './toolkit/explore/index.ts';
+export {
+  runXsa,
+  XSA_CATALOGUE,
+  type XsaCheck,
+  type XsaEntry,
+  type XsaRace,
+  type XsaResult,
+  type XsaRunOptions,
+  type XsaSide,
+  type XsaStep,
+  xsaEntry,
+} from './toolkit/xsa/index.ts';
 export type { GnttabOptions } from './xen/hypervisor.ts';
 export type { InvariantOptions } from './xen/invariants.ts';

@@ -29,6 +29,9 @@ export const testFiles = [
   'test/host/single-thread.test.ts',
   'test/host/revoke-race.test.ts',
   'test/toolkit/explore.test.ts',
+  'test/toolkit/xsa.test.ts',
+  'test/toolkit/xsa-threads.test.ts',
+  'test/cli/xsa-cli.test.ts',
   'examples/racy-revoke/racy-revoke.test.ts',
   'test/host/host-api.test.ts',
   'test/host/xen-dmesg.test.ts',
@@ -48,4 +51,6 @@ export const slowFiles = [
   'test/cli/cli.test.ts',
   'test/cli/terminal.test.ts',
   'test/cli/run-tests.test.ts',
+  'test/toolkit/xsa-threads.test.ts',
+  'test/cli/xsa-cli.test.ts',
 ];

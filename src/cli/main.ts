@@ -21,6 +21,7 @@ import {
 } from './format.ts';
 import { runTour, type TourOptions } from './tour.ts';
 import { formatUnreadable, formatXenDmesgReport, readXenDmesg } from './xen-dmesg.ts';
+import { xsaCommand } from './xsa.ts';
 
 function layoutArg(v: string): 1 | 2 {
   if (v === '1' || v === '2') return Number(v) as 1 | 2;
@@ -267,6 +268,7 @@ export function buildProgram(): Command {
       else process.stdout.write(`${formatDecoded(entries, opts.layout, outputWidth())}\n`);
     });
   program.addCommand(exploreCommand());
+  program.addCommand(xsaCommand());
 
   return program;
 }

@@ -1,0 +1,231 @@
+// The guest programs of the advisories' thread races, one role per domain,
+// each in its own worker thread (spawned by race.ts). They share a harness of
+// Int32 words outside machine memory: stop, hits, attempts, violations, a
+// ready count and the other side's progress counter. A hit is counted only
+// when the window was really entered: the other side changed its word (or
+// had its hypercall in flight) while this side's hypercall was in Xen, or a
+// revoke was refused because the peer held the grant.
+
+import { GNTMAP_host_map } from '../../abi/flags.ts';
+import { gnttab_map_grant_ref, gnttab_unmap_grant_ref } from '../../abi/gnttab-ops.ts';
+import {
+  GNTTABOP_map_grant_ref,
+  GNTTABOP_unmap_grant_ref,
+  XEN_EINVAL,
+  XENMAPIDX_grant_table_status,
+  XENMAPSPACE_grant_table,
+} from '../../abi/hypercall.ts';
+import { GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
+import type { GuestContext } from '../../guest/context.ts';
+import { Gnttab } from '../../guest/gnttab/grant-table.ts';
+import { addToPhysmap, grantTableOp, setVersion } from '../../guest/hypercall.ts';
+import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA } from '../../guest/layout.ts';
+
+/** Harness words. */
+export const H = {
+  stop: 0,
+  hits: 1,
+  attempts: 2,
+  violations: 3,
+  ready: 4,
+  /** The passive side's progress: incremented around each of its actions (odd while inside). */
+  seq: 5,
+  /** The ref the granter published (-1: none yet). */
+  ref: 6,
+  /** 1 while the mapper holds a mapping (set after map, cleared before unmap). */
+  mapped: 7,
+  /** Actions of the passive side. */
+  actions: 8,
+} as const;
+export const HARNESS_WORDS = 16;
+
+export interface RaceArgs {
+  role: string;
+  sab: SharedArrayBuffer;
+  /** The other domain of the race. */
+  peer: number;
+  /** Hits wanted, attempts at most. */
+  hits: number;
+  maxAttempts: number;
+  version?: 1 | 2;
+}
+
+const NOISE = 0x200;
+/** Where dom0 places A's status frame in the XSA-384 race. */
+const STATUS_GFN = 0xd0040;
+
+function words(a: RaceArgs): Int32Array {
+  return new Int32Array(a.sab);
+}
+
+function stopped(w: Int32Array): boolean {
+  return Atomics.load(w, H.stop) !== 0;
+}
+
+/** Counts one attempt and a hit when `hit`; stops the race once it has enough of either. */
+function tally(w: Int32Array, a: RaceArgs, hit: boolean): void {
+  const n = Atomics.add(w, H.attempts, 1) + 1;
+  const h = hit ? Atomics.add(w, H.hits, 1) + 1 : Atomics.load(w, H.hits);
+  if (h >= a.hits || n >= a.maxAttempts) Atomics.store(w, H.stop, 1);
+}
+
+async function waitReady(ctx: GuestContext, w: Int32Array, n: number): Promise<void> {
+  while (Atomics.load(w, H.ready) < n && !stopped(w)) await ctx.clock.sleep(1);
+}
+
+/** The passive side's loop: `act` until the race stops, counting around each action. */
+async function passive(ctx: GuestContext, w: Int32Array, act: () => void): Promise<number> {
+  let n = 0;
+  while (!stopped(w)) {
+    Atomics.add(w, H.seq, 1);
+    act();
+    Atomics.add(w, H.seq, 1);
+    Atomics.add(w, H.actions, 1);
+    if ((++n & 4095) === 0) await ctx.clock.sleep(0);
+  }
+  return n;
+}
+
+/** One hypercall of the active side; true when the passive side acted while it was in Xen. */
+function overlapped(w: Int32Array, call: () => void): boolean {
+  const s0 = Atomics.load(w, H.seq);
+  call();
+  const s1 = Atomics.load(w, H.seq);
+  return (s0 & 1) === 1 || s1 !== s0;
+}
+
+function mapOnce(ctx: GuestContext, granter: number, ref: number) {
+  return grantTableOp(ctx, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
+    { host_addr: FOREIGN_MAP_VA, flags: GNTMAP_host_map, ref, dom: granter },
+  ]).out[0]!;
+}
+
+function unmapOnce(ctx: GuestContext, handle: number): number {
+  return grantTableOp(ctx, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [
+    { host_addr: FOREIGN_MAP_VA, handle },
+  ]).out[0]!.status;
+}
+
+const roles: Record<string, (ctx: GuestContext, a: RaceArgs, w: Int32Array) => Promise<unknown>> = {
+  /** XSA-295, A: grants ref to B, then toggles an unrelated flag bit of it for ever. */
+  async 'xsa-295-granter'(ctx, a, w) {
+    const gt = new Gnttab(ctx, { version: 1 });
+    if (gt.init() !== 0) throw new Error('gnttab init failed');
+    const page = gt.pages.alloc();
+    const ref = gt.grantForeignAccess(a.peer, gt.pages.gfnOf(page), false);
+    const flags = GNTTAB_SHARED_VA + ref * 8;
+    Atomics.store(w, H.ref, ref);
+    Atomics.add(w, H.ready, 1);
+    return passive(ctx, w, () => {
+      ctx.mem.or16(flags, NOISE);
+      ctx.mem.and16(flags, ~NOISE & 0xffff);
+    });
+  },
+  /** XSA-295, B: maps and unmaps A's ref; a hit is a map during which A toggled the flags. */
+  async 'xsa-295-mapper'(ctx, a, w) {
+    await waitReady(ctx, w, 1);
+    const ref = Atomics.load(w, H.ref);
+    let n = 0;
+    while (!stopped(w)) {
+      let status = GNTST_okay;
+      let handle = -1;
+      const hit = overlapped(w, () => {
+        const m = mapOnce(ctx, a.peer, ref);
+        status = m.status;
+        handle = m.handle;
+      });
+      // Mapped (a CMPXCHG got through), or general_error after Xen's 5 attempts.
+      if (status === GNTST_okay) {
+        if (unmapOnce(ctx, handle) !== GNTST_okay) Atomics.add(w, H.violations, 1);
+      } else if (status !== GNTST_general_error) Atomics.add(w, H.violations, 1);
+      tally(w, a, hit);
+      if ((++n & 1023) === 0) await ctx.clock.sleep(0);
+    }
+    return n;
+  },
+  /** XSA-396, A (frontend, the real driver): grants, then ends access; a refused end is a hit. */
+  async 'xsa-396-frontend'(ctx, a, w) {
+    const gt = new Gnttab(ctx, { version: a.version ?? 1 });
+    if (gt.init() !== 0) throw new Error('gnttab init failed');
+    const page = gt.pages.alloc();
+    Atomics.add(w, H.ready, 1);
+    let n = 0;
+    while (!stopped(w)) {
+      const ref = gt.grantForeignAccess(a.peer, gt.pages.gfnOf(page), false);
+      Atomics.store(w, H.ref, ref);
+      // Give the backend a moment to map, varied from round to round.
+      const spins = (n * 7919) % 5000;
+      for (let i = 0; i < spins; i++) Atomics.load(w, H.mapped);
+      let refused = false;
+      for (;;) {
+        if (gt.tryEndForeignAccess(ref)) {
+          // Ended: the backend must not hold a mapping now (it sets mapped only after its map succeeded).
+          if (Atomics.load(w, H.mapped) === 1) Atomics.add(w, H.violations, 1);
+          break;
+        }
+        refused = true;
+      }
+      Atomics.store(w, H.ref, -1);
+      tally(w, a, refused);
+      if ((++n & 255) === 0) await ctx.clock.sleep(0);
+    }
+    return n;
+  },
+  /** XSA-396, B (backend): maps whatever ref is published, touches it, unmaps. */
+  async 'xsa-396-backend'(ctx, a, w) {
+    await waitReady(ctx, w, 1);
+    let n = 0;
+    while (!stopped(w)) {
+      const ref = Atomics.load(w, H.ref);
+      if (ref >= 0) {
+        const m = mapOnce(ctx, a.peer, ref);
+        if (m.status === GNTST_okay) {
+          Atomics.store(w, H.mapped, 1);
+          ctx.mem.writeU32(FOREIGN_MAP_VA, n);
+          Atomics.store(w, H.mapped, 0);
+          if (unmapOnce(ctx, m.handle) !== GNTST_okay) Atomics.add(w, H.violations, 1);
+        } else if (m.status !== GNTST_general_error) Atomics.add(w, H.violations, 1);
+      }
+      if ((++n & 1023) === 0) await ctx.clock.sleep(0);
+    }
+    return n;
+  },
+  /** XSA-384/486, A: switches v2 -> v1 -> v2 for ever. */
+  async 'xsa-384-switcher'(ctx, _a, w) {
+    if (setVersion(ctx, 2).rc !== 0) throw new Error('set_version(2) failed');
+    Atomics.add(w, H.ready, 1);
+    return passive(ctx, w, () => {
+      for (const v of [1, 2]) {
+        const rc = setVersion(ctx, v).rc;
+        if (rc !== 0) Atomics.add(w, H.violations, 1);
+      }
+    });
+  },
+  /** XSA-384/486, dom0: places A's status frame 0 in A's P2M; a hit overlaps a switch. */
+  async 'xsa-384-placer'(ctx, a, w) {
+    await waitReady(ctx, w, 1);
+    let n = 0;
+    while (!stopped(w)) {
+      let rc = 0;
+      const hit = overlapped(w, () => {
+        rc = addToPhysmap(ctx, a.peer, XENMAPSPACE_grant_table, XENMAPIDX_grant_table_status, STATUS_GFN);
+      });
+      // Placed (v2 at that moment), or -EINVAL (v1: the status index is invalid).
+      if (rc !== 0 && rc !== -XEN_EINVAL) Atomics.add(w, H.violations, 1);
+      tally(w, a, hit);
+      if ((++n & 1023) === 0) await ctx.clock.sleep(0);
+    }
+    return n;
+  },
+};
+
+export default async function main(ctx: GuestContext, a: RaceArgs): Promise<unknown> {
+  const role = roles[a.role];
+  if (role === undefined) throw new Error(`no race role ${a.role}`);
+  const w = words(a);
+  try {
+    return await role(ctx, a, w);
+  } finally {
+    Atomics.store(w, H.stop, 1);
+  }
+}
