@@ -60,6 +60,64 @@ const EXPECTED: Record<number, string[]> = {
   230: ['map_grant_ref: okay, handle 0', 'copy: okay', 'unmap_grant_ref: okay'],
   // _set_status_v1: at most 5 CMPXCHG attempts.
   295: ['map_grant_ref: general_error', 'map_grant_ref: okay, handle 1', 'unmap_grant_ref: okay'],
+  // gnttab_release_mappings leaves a zombie; acquire_grant_for_copy checks the owner is alive.
+  236: [
+    'copy: okay',
+    'map_grant_ref: okay, handle 0',
+    'destroy: done',
+    'copy: bad_domain',
+    'unmap_grant_ref: okay',
+    'copy: bad_domain',
+  ],
+  // steal_page: exactly the allocation reference plus the temporary one.
+  287: [
+    'update_va_mapping: rc 0',
+    'map_grant_ref: okay, handle 0',
+    'transfer: bad_page',
+    'unmap_grant_ref: okay',
+    'transfer: okay',
+    'map_grant_ref: bad_page',
+  ],
+  // Guest backend: each element's status on its own (Linux gnttab_map_refs callers).
+  361: ['map_grant_ref: okay,okay,general_error,okay,okay,bad_gntref,okay,okay'],
+  362: [
+    'map_grant_ref: okay',
+    'map_grant_ref: okay',
+    'map_grant_ref: failed (bad_gntref)',
+    'map_grant_ref: okay',
+    'map_grant_ref: failed (general_error)',
+    'map_grant_ref: okay',
+    'map_grant_ref: okay',
+    'map_grant_ref: okay',
+    'map_grant_ref: failed (no_space)',
+  ],
+  367: [
+    'map_grant_ref: okay',
+    'map_grant_ref: okay',
+    'map_grant_ref: failed (bad_gntref)',
+    'map_grant_ref: okay',
+    'map_grant_ref: failed (general_error)',
+    'map_grant_ref: okay',
+    'map_grant_ref: okay',
+    'map_grant_ref: okay',
+    'map_grant_ref: failed (no_space)',
+  ],
+  // gnttab_map_frame: in v1 the status index is invalid.
+  384: ['add_to_physmap: rc 0', 'set_version: rc 0', 'add_to_physmap: -EINVAL', 'set_version: rc 0'],
+  486: ['add_to_physmap: rc 0', 'set_version: rc 0', 'add_to_physmap: -EINVAL', 'set_version: rc 0'],
+  // Linux gnttab_end_foreign_access_ref_v1/v2 against Xen's _set_status_v1/v2.
+  396: [
+    ...['general_error', 'ended', 'okay, handle 1', 'in use'].flatMap((x, i) =>
+      i % 2 === 0
+        ? ['gnttab_grant_foreign_access: done', `map_grant_ref: ${x}`]
+        : [`gnttab_try_end_foreign_access: ${x}`, ...(x === 'in use' ? ['unmap_grant_ref: okay'] : [])],
+    ),
+    ...['general_error', 'ended', 'okay, handle 3', 'in use'].flatMap((x, i) =>
+      i % 2 === 0
+        ? ['gnttab_grant_foreign_access: done', `map_grant_ref: ${x}`]
+        : [`gnttab_try_end_foreign_access: ${x}`, ...(x === 'in use' ? ['unmap_grant_ref: okay'] : [])],
+    ),
+  ],
   // gnttab_map_frame / xenmem_add_to_physmap_one.
   379: [...Array<string>(8).fill('add_to_physmap: rc 0'), 'set_version: rc 0'],
   // gnttab_get_status_frames: bounded by nr_status_frames.

@@ -12,11 +12,17 @@ import { xsa217 } from './xsa-217.ts';
 import { xsa218 } from './xsa-218.ts';
 import { xsa228 } from './xsa-228.ts';
 import { xsa230 } from './xsa-230.ts';
+import { xsa236 } from './xsa-236.ts';
+import { xsa287 } from './xsa-287.ts';
 import { xsa295 } from './xsa-295.ts';
+import { xsa361 } from './xsa-361.ts';
+import { xsa362, xsa367 } from './xsa-362.ts';
 import { xsa379 } from './xsa-379.ts';
 import { xsa382 } from './xsa-382.ts';
+import { xsa384, xsa486 } from './xsa-384.ts';
 import { xsa387 } from './xsa-387.ts';
 import { xsa394 } from './xsa-394.ts';
+import { xsa396 } from './xsa-396.ts';
 import { xsa448 } from './xsa-448.ts';
 import { xsa500 } from './xsa-500.ts';
 
@@ -80,12 +86,20 @@ export const XSA_CATALOGUE: readonly XsaEntry[] = [
   xsa217,
   xsa218,
   xsa228,
+  xsa236,
+  xsa287,
   xsa230,
   xsa295,
+  xsa361,
+  xsa362,
+  xsa367,
   xsa379,
   xsa382,
+  xsa384,
+  xsa486,
   xsa387,
   xsa394,
+  xsa396,
   xsa448,
   xsa500,
   ...notApplicable,
