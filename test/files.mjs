@@ -35,6 +35,7 @@ export const testFiles = [
   'examples/racy-revoke/racy-revoke.test.ts',
   'test/host/host-api.test.ts',
   'test/host/xen-dmesg.test.ts',
+  'test/host/hypercall-registers.test.ts',
   'test/cli/cli.test.ts',
   'test/cli/terminal.test.ts',
   'test/cli/run-tests.test.ts',

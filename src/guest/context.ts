@@ -45,7 +45,7 @@ export interface GuestContext {
   /** The domain's own address space, as its CPU sees it. */
   readonly mem: GuestMemory;
   /** Xen's raw hypercall: returns 0 or a negative errno. */
-  hypercall(nr: number, ...args: (number | bigint)[]): number;
+  hypercall(nr: number | bigint, ...args: (number | bigint)[]): number;
   readonly clock: GuestClock;
   /**
    * Sleeps while the Int32 at `addr` (own address space) holds `expected`, until

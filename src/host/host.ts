@@ -8,6 +8,7 @@ import type { Domain, DomainKind } from '../xen/domain.ts';
 import { type CreateDomainOptions, type GnttabOptions, Hypervisor } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { P2M_RAM_PAGED, P2M_RAM_RW } from '../xen/paging.ts';
+import { hypercallRegisters } from '../xen/registers.ts';
 import { VirtualClock } from './virtual-clock.ts';
 import { WaitRegistry } from './wait-registry.ts';
 import { XenstoreService } from './xenstore-service.ts';
@@ -108,10 +109,15 @@ export class DomainHandle {
     return !this.xen.isDying;
   }
 
-  /** Xen's raw hypercall: `nr` and register arguments; returns 0 or a negative errno. */
-  hypercall(nr: number, ...args: (number | bigint)[]): number {
+  /**
+   * Xen's raw hypercall: `nr` and up to 6 register arguments, each an integer
+   * number or bigint taken modulo 2^64 (so -1 is 2^64 - 1); returns 0 or a
+   * negative errno. Anything else is a TypeError, as in a worker thread.
+   */
+  hypercall(nr: number | bigint, ...args: (number | bigint)[]): number {
     if (this.xen.isDying) throw new DomainDestroyedError(this.domid);
-    return this.hv.hypercall(this.xen, nr, args);
+    const r = hypercallRegisters(nr, args);
+    return this.hv.hypercall(this.xen, r.nr, r.args);
   }
 
   /**

@@ -4,11 +4,20 @@
 // until the hypervisor has written the result, so a hypercall completes
 // synchronously for its caller, as on real hardware.
 //
-// Slot (64 bytes): state i32, nr i32, ret i32, nargs i32, then 6 f64 arguments.
+// Slot (80 bytes of 32-bit words): state, ret, nargs, a spare word, then the
+// hypercall number and 6 arguments, each a 64-bit register as low and high
+// halves, so every register crosses exactly (registers.ts).
 // state: IDLE -> REQUEST (guest) -> DONE (hypervisor) -> IDLE (guest).
+import {
+  HYPERCALL_MAX_ARGS,
+  hypercallRegisters,
+  joinRegister,
+  type Register,
+  splitRegister,
+} from '../xen/registers.ts';
 
 export const MAX_SLOTS = 256;
-export const SLOT_BYTES = 64;
+export const SLOT_BYTES = 80;
 const HEADER_BYTES = 64;
 export const CHANNEL_BYTES = HEADER_BYTES + MAX_SLOTS * SLOT_BYTES;
 
@@ -19,41 +28,43 @@ const DONE = 2;
 const DOORBELL = 0;
 const STOP = 1;
 
-const TWO64 = 2 ** 64;
+/** Register slots after the number: the most arguments a hypercall takes. */
+const SLOT_ARGS = HYPERCALL_MAX_ARGS;
 /** Loads to spin before sleeping on a word (the other side is usually quick). */
 export const SPIN = 2000;
 
 export class HypercallChannel {
   readonly sab: SharedArrayBuffer;
   private readonly i32: Int32Array;
-  private readonly f64: Float64Array;
+  private readonly u32: Uint32Array;
 
   constructor(sab: SharedArrayBuffer = new SharedArrayBuffer(CHANNEL_BYTES)) {
     this.sab = sab;
     this.i32 = new Int32Array(sab);
-    this.f64 = new Float64Array(sab);
+    this.u32 = new Uint32Array(sab);
+  }
+
+  private put(w: number, x: Register): void {
+    const [lo, hi] = splitRegister(x);
+    this.u32[w] = lo;
+    this.u32[w + 1] = hi;
   }
 
   private base(slot: number): number {
     return (HEADER_BYTES + slot * SLOT_BYTES) / 4;
   }
 
-  /** Guest side: a blocking hypercall through slot `slot`. */
-  call(slot: number, nr: number, args: readonly (number | bigint)[]): number {
+  /**
+   * Guest side: a blocking hypercall through slot `slot`. The number and the
+   * arguments become registers here, in the caller's thread, as in one thread
+   * (a value no register holds is a TypeError for the caller).
+   */
+  call(slot: number, nr: unknown, args: readonly unknown[]): number {
+    const r = hypercallRegisters(nr, args);
     const b = this.base(slot);
-    const f = b / 2 + 2;
-    const n = Math.min(args.length, 6);
-    for (let i = 0; i < 6; i++) {
-      const a = i < n ? args[i] : 0;
-      this.f64[f + i] =
-        typeof a === 'bigint'
-          ? Number(BigInt.asUintN(64, a))
-          : typeof a === 'number' && Number.isFinite(a)
-            ? a
-            : 0;
-    }
-    this.i32[b + 1] = nr | 0;
-    this.i32[b + 3] = n;
+    this.put(b + 4, r.nr);
+    for (let i = 0; i < r.args.length; i++) this.put(b + 6 + 2 * i, r.args[i]!);
+    this.i32[b + 2] = r.args.length;
     // The arguments are published by the state store; the hypervisor reads them after seeing REQUEST.
     Atomics.store(this.i32, b, REQUEST);
     this.ring();
@@ -61,7 +72,7 @@ export class HypercallChannel {
     // microseconds, sooner than a sleeping thread can be woken.
     for (let i = 0; i < SPIN && Atomics.load(this.i32, b) === REQUEST; i++);
     while (Atomics.load(this.i32, b) === REQUEST) Atomics.wait(this.i32, b, REQUEST);
-    const ret = this.i32[b + 2]!;
+    const ret = this.i32[b + 1]!;
     Atomics.store(this.i32, b, IDLE);
     return ret;
   }
@@ -84,22 +95,21 @@ export class HypercallChannel {
   }
 
   /** Hypervisor side: serves every pending request; returns how many. */
-  serve(handler: (slot: number, nr: number, args: number[]) => number): number {
+  serve(handler: (slot: number, nr: Register, args: Register[]) => number): number {
     let served = 0;
     for (let slot = 0; slot < MAX_SLOTS; slot++) {
       const b = this.base(slot);
       if (Atomics.load(this.i32, b) !== REQUEST) continue;
-      const f = b / 2 + 2;
-      const n = this.i32[b + 3]!;
-      const args: number[] = [];
-      for (let i = 0; i < n; i++) args.push(this.f64[f + i]! % TWO64);
+      const n = Math.min(this.i32[b + 2]!, SLOT_ARGS);
+      const args: Register[] = [];
+      for (let i = 0; i < n; i++) args.push(joinRegister(this.u32[b + 6 + 2 * i]!, this.u32[b + 7 + 2 * i]!));
       let ret: number;
       try {
-        ret = handler(slot, this.i32[b + 1]!, args);
+        ret = handler(slot, joinRegister(this.u32[b + 4]!, this.u32[b + 5]!), args);
       } catch {
         ret = -14;
       }
-      this.i32[b + 2] = ret | 0;
+      this.i32[b + 1] = ret | 0;
       Atomics.store(this.i32, b, DONE);
       Atomics.notify(this.i32, b);
       served++;
@@ -111,7 +121,7 @@ export class HypercallChannel {
   abandon(slot: number, ret: number): void {
     const b = this.base(slot);
     if (Atomics.load(this.i32, b) !== REQUEST) return;
-    this.i32[b + 2] = ret | 0;
+    this.i32[b + 1] = ret | 0;
     Atomics.store(this.i32, b, DONE);
     Atomics.notify(this.i32, b);
   }

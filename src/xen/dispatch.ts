@@ -48,30 +48,8 @@ import { setupTable } from './ops/setup-table.ts';
 import { swapGrantRef } from './ops/swap-grant-ref.ts';
 import { transfer } from './ops/transfer.ts';
 import { newUnmapCommon, type UnmapCommon, unmapCommon, unmapComplete } from './ops/unmap-grant-ref.ts';
+import { type Register, reg, u32 } from './registers.ts';
 import { updateVaMapping } from './update-va-mapping.ts';
-
-const TWO32 = 0x1_0000_0000;
-const TWO64 = 2 ** 64;
-
-/** A 64-bit register value as a number (above 2^53 it rounds, which only range checks ever see). */
-export function reg(x: unknown): number {
-  if (typeof x === 'bigint') return Number(BigInt.asUintN(64, x));
-  if (typeof x !== 'number' || !Number.isFinite(x)) return 0;
-  const t = Math.trunc(x);
-  return t >= 0 ? t % TWO64 : TWO64 + (t % TWO64);
-}
-
-/**
- * A C `unsigned int` argument: the low 32 bits of the register. Taken from the
- * value itself, not from reg(): a small negative number rounds to 2^64 there
- * (doubles are 2048 apart near 2^64), which would turn -1 into 0, not 0xffffffff.
- */
-function u32(x: unknown): number {
-  if (typeof x === 'bigint') return Number(BigInt.asUintN(32, x));
-  if (typeof x !== 'number' || !Number.isFinite(x)) return 0;
-  const low = Math.trunc(x) % TWO32; // exact for every double
-  return low < 0 ? low + TWO32 : low + 0; // + 0 turns -0 into 0
-}
 
 /** The ops an HVM guest may use (hvm_grant_table_op); the raw cmd is matched, high bits included. */
 const HVM_GRANT_OPS = new Set([
@@ -85,7 +63,12 @@ const HVM_GRANT_OPS = new Set([
   GNTTABOP_swap_grant_ref,
 ]);
 
-export function dispatchHypercall(hv: Hypervisor, d: Domain, nr: number, args: readonly unknown[]): number {
+export function dispatchHypercall(
+  hv: Hypervisor,
+  d: Domain,
+  nr: Register,
+  args: readonly Register[],
+): number {
   switch (nr) {
     case __HYPERVISOR_grant_table_op:
       return grantTableOp(hv, d, u32(args[0]), reg(args[1]), u32(args[2]));

@@ -25,6 +25,7 @@ import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
 import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
+import type { Register } from './registers.ts';
 
 export interface GnttabOptions {
   /** Highest grant-table version guests may select (Xen's gnttab=max-ver:N). Default 2 (x86). */
@@ -150,7 +151,7 @@ export class Hypervisor {
    * A hypercall from domain `d`: returns 0 or a negative errno, never throws.
    * A domain Xen crashed during the call is destroyed once it returns.
    */
-  hypercall(d: Domain, nr: number, args: readonly unknown[]): number {
+  hypercall(d: Domain, nr: Register, args: readonly Register[]): number {
     if (d.isDying) return -XEN_ESRCH;
     let rc: number;
     try {

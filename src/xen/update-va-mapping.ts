@@ -25,6 +25,7 @@ import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { Domain } from './domain.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, makePte, pteFlags, pteFrame } from './paging.ts';
+import type { Register } from './registers.ts';
 
 /**
  * L1_DISALLOW_MASK for a domain without I/O memory or ports (no domain of this
@@ -57,7 +58,7 @@ export function l1eFromRegister(x: unknown): L1e {
   };
 }
 
-export function updateVaMapping(hv: Hypervisor, d: Domain, va: number, pte: unknown): number {
+export function updateVaMapping(hv: Hypervisor, d: Domain, va: number, pte: Register | undefined): number {
   if (d.pt === null) return -XEN_ENOSYS;
   return modL1Entry(hv, d, va, l1eFromRegister(pte), d);
 }

@@ -191,7 +191,6 @@ import {
 } from '../../src/io/xenstore/wire.ts';
 import { permToString, type XenStore, XS_QUOTA, type XsNode } from '../../src/io/xenstore/xenstored.ts';
 import { OWNER_NONE } from '../../src/machine/frame-table.ts';
-import { reg } from '../../src/xen/dispatch.ts';
 import type { Domain } from '../../src/xen/domain.ts';
 import {
   ECS_FREE,
@@ -201,6 +200,7 @@ import {
   ECS_UNBOUND,
   ECS_VIRQ,
 } from '../../src/xen/event-channel.ts';
+import { reg, toRegister } from '../../src/xen/registers.ts';
 import { envInt, Rng } from '../helpers/fuzz.ts';
 
 const TRACE = process.env.GNTTAB_FUZZ_TRACE === '1';
@@ -847,7 +847,7 @@ class EventFuzzer {
     else cmd = rng.pick([rng.u32(), 0x80000000 + rng.int(15), 0x100 + rng.int(15), 0xffffffff]);
     const size = DEFS[cmd]?.size ?? 24;
     const addrArg = this.argAddr(s, size);
-    this.place(s, reg(addrArg), this.argBytes(cmd, s));
+    this.place(s, reg(toRegister(addrArg, 'addr')), this.argBytes(cmd, s));
     // The guest sometimes passes the cmd with garbage in the upper half of the register.
     const cmdArg = rng.chance(0.03) ? cmd + TWO32 * rng.range(1, 255) : cmd;
     this.op(s, cmd, cmdArg, addrArg);
@@ -856,7 +856,7 @@ class EventFuzzer {
   /** One event_channel_op (its argument placed), checked against the oracle. */
   op(s: Slot, cmd: number, cmdArg: number, addrArg: number | bigint): void {
     const size = DEFS[cmd]?.size ?? 24;
-    const addr = reg(addrArg);
+    const addr = reg(toRegister(addrArg, 'addr'));
     this.last = `step ${this.calls}: d${s.dom.domid} (${s.dom.kind}) event_channel_op(${cmd}, 0x${addr.toString(16)})`;
     const want = this.predict(s, cmd, addr);
     const usedBefore = s.dom.xen.evtchn.inUse;

@@ -7,10 +7,10 @@ import type { SharedOp } from '../../machine/shared-words.ts';
 /** Int32 words. */
 export const TURN = 0; // 0: the explorer runs; 1: the guest runs
 export const KIND = 1; // what the guest stopped at (K_*)
-export const OP = 2; // STEP: op code (OP_NAMES index); HYPERCALL: nr
+export const OP = 2; // STEP: op code (OP_NAMES index)
 export const RESUME = 3; // the explorer's answer (R_*)
 export const NARGS = 4; // HYPERCALL: argument count
-export const BIGINTS = 5; // HYPERCALL: bit i set when argument i is a bigint
+export const BIGINTS = 5; // HYPERCALL: bit i set when argument i is a bigint (bit 6: the number)
 export const NWAIT = 6; // IDLE: words waited on
 export const NNOTIFY = 7; // notifies since the last report (-1: too many to list)
 export const HCERR = 8; // HYPERCALL answer: length of the error text (0: none)
@@ -31,6 +31,8 @@ export const F_WOKEN = 96;
 /** BigInt64 slots for hypercall arguments. */
 export const B_ARGS = 112;
 export const MAX_ARGS = 6;
+/** BigInt64 slot of the hypercall number (a 64-bit register too). */
+export const B_NR = B_ARGS + MAX_ARGS;
 /** Bytes of error text (a hypercall that threw). */
 export const TEXT_OFFSET = 1024;
 export const TEXT_END = 4096;

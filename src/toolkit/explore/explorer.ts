@@ -21,6 +21,7 @@ import { type GuestOutcome, Host } from '../../host/host.ts';
 import { resolveWorkerEntry } from '../../host/worker-entry.ts';
 import {
   B_ARGS,
+  B_NR,
   BIGINTS,
   BUDGET,
   Control,
@@ -41,6 +42,7 @@ import {
   K_STEP,
   KIND,
   LOCAL,
+  MAX_ARGS,
   MAX_LOCAL,
   MAX_WAITS,
   NARGS,
@@ -150,7 +152,7 @@ interface Party {
   crashed: boolean;
   op: number;
   addr: number;
-  nr: number;
+  nr: number | bigint;
   args: (number | bigint)[];
   waits: number[];
   timerAt: number;
@@ -692,8 +694,9 @@ class Explorer {
         break;
       case K_HYPERCALL: {
         p.state = 'hypercall';
-        p.nr = c.i32[OP]!;
         const big = c.i32[BIGINTS]!;
+        const nr = c.b64[B_NR]!;
+        p.nr = (big & (1 << MAX_ARGS)) !== 0 ? BigInt.asUintN(64, nr) : Number(nr);
         p.args = [];
         for (let j = 0; j < c.i32[NARGS]!; j++) {
           const v = c.b64[B_ARGS + j]!;

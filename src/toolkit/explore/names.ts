@@ -66,7 +66,7 @@ export function nameAddress(host: Host, addr: number): string {
 export function describeHypercall(
   host: Host,
   domid: number,
-  nr: number,
+  nr: number | bigint,
   args: readonly (number | bigint)[],
 ): string {
   const a = args.map((x) => Number(x));

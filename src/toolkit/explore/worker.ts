@@ -7,8 +7,10 @@ import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_
 import type { GuestContext, WaitResult } from '../../guest/context.ts';
 import { GuestMemory } from '../../machine/guest-memory.ts';
 import { MachineMemory } from '../../machine/machine-memory.ts';
+import { hypercallRegisters, u64 } from '../../xen/registers.ts';
 import {
   B_ARGS,
+  B_NR,
   BIGINTS,
   BUDGET,
   boardKey,
@@ -224,14 +226,15 @@ async function runGuest(m: RunMessage): Promise<void> {
       mem,
       hypercall(nr, ...args) {
         if (aborted) throw new AbortSchedule();
-        if (args.length > MAX_ARGS) throw new RangeError(`a hypercall takes at most ${MAX_ARGS} arguments`);
-        let big = 0;
-        args.forEach((a, i) => {
+        // Registers as in every mode (a TypeError here, in the guest's thread, for a bad value).
+        const r = hypercallRegisters(nr, args);
+        let big = typeof r.nr === 'bigint' ? 1 << MAX_ARGS : 0;
+        r.args.forEach((a, i) => {
           if (typeof a === 'bigint') big |= 1 << i;
-          ctl.b64[B_ARGS + i] = BigInt.asIntN(64, BigInt(a));
+          ctl.b64[B_ARGS + i] = BigInt.asIntN(64, u64(a));
         });
-        ctl.i32[OP] = nr;
-        ctl.i32[NARGS] = args.length;
+        ctl.b64[B_NR] = BigInt.asIntN(64, u64(r.nr));
+        ctl.i32[NARGS] = r.args.length;
         ctl.i32[BIGINTS] = big;
         if (report(K_HYPERCALL) === R_ABORT) {
           aborted = true;
