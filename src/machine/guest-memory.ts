@@ -27,6 +27,14 @@ export class GuestFault extends Error {
   }
 }
 
+/** How a bad argument reads in an error message. */
+function describe(x: unknown): string {
+  if (typeof x === 'string') return `the string ${JSON.stringify(x.length > 20 ? `${x.slice(0, 20)}…` : x)}`;
+  if (typeof x === 'number' || typeof x === 'bigint' || typeof x === 'boolean')
+    return `${typeof x} ${String(x)}`;
+  return x === null ? 'null' : typeof x;
+}
+
 export interface GuestMemoryTarget {
   domid: number;
   kind: MmuKind;
@@ -51,9 +59,29 @@ export class GuestMemory implements ByteAccess {
     this.alive = target.alive ?? (() => true);
   }
 
+  /**
+   * An address is an integer number; anything else (a string, null, a
+   * boolean, a bigint, a fraction) is the caller's bug, a TypeError, before
+   * any arithmetic could coerce it (null + 0 is address 0).
+   */
+  private checkAddr(addr: unknown): asserts addr is number {
+    if (typeof addr !== 'number' || !Number.isInteger(addr)) {
+      throw new TypeError(`d${this.domid}: a guest address must be an integer number, got ${describe(addr)}`);
+    }
+  }
+
+  /** A byte count is a non-negative integer number. */
+  private checkLength(len: unknown): asserts len is number {
+    if (typeof len !== 'number' || !Number.isSafeInteger(len) || len < 0) {
+      throw new TypeError(`d${this.domid}: a length must be a non-negative integer, got ${describe(len)}`);
+    }
+  }
+
   /** Machine byte address of the page holding addr (faults throw). */
   private page(addr: number, write: boolean): number {
-    if (!Number.isSafeInteger(addr) || addr < 0) throw new GuestFault(this.domid, addr, write);
+    this.checkAddr(addr);
+    // An integer the guest cannot address (negative, or beyond 2^53) faults as it would.
+    if (addr < 0 || addr > Number.MAX_SAFE_INTEGER) throw new GuestFault(this.domid, addr, write);
     if (!this.alive()) throw new GuestFault(this.domid, addr, write, 'the domain has been destroyed');
     const base = translate(this.machine, this.kind, this.root, addr, write);
     if (base < 0) throw new GuestFault(this.domid, addr, write);
@@ -62,6 +90,7 @@ export class GuestMemory implements ByteAccess {
 
   /** Machine address of an aligned word at addr (faults throw). */
   private word(addr: number, size: 2 | 4, write: boolean): number {
+    this.checkAddr(addr);
     if (addr % size !== 0)
       throw new RangeError(`d${this.domid}: unaligned ${size * 8}-bit atomic at 0x${addr.toString(16)}`);
     return this.page(addr, write) + (addr % PAGE);
@@ -79,6 +108,7 @@ export class GuestMemory implements ByteAccess {
 
   /** True when addr can be accessed (read, or written) without a fault. */
   mapped(addr: number, write = false): boolean {
+    this.checkAddr(addr);
     return (
       Number.isSafeInteger(addr) &&
       addr >= 0 &&
@@ -100,12 +130,17 @@ export class GuestMemory implements ByteAccess {
   }
 
   read(addr: number, len: number): Uint8Array {
+    this.checkAddr(addr);
+    this.checkLength(len);
     const out = new Uint8Array(len);
     this.readInto(addr, out);
     return out;
   }
 
   readInto(addr: number, out: Uint8Array): void {
+    this.checkAddr(addr);
+    if (!(out instanceof Uint8Array))
+      throw new TypeError(`d${this.domid}: readInto fills a Uint8Array, got ${describe(out)}`);
     const u8 = this.machine.u8;
     const len = out.length;
     let done = 0;
@@ -120,6 +155,9 @@ export class GuestMemory implements ByteAccess {
   }
 
   write(addr: number, bytes: Uint8Array): void {
+    this.checkAddr(addr);
+    if (!(bytes instanceof Uint8Array))
+      throw new TypeError(`d${this.domid}: write takes a Uint8Array, got ${describe(bytes)}`);
     const u8 = this.machine.u8;
     let done = 0;
     while (done < bytes.length) {
@@ -132,6 +170,8 @@ export class GuestMemory implements ByteAccess {
   }
 
   fill(addr: number, len: number, value = 0): void {
+    this.checkAddr(addr);
+    this.checkLength(len);
     let done = 0;
     while (done < len) {
       const a = addr + done;
@@ -145,23 +185,28 @@ export class GuestMemory implements ByteAccess {
 
   /** Copies len bytes from src to dst inside this address space (memmove semantics per page run). */
   copy(dst: number, src: number, len: number): void {
+    this.checkAddr(dst);
     this.write(dst, this.read(src, len));
   }
 
   readU8(addr: number): number {
+    this.checkAddr(addr);
     return this.machine.u8[this.page(addr, false) + (addr % PAGE)]!;
   }
   readU16(addr: number): number {
+    this.checkAddr(addr);
     return addr % PAGE <= PAGE - 2
       ? this.machine.view.getUint16(this.page(addr, false) + (addr % PAGE), true)
       : this.dv(addr, 2).getUint16(0, true);
   }
   readU32(addr: number): number {
+    this.checkAddr(addr);
     return addr % PAGE <= PAGE - 4
       ? this.machine.view.getUint32(this.page(addr, false) + (addr % PAGE), true)
       : this.dv(addr, 4).getUint32(0, true);
   }
   readU64(addr: number): bigint {
+    this.checkAddr(addr);
     return addr % PAGE <= PAGE - 8
       ? this.machine.view.getBigUint64(this.page(addr, false) + (addr % PAGE), true)
       : this.dv(addr, 8).getBigUint64(0, true);
@@ -170,9 +215,11 @@ export class GuestMemory implements ByteAccess {
     return new DataView(this.read(addr, len).buffer);
   }
   writeU8(addr: number, v: number): void {
+    this.checkAddr(addr);
     this.machine.u8[this.page(addr, true) + (addr % PAGE)] = v & 0xff;
   }
   writeU16(addr: number, v: number): void {
+    this.checkAddr(addr);
     if (addr % PAGE <= PAGE - 2)
       this.machine.view.setUint16(this.page(addr, true) + (addr % PAGE), v & 0xffff, true);
     else
@@ -182,6 +229,7 @@ export class GuestMemory implements ByteAccess {
       );
   }
   writeU32(addr: number, v: number): void {
+    this.checkAddr(addr);
     if (addr % PAGE <= PAGE - 4)
       this.machine.view.setUint32(this.page(addr, true) + (addr % PAGE), v >>> 0, true);
     else
@@ -191,6 +239,7 @@ export class GuestMemory implements ByteAccess {
       );
   }
   writeU64(addr: number, v: number | bigint): void {
+    this.checkAddr(addr);
     const x = BigInt.asUintN(64, BigInt(v));
     if (addr % PAGE <= PAGE - 8)
       this.machine.view.setBigUint64(this.page(addr, true) + (addr % PAGE), x, true);

@@ -147,3 +147,82 @@ describe('spawn with an AbortSignal, await using a WorkerHost', () => {
     assert.equal(workerResources(), before);
   });
 });
+
+describe('GuestMemory: addresses and lengths are type-checked', () => {
+  const host = new Host({ memoryMiB: 16 });
+  const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+  const m = d.memory;
+  const bad: unknown[] = [
+    '0',
+    null,
+    true,
+    false,
+    undefined,
+    0n,
+    1.5,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    {},
+  ];
+  // Every method that takes an address, called with `a` there and good values elsewhere.
+  const calls: [string, (a: never) => unknown][] = [
+    ['read', (a) => m.read(a, 2)],
+    ['readInto', (a) => m.readInto(a, new Uint8Array(2))],
+    ['write', (a) => m.write(a, new Uint8Array(2))],
+    ['fill', (a) => m.fill(a, 2)],
+    ['copy dst', (a) => m.copy(a, 0, 2)],
+    ['copy src', (a) => m.copy(0x100, a, 2)],
+    ['readU8', (a) => m.readU8(a)],
+    ['readU16', (a) => m.readU16(a)],
+    ['readU32', (a) => m.readU32(a)],
+    ['readU64', (a) => m.readU64(a)],
+    ['writeU8', (a) => m.writeU8(a, 1)],
+    ['writeU16', (a) => m.writeU16(a, 1)],
+    ['writeU32', (a) => m.writeU32(a, 1)],
+    ['writeU64', (a) => m.writeU64(a, 1)],
+    ['load16', (a) => m.load16(a)],
+    ['store16', (a) => m.store16(a, 1)],
+    ['cmpxchg16', (a) => m.cmpxchg16(a, 0, 1)],
+    ['or16', (a) => m.or16(a, 1)],
+    ['and16', (a) => m.and16(a, 1)],
+    ['load32', (a) => m.load32(a)],
+    ['store32', (a) => m.store32(a, 1)],
+    ['cmpxchg32', (a) => m.cmpxchg32(a, 0, 1)],
+    ['wordAddr', (a) => m.wordAddr(a)],
+    ['mapped', (a) => m.mapped(a)],
+    ['frameOf', (a) => m.frameOf(a)],
+    ['virtToMfn', (a) => m.virtToMfn(a)],
+  ];
+
+  it('a non-number address is the same TypeError everywhere, and nothing is read or written', () => {
+    m.write(0, new Uint8Array([7, 7, 7, 7, 7, 7, 7, 7]));
+    for (const [name, call] of calls) {
+      for (const a of bad) {
+        assert.throws(
+          () => call(a as never),
+          (e: unknown) =>
+            e instanceof TypeError && /^d0: a guest address must be an integer number, got /.test(e.message),
+          `${name}(${String(a)})`,
+        );
+      }
+    }
+    // null and true would have been addresses 0 and 1 had they been coerced.
+    assert.deepEqual([...m.read(0, 8)], [7, 7, 7, 7, 7, 7, 7, 7]);
+  });
+
+  it('an integer address the guest cannot reach faults (GuestFault), not a TypeError', () => {
+    for (const a of [-1, 2 ** 53, 2 ** 60]) {
+      assert.throws(() => m.read(a, 2), { name: 'GuestFault' });
+    }
+  });
+
+  it('a length must be a non-negative integer; write and readInto take a Uint8Array', () => {
+    for (const len of ['2', -1, 1.5, null, 2n]) {
+      assert.throws(() => m.read(0, len as never), /a length must be a non-negative integer/);
+      assert.throws(() => m.fill(0, len as never), /a length must be a non-negative integer/);
+    }
+    assert.throws(() => m.write(0, [1, 2] as never), /write takes a Uint8Array/);
+    assert.throws(() => m.readInto(0, 'xx' as never), /readInto fills a Uint8Array/);
+    assert.deepEqual([...m.read(0, 2)], [7, 7]);
+  });
+});
