@@ -7,6 +7,7 @@ import { GuestFault, GuestMemory } from '../machine/guest-memory.ts';
 import type { Domain, DomainKind } from '../xen/domain.ts';
 import { type CreateDomainOptions, type GnttabOptions, Hypervisor } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
+import { boolOption } from '../xen/options.ts';
 import { P2M_RAM_PAGED, P2M_RAM_RW } from '../xen/paging.ts';
 import { hypercallRegisters } from '../xen/registers.ts';
 import { VirtualClock } from './virtual-clock.ts';
@@ -183,8 +184,17 @@ export class Host {
 
   constructor(options: HostOptions = {}) {
     this.hypervisor = new Hypervisor(options);
+    // However a domain dies (destroyDomain, or Xen crashing it), the host lets
+    // go of its handle, which held the domain's whole record: Xen keeps a
+    // zombie as long as it must, the host nothing. Its console stays readable
+    // until the id is reused.
+    this.hypervisor.domainDestroyed.push((d) => {
+      if (this.handles.get(d.domid)?.xen === d) this.handles.delete(d.domid);
+    });
     this.waits = new WaitRegistry(this.hypervisor.machine, this.clock);
-    this.xenstored = options.xenstore === true ? new XenstoreService(this.hypervisor) : null;
+    this.xenstored = boolOption('xenstore', options.xenstore, false)
+      ? new XenstoreService(this.hypervisor)
+      : null;
     this.xenstore = this.xenstored?.toolClient() ?? null;
   }
 
@@ -302,6 +312,8 @@ export class Host {
     }
     const h = new DomainHandle(this.hypervisor, d);
     this.handles.set(d.domid, h);
+    // A reused id starts a fresh console.
+    this.consoles.delete(d.domid);
     return h;
   }
 

@@ -2,11 +2,13 @@
 // this thread), serves hypercalls from domain threads through the hypercall
 // channel, and control requests from the host through a message port, all
 // from one loop that sleeps on the channel's doorbell.
+import { getHeapStatistics } from 'node:v8';
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { XEN_ESRCH } from '../abi/hypercall.ts';
 import type { Domain } from '../xen/domain.ts';
 import { type CreateDomainOptions, Hypervisor, type HypervisorOptions } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
+import { boolOption } from '../xen/options.ts';
 import { HypercallChannel, MAX_SLOTS, SPIN } from './hypercall-channel.ts';
 import { snapshotTables } from './snapshot.ts';
 import { NO_STORE, XenstoreService } from './xenstore-service.ts';
@@ -39,7 +41,7 @@ const data = workerData as HypervisorThreadData;
 const hv = new Hypervisor({ ...data.options, machineSab: data.machineSab });
 const channel = new HypercallChannel(data.channelSab);
 const port = data.port;
-const xenstored = data.options.xenstore === true ? new XenstoreService(hv) : null;
+const xenstored = boolOption('xenstore', data.options.xenstore, false) ? new XenstoreService(hv) : null;
 /** The host's tool connection to xenstore: its replies and watch events go back as 'xs' messages. */
 let toolConn: { send(bytes: Uint8Array): void; close(): void } | null = null;
 const bySlot = new Map<number, Domain>();
@@ -107,8 +109,12 @@ function control(req: ControlRequest): unknown {
       return xenstored.stats();
     case 'snapshot':
       return snapshotTables(hv);
-    case 'stats':
-      return { hypercalls, domains: hv.domains.size, freeFrames: hv.frames.freeFrames };
+    case 'stats': {
+      // The hypervisor thread's own heap (its isolate), collected first when the process runs --expose-gc.
+      (globalThis as { gc?: () => void }).gc?.();
+      const heapUsed = getHeapStatistics().used_heap_size;
+      return { hypercalls, domains: hv.domains.size, freeFrames: hv.frames.freeFrames, heapUsed };
+    }
     case 'pingpong':
       return pingpong(req.sab, req.rounds);
     case 'stop':
@@ -159,6 +165,7 @@ while (running) {
         type: 'reply',
         id: req.id,
         error: err instanceof Error ? err.message : String(err),
+        errorName: err instanceof Error ? err.name : 'Error',
       });
     }
     if (req.op === 'stop') running = false;

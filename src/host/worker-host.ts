@@ -9,8 +9,9 @@ import type { StartInfo } from '../guest/context.ts';
 import type { XsClient } from '../io/xenstore/api.ts';
 import { XsClientCore } from '../io/xenstore/client.ts';
 import { decodeMessage } from '../io/xenstore/wire.ts';
-import { type CreateDomainOptions, machineFrames } from '../xen/hypervisor.ts';
+import { type CreateDomainOptions, hypervisorOptions, machineFrames } from '../xen/hypervisor.ts';
 import type { InvariantOptions } from '../xen/invariants.ts';
+import { boolOption } from '../xen/options.ts';
 import type { DomainThreadData } from './domain-thread.ts';
 import { HypercallChannel } from './hypercall-channel.ts';
 import type { ControlRequest, HypervisorThreadData, WorkerHostOptions } from './hypervisor-thread.ts';
@@ -48,6 +49,13 @@ export class GuestCrash extends Error {
 }
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+/** An error of the hypervisor thread, as the same kind (RangeError, TypeError) in this one. */
+function rebuildError(name: string | undefined, message: string): Error {
+  if (name === 'RangeError') return new RangeError(message);
+  if (name === 'TypeError') return new TypeError(message);
+  return new Error(message);
+}
 
 /** The host's xenstore client in worker mode: a tool connection in the hypervisor thread. */
 class PortXsClient extends XsClientCore {
@@ -112,6 +120,9 @@ export class WorkerHost implements AsyncDisposable {
 
   private constructor(options: WorkerHostOptions) {
     const frames = machineFrames(options);
+    // Bad options fail here, in the caller's thread, with the error one thread gives.
+    hypervisorOptions(options);
+    boolOption('xenstore', options.xenstore, false);
     this.machineSab = options.machineSab ?? new SharedArrayBuffer(frames * 4096);
     const { machineSab: _sab, memoryMiB: _mib, ...rest } = options;
     this.channel = new HypercallChannel();
@@ -142,6 +153,7 @@ export class WorkerHost implements AsyncDisposable {
         id?: number;
         result?: unknown;
         error?: string;
+        errorName?: string;
         domid?: number;
         reason?: string;
         bytes?: Uint8Array;
@@ -151,7 +163,7 @@ export class WorkerHost implements AsyncDisposable {
         } else if (m.type === 'reply' && m.id !== undefined) {
           const p = this.pending.get(m.id);
           this.pending.delete(m.id);
-          if (m.error !== undefined) p?.reject(new Error(m.error));
+          if (m.error !== undefined) p?.reject(rebuildError(m.errorName, m.error));
           else p?.resolve(m.result);
         } else if (m.type === 'died' && m.domid !== undefined) {
           this.markDead(m.domid, m.reason ?? 'destroyed');
@@ -218,6 +230,8 @@ export class WorkerHost implements AsyncDisposable {
       onDeath: null,
     };
     this.domains.set(r.domid, rec);
+    // A reused id starts a fresh console.
+    this.logs.delete(r.domid);
     return rec;
   }
 
@@ -315,6 +329,8 @@ export class WorkerHost implements AsyncDisposable {
     const rec = this.domains.get(domid);
     if (rec === undefined || rec.dead) return;
     rec.dead = true;
+    // Nothing of a dead domain stays here but its console (until its id is reused).
+    this.domains.delete(domid);
     const w = rec.worker;
     rec.worker = null;
     if (w !== null) void w.terminate();
@@ -348,12 +364,17 @@ export class WorkerHost implements AsyncDisposable {
     return this.request({ op: 'snapshot' } as ControlRequest) as Promise<TableSnapshot[]>;
   }
 
-  /** Hypercalls served, live domains, free machine frames. */
-  stats(): Promise<{ hypercalls: number; domains: number; freeFrames: number }> {
+  /**
+   * Hypercalls served, domains Xen still knows (zombies too), free machine
+   * frames, and the bytes of the hypervisor thread's heap in use (after a
+   * collection when Node runs with --expose-gc).
+   */
+  stats(): Promise<{ hypercalls: number; domains: number; freeFrames: number; heapUsed: number }> {
     return this.request({ op: 'stats' } as ControlRequest) as Promise<{
       hypercalls: number;
       domains: number;
       freeFrames: number;
+      heapUsed: number;
     }>;
   }
 

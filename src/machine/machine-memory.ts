@@ -3,6 +3,9 @@
 import { XEN_PAGE_SHIFT, XEN_PAGE_SIZE } from '../abi/limits.ts';
 import { SharedWords } from './shared-words.ts';
 
+/** One page of zeroes, the source of zeroFrame. */
+const ZERO_PAGE = new Uint8Array(XEN_PAGE_SIZE);
+
 export class MachineMemory {
   readonly sab: SharedArrayBuffer;
   readonly nrFrames: number;
@@ -36,6 +39,7 @@ export class MachineMemory {
   }
 
   zeroFrame(mfn: number): void {
-    this.u8.fill(0, mfn * XEN_PAGE_SIZE, (mfn + 1) * XEN_PAGE_SIZE);
+    // A copy from a zero page: fill() over a SharedArrayBuffer takes a slow path in V8 (about 8x slower).
+    this.u8.set(ZERO_PAGE, mfn * XEN_PAGE_SIZE);
   }
 }

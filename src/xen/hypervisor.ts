@@ -1,7 +1,7 @@
 // The hypervisor: machine memory, the frame table, every domain, and the page
 // reference rules grants rely on (reference §4.4). Hypercalls enter through
 // dispatch.ts; one file per op under ops/.
-import { DOMID_FIRST_RESERVED, DOMID_SELF } from '../abi/domid.ts';
+import { DOMID_ANY, DOMID_FIRST_RESERVED, DOMID_INVALID, DOMID_SELF } from '../abi/domid.ts';
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -21,9 +21,11 @@ import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '
 import { MachineMemory } from '../machine/machine-memory.ts';
 import { dispatchHypercall } from './dispatch.ts';
 import { Domain, type DomainKind } from './domain.ts';
+import { DomidAllocator } from './domid-alloc.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from './event-channel.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
+import { boolOption, intOption, objectOption } from './options.ts';
 import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
 import type { Register } from './registers.ts';
 
@@ -42,6 +44,14 @@ export interface GnttabOptions {
    * build, where such a PTE update is an ordinary one.
    */
   debugBuild?: boolean;
+  /**
+   * gnttab_max_frames (Xen's command line): the max grant frames of a domain
+   * created without its own maxGrantFrames. Default 64. As at Xen HEAD (since
+   * 4.18) it is a default only, not a cap on what a toolstack asks for.
+   */
+  maxFrames?: number;
+  /** gnttab_max_maptrack_frames: the same for maxMaptrackFrames. Default 1024. */
+  maxMaptrackFrames?: number;
 }
 
 export interface HypervisorOptions {
@@ -58,14 +68,26 @@ export interface CreateDomainOptions {
   memoryKiB?: number;
   /** Reservation limit in KiB (xl maxmem); default memoryKiB. */
   maxMemoryKiB?: number;
+  /**
+   * Explicit domain id (the toolstack's choice), refused when in use. Default:
+   * 0 for the host's first domain, then the next free id after the last one
+   * handed out, wrapping below DOMID_FIRST_RESERVED (domid_alloc).
+   */
+  domid?: number;
+  /**
+   * xen_domctl_createdomain.max_grant_frames, an int32: negative or undefined
+   * means the host's gnttab.maxFrames; below 1 is refused (-EINVAL).
+   */
   maxGrantFrames?: number;
+  /** max_maptrack_frames, an int32: negative or undefined means the host's gnttab.maxMaptrackFrames. */
   maxMaptrackFrames?: number;
   /** Per-domain max grant version (xl max_grant_version); default the host's. */
   maxGrantVersion?: 1 | 2;
   vcpus?: number;
   /**
-   * Highest event-channel port (Xen's max_evtchn_port); default 1023, libxl's
-   * max_event_channels. The 2-level ABI stops at port 4095 whatever the limit.
+   * Highest event-channel port (Xen's max_evtchn_port, a uint32 that
+   * evtchn_init clamps to INT_MAX); default 1023, libxl's max_event_channels.
+   * The 2-level ABI stops at port 4095 whatever the limit.
    */
   maxEvtchnPort?: number;
 }
@@ -98,6 +120,51 @@ export function machineFrames(options: { memoryMiB?: number; machineSab?: Shared
  */
 export const PAGING_POOL_SPARE_LEAVES = 16;
 
+const INT32_MAX = 0x7fff_ffff;
+const INT32_MIN = -0x8000_0000;
+
+/**
+ * What grant_table_init allocates from Xen's heap before the table has a
+ * single frame: pointer arrays (8 bytes a slot) for every possible shared
+ * frame, status frame (v2) and maptrack frame, and for the frames of active
+ * entries (sizeof(struct active_grant_entry) is 40 in a release build, so a
+ * page holds 102 of them).
+ */
+export function grantTableBookkeepingBytes(
+  maxGrantFrames: number,
+  maxMaptrack: number,
+  maxVersion: 1 | 2,
+): number {
+  const acgntPerPage = Math.floor(XEN_PAGE_SIZE / 40);
+  const activeFrames = Math.ceil((maxGrantFrames * (XEN_PAGE_SIZE / 8)) / acgntPerPage);
+  const statusFrames = maxVersion > 1 ? statusFramesFor(maxGrantFrames) : 0;
+  return 8 * (activeFrames + maxGrantFrames + statusFrames + maxMaptrack);
+}
+
+/**
+ * The host-wide settings (Xen's gnttab= command line and the seed), checked:
+ * a TypeError or RangeError naming the option that is wrong. Run by the host
+ * thread of a WorkerHost too, so that a bad option fails where it was given.
+ */
+export function hypervisorOptions(options: HypervisorOptions): Hypervisor['opts'] & { seed: number } {
+  const g = objectOption('gnttab', options.gnttab);
+  return {
+    maxVersion: intOption('gnttab.maxVersion', g.maxVersion, 2, 1, 2) as 1 | 2,
+    transitive: boolOption('gnttab.transitive', g.transitive, true),
+    transfer: boolOption('gnttab.transfer', g.transfer, true),
+    debugBuild: boolOption('gnttab.debugBuild', g.debugBuild, false),
+    maxFrames: intOption('gnttab.maxFrames', g.maxFrames, DEFAULT_MAX_GRANT_FRAMES, 1, INT32_MAX),
+    maxMaptrackFrames: intOption(
+      'gnttab.maxMaptrackFrames',
+      g.maxMaptrackFrames,
+      DEFAULT_MAX_MAPTRACK_FRAMES,
+      0,
+      INT32_MAX,
+    ),
+    seed: intOption('seed', options.seed, 0x9e3779b9, 0, 0xffff_ffff),
+  };
+}
+
 /** Frames kept by the hypervisor itself at the bottom of machine memory. */
 const XEN_RESERVED_FRAMES = 16;
 
@@ -105,7 +172,14 @@ export class Hypervisor {
   readonly machine: MachineMemory;
   readonly frames: FrameTable;
   readonly domains = new Map<number, Domain>();
-  readonly opts: { maxVersion: 1 | 2; transitive: boolean; transfer: boolean; debugBuild: boolean };
+  readonly opts: {
+    maxVersion: 1 | 2;
+    transitive: boolean;
+    transfer: boolean;
+    debugBuild: boolean;
+    maxFrames: number;
+    maxMaptrackFrames: number;
+  };
   /** Exceptions raised inside the hypervisor (bugs): never thrown at guests, reported by checkInvariants. */
   readonly internalErrors: unknown[] = [];
   /**
@@ -115,26 +189,20 @@ export class Hypervisor {
    * throws is recorded in internalErrors.
    */
   readonly domainDestroyed: ((d: Domain) => void)[] = [];
-  private nextDomid = 0;
+  private readonly domids = new DomidAllocator();
+  /** The first domain of the host is the boot domain, d0 (domid_alloc never picks 0 itself). */
+  private booted = false;
   /** Domains crashed during the current hypercall, destroyed once it returns. */
   private readonly pendingCrashes: Domain[] = [];
   private rngState: number;
 
   constructor(options: HypervisorOptions = {}) {
     const nrFrames = machineFrames(options);
-    const g = options.gnttab ?? {};
-    const maxVersion = g.maxVersion ?? 2;
-    if (maxVersion !== 1 && maxVersion !== 2)
-      throw new RangeError(`gnttab.maxVersion must be 1 or 2, got ${String(maxVersion)}`);
-    this.opts = {
-      maxVersion,
-      transitive: g.transitive ?? true,
-      transfer: g.transfer ?? true,
-      debugBuild: g.debugBuild ?? false,
-    };
+    const { seed, ...opts } = hypervisorOptions(options);
+    this.opts = opts;
     this.machine = new MachineMemory(nrFrames, options.machineSab);
     this.frames = new FrameTable(nrFrames, XEN_RESERVED_FRAMES);
-    this.rngState = (options.seed ?? 0x9e3779b9) >>> 0 || 1;
+    this.rngState = seed >>> 0 || 1;
   }
 
   /** xorshift32: deterministic per seed. */
@@ -172,39 +240,71 @@ export class Hypervisor {
 
   // ---- domains --------------------------------------------------------------------------------
 
-  createDomain(o: CreateDomainOptions): Domain {
+  createDomain(options: CreateDomainOptions): Domain {
+    const o = objectOption('createDomain options', options);
     if (o.kind !== 'pv' && o.kind !== 'hvm')
       throw new TypeError(`kind must be 'pv' or 'hvm', got ${String(o.kind)}`);
-    const kib = o.memoryKiB ?? 4096;
-    if (!Number.isInteger(kib) || kib < 4 || kib % 4 !== 0)
-      throw new RangeError(`memoryKiB must be a positive multiple of 4, got ${kib}`);
+    const kib = intOption('memoryKiB', o.memoryKiB, 4096, 4, 4096 * 1024);
+    if (kib % 4 !== 0) throw new RangeError(`memoryKiB must be a multiple of 4, got ${kib}`);
     const ramPages = kib / 4;
-    const maxKib = o.maxMemoryKiB ?? kib;
-    if (!Number.isInteger(maxKib) || maxKib < kib)
-      throw new RangeError(`maxMemoryKiB must be at least memoryKiB (${kib}), got ${maxKib}`);
-    const maxGrantFrames = o.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES;
-    if (!Number.isInteger(maxGrantFrames) || maxGrantFrames < INITIAL_NR_GRANT_FRAMES) {
-      throw new RangeError(
-        `maxGrantFrames must be an integer of at least 1 (Xen answers -EINVAL), got ${maxGrantFrames}`,
-      );
+    const maxKib = intOption(
+      'maxMemoryKiB',
+      o.maxMemoryKiB,
+      kib,
+      kib,
+      Number.MAX_SAFE_INTEGER,
+      ' (memoryKiB up)',
+    );
+    // The domctl's fields are int32_t; negative means the host's default (grant_table_init).
+    let maxGrantFrames = intOption(
+      'maxGrantFrames',
+      o.maxGrantFrames,
+      -1,
+      INT32_MIN,
+      INT32_MAX,
+      ' (an int32)',
+    );
+    if (maxGrantFrames < 0) maxGrantFrames = this.opts.maxFrames;
+    if (maxGrantFrames < INITIAL_NR_GRANT_FRAMES) {
+      throw new RangeError(`maxGrantFrames must be at least 1 (Xen answers -EINVAL), got ${maxGrantFrames}`);
     }
-    const maxMaptrackFrames = o.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES;
-    if (!Number.isInteger(maxMaptrackFrames) || maxMaptrackFrames < 0) {
-      throw new RangeError(`maxMaptrackFrames must be a non-negative integer, got ${maxMaptrackFrames}`);
-    }
-    const maxVersion = o.maxGrantVersion ?? this.opts.maxVersion;
-    if ((maxVersion !== 1 && maxVersion !== 2) || maxVersion > this.opts.maxVersion) {
+    let maxMaptrackFrames = intOption(
+      'maxMaptrackFrames',
+      o.maxMaptrackFrames,
+      -1,
+      INT32_MIN,
+      INT32_MAX,
+      ' (an int32)',
+    );
+    if (maxMaptrackFrames < 0) maxMaptrackFrames = this.opts.maxMaptrackFrames;
+    const maxVersion = intOption('maxGrantVersion', o.maxGrantVersion, this.opts.maxVersion, 1, 2) as 1 | 2;
+    if (maxVersion > this.opts.maxVersion) {
       throw new RangeError(
         `maxGrantVersion must be between 1 and the host's ${this.opts.maxVersion} (Xen answers -EINVAL)`,
       );
     }
-    const vcpus = o.vcpus ?? 1;
-    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 128)
-      throw new RangeError(`vcpus must be 1..128, got ${vcpus}`);
-    const maxEvtchnPort = o.maxEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT;
-    if (!Number.isInteger(maxEvtchnPort) || maxEvtchnPort < 0)
-      throw new RangeError(`maxEvtchnPort must be a non-negative integer, got ${maxEvtchnPort}`);
-    if (this.nextDomid >= DOMID_FIRST_RESERVED) throw new RangeError('out of domain ids');
+    const vcpus = intOption('vcpus', o.vcpus, 1, 1, 128);
+    // A uint32 in the domctl; evtchn_init keeps at most INT_MAX of it.
+    const maxEvtchnPort = Math.min(
+      intOption('maxEvtchnPort', o.maxEvtchnPort, DEFAULT_MAX_EVTCHN_PORT, 0, 0xffff_ffff, ' (a uint32)'),
+      INT32_MAX,
+    );
+    // grant_table_init sizes its bookkeeping from the maxima up front, from Xen's heap: too much is -ENOMEM.
+    const book = grantTableBookkeepingBytes(maxGrantFrames, maxMaptrackFrames, maxVersion);
+    if (book > this.frames.freeFrames * XEN_PAGE_SIZE) {
+      throw new RangeError(
+        `maxGrantFrames ${maxGrantFrames} and maxMaptrackFrames ${maxMaptrackFrames} need ` +
+          `${Math.ceil(book / 1024)} KiB of Xen heap for the grant table's bookkeeping, and ` +
+          `${this.frames.freeFrames * 4} KiB are free (Xen answers -ENOMEM); ask for fewer frames`,
+      );
+    }
+    const wanted =
+      o.domid !== undefined
+        ? intOption('domid', o.domid, 0, 0, DOMID_FIRST_RESERVED - 1, ' (below DOMID_FIRST_RESERVED)')
+        : this.booted
+          ? DOMID_ANY
+          : 0;
+    if (o.domid !== undefined && this.domains.has(wanted)) throw new RangeError(`d${wanted} is in use`);
     const poolFrames = 1 + Math.ceil(ramPages / 1024) + PAGING_POOL_SPARE_LEAVES;
     // RAM, the first grant frame, the paging pool and the shared-info page.
     if (ramPages + INITIAL_NR_GRANT_FRAMES + poolFrames + 1 > this.frames.freeFrames) {
@@ -212,7 +312,15 @@ export class Hypervisor {
         `not enough machine memory for a ${kib} KiB domain: ${this.frames.freeFrames * 4} KiB free; give the Host a larger memoryMiB`,
       );
     }
-    const domid = this.nextDomid++;
+    const domid = this.domids.alloc(wanted);
+    if (domid === DOMID_INVALID) {
+      throw new RangeError(
+        o.domid !== undefined
+          ? `d${wanted} is in use`
+          : 'every domain id below DOMID_FIRST_RESERVED is in use: destroy a domain first',
+      );
+    }
+    this.booted = true;
     const gt = new GrantTable(maxVersion, maxGrantFrames, maxMaptrackFrames, vcpus, () => this.random());
     // The translation table's frames come from a pool reserved now, as Xen's
     // HAP/shadow paging pool: mapping things later never takes machine memory.
@@ -347,6 +455,7 @@ export class Hypervisor {
     d.gt.shared.length = 0;
     d.gt.status.length = 0;
     this.domains.delete(d.domid);
+    this.domids.free(d.domid);
   }
 
   // ---- pages ------------------------------------------------------------------------------------

@@ -1083,7 +1083,6 @@ describe('fuzz: random event_channel_op never harms the host', () => {
           .join('\n'),
       );
     assert.equal(fz.checked, fz.calls);
-    if (COUNT <= 100_000) assert.ok(secs < 20, `the fuzz run took ${secs.toFixed(1)} s`);
     // The run reached the deep paths.
     if (COUNT >= 50_000) {
       for (const [cmd, what] of [
@@ -1705,7 +1704,6 @@ class XsFuzzer {
     this.maxHandled = Math.max(this.maxHandled, this.handled);
     assert.ok(rc === 0 || XEN_ERRNOS.has(-rc), `${this.last}: notify returned ${rc}`);
     assert.ok(this.handled <= MAX_HANDLED_PER_NOTIFY, `${this.last}: ${this.handled} requests in one notify`);
-    assert.ok(ms < 1000, `${this.last}: one notify took ${ms.toFixed(0)} ms`);
     this.noErrors();
     const conn = this.store.domainConnection(att.domid);
     if (conn !== undefined)

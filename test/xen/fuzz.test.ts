@@ -1001,8 +1001,6 @@ describe('fuzz: random hypercalls never harm the host', () => {
           .join('\n'),
       );
     assert.ok(fz.calls >= COUNT);
-    // The time bound of the default run (it takes a few seconds on 2 cores).
-    if (COUNT <= 100_000) assert.ok(secs < 60, `the fuzz run took ${secs.toFixed(1)} s`);
     assert.ok(fz.checkedStatuses > COUNT / 10, 'too few statuses were checked for the run to mean much');
     // The run reached the deep paths: successful maps and copies happened.
     if (COUNT >= 100_000) {
