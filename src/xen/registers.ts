@@ -59,7 +59,11 @@ export function hypercallRegisters(
     throw new TypeError(`a hypercall takes at most ${HYPERCALL_MAX_ARGS} arguments, got ${args.length}`);
   }
   const out: Register[] = [];
-  for (let i = 0; i < args.length; i++) out.push(toRegister(args[i], `hypercall argument ${i + 1}`));
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    // An argument left undefined is one not given: its register reads 0.
+    out.push(a === undefined ? 0 : toRegister(a, `hypercall argument ${i + 1}`));
+  }
   return { nr: toRegister(nr, 'the hypercall number'), args: out };
 }
 
