@@ -30,6 +30,7 @@ export {
   type HostOptions,
   type JobResult,
 } from './host/host.ts';
+export type { InjectedFault, P2mEntry, P2mTypeName, PageInfo } from './host/introspect.ts';
 export { snapshotTables, type TableSnapshot } from './host/snapshot.ts';
 export {
   GuestCrash,

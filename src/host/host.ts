@@ -10,6 +10,14 @@ import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { boolOption } from '../xen/options.ts';
 import { P2M_RAM_PAGED, P2M_RAM_RW } from '../xen/paging.ts';
 import { hypercallRegisters } from '../xen/registers.ts';
+import {
+  type DomainProbe,
+  type InjectedFault,
+  type P2mEntry,
+  type PageInfo,
+  pageInfo,
+  probeDomain,
+} from './introspect.ts';
 import { VirtualClock } from './virtual-clock.ts';
 import { WaitRegistry } from './wait-registry.ts';
 import { XenstoreService } from './xenstore-service.ts';
@@ -143,6 +151,46 @@ export class DomainHandle {
       throw new RangeError(`d${this.domid}: no RAM at 0x${addr.toString(16)} to page out or in`);
     }
     p2m.set(gfn, e.mfn, type);
+  }
+
+  // ---- introspection (read-only, as xenctx and the debug keys show it) ----
+
+  private probe(q: DomainProbe): unknown {
+    if (this.xen.isDying) throw new DomainDestroyedError(this.domid);
+    return probeDomain(this.hv, this.xen, q);
+  }
+
+  /** The machine frame behind `addr` in this domain's address space, or null when nothing is mapped there. */
+  machineFrameOf(addr: number): number | null {
+    return this.probe({ what: 'machineFrameOf', addr }) as number | null;
+  }
+
+  /**
+   * PV: the L1 entry that maps `addr`, as Xen's 64-bit x86 PTE (frame << 12 |
+   * flags; _PAGE_GNTTAB in bit 62 on a debug build's grant PTE); 0n when none.
+   */
+  pte(addr: number): bigint {
+    return this.probe({ what: 'pte', addr }) as bigint;
+  }
+
+  /** PV: the machine address of the L1 entry for `addr`, or null when no L1 table covers it. */
+  l1EntryAddress(addr: number): number | null {
+    return this.probe({ what: 'l1EntryAddress', addr }) as number | null;
+  }
+
+  /** HVM: the P2M entry of guest frame `gfn` (machine frame and Xen's p2m type name), or null. */
+  p2mEntry(gfn: number): P2mEntry | null {
+    return this.probe({ what: 'p2mEntry', gfn }) as P2mEntry | null;
+  }
+
+  /** Why Xen crashed this domain (domain_crash), or null; kept after the domain is destroyed. */
+  get crashReason(): string | null {
+    return probeDomain(this.hv, this.xen, { what: 'crashReason' }) as string | null;
+  }
+
+  /** Exceptions Xen injected into the domain, oldest first (a copy). */
+  get injectedFaults(): InjectedFault[] {
+    return probeDomain(this.hv, this.xen, { what: 'injectedFaults' }) as InjectedFault[];
   }
 
   /** The frame number this domain writes into a grant entry for the page at `addr` (PV: MFN, HVM: GFN). */
@@ -333,6 +381,16 @@ export class Host {
     const h = this.handles.get(domid);
     if (h === undefined || !h.alive) throw new RangeError(`no live domain d${domid}`);
     this.hypervisor.destroyDomain(h.xen);
+  }
+
+  /** Machine frame `mfn`'s page_info: owner, reference counts, Xen's flag names. RangeError for no such frame. */
+  pageInfo(mfn: number): PageInfo {
+    return pageInfo(this.hypervisor, mfn);
+  }
+
+  /** Machine frames on Xen's free list. */
+  get freeFrames(): number {
+    return this.hypervisor.frames.freeFrames;
   }
 
   /** The cross-cutting invariants (and the xenstore service's); an empty list means they all hold. */

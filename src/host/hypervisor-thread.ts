@@ -10,6 +10,7 @@ import { type CreateDomainOptions, Hypervisor, type HypervisorOptions } from '..
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { boolOption } from '../xen/options.ts';
 import { HypercallChannel, MAX_SLOTS, SPIN } from './hypercall-channel.ts';
+import { type DomainProbe, pageInfo, probeDomain } from './introspect.ts';
 import { snapshotTables } from './snapshot.ts';
 import { NO_STORE, XenstoreService } from './xenstore-service.ts';
 
@@ -32,6 +33,8 @@ export type ControlRequest =
   | { id: number; op: 'invariants'; options?: InvariantOptions }
   | { id: number; op: 'snapshot' }
   | { id: number; op: 'stats' }
+  | { id: number; op: 'page-info'; mfn: number }
+  | { id: number; op: 'probe'; domid: number; probe: DomainProbe }
   | { id: number; op: 'pingpong'; sab: SharedArrayBuffer; rounds: number }
   | { id: number; op: 'xs'; bytes: Uint8Array }
   | { id: number; op: 'xs-stats' }
@@ -55,7 +58,13 @@ function reportDeaths(): void {
     bySlot.delete(slot);
     slotOf.delete(d.domid);
     channel.abandon(slot, -XEN_ESRCH);
-    port.postMessage({ type: 'died', domid: d.domid, reason: d.crashed ?? 'destroyed' });
+    port.postMessage({
+      type: 'died',
+      domid: d.domid,
+      reason: d.crashed ?? 'destroyed',
+      crashed: d.crashed,
+      injected: probeDomain(hv, d, { what: 'injectedFaults' }),
+    });
   }
 }
 
@@ -114,6 +123,13 @@ function control(req: ControlRequest): unknown {
       (globalThis as { gc?: () => void }).gc?.();
       const heapUsed = getHeapStatistics().used_heap_size;
       return { hypercalls, domains: hv.domains.size, freeFrames: hv.frames.freeFrames, heapUsed };
+    }
+    case 'page-info':
+      return pageInfo(hv, req.mfn);
+    case 'probe': {
+      const d = hv.domainById(req.domid);
+      if (d === undefined || d.isDying) throw new RangeError(`d${req.domid} is not a live domain`);
+      return probeDomain(hv, d, req.probe);
     }
     case 'pingpong':
       return pingpong(req.sab, req.rounds);

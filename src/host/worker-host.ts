@@ -15,18 +15,35 @@ import { boolOption } from '../xen/options.ts';
 import type { DomainThreadData } from './domain-thread.ts';
 import { HypercallChannel } from './hypercall-channel.ts';
 import type { ControlRequest, HypervisorThreadData, WorkerHostOptions } from './hypervisor-thread.ts';
+import type { DomainProbe, InjectedFault, P2mEntry, PageInfo } from './introspect.ts';
 import type { TableSnapshot } from './snapshot.ts';
 import { resolveWorkerEntry } from './worker-entry.ts';
 import type { XsServiceStats } from './xenstore-service.ts';
 
 export type { WorkerHostOptions } from './hypervisor-thread.ts';
 
-/** A domain of a WorkerHost, as createDomain returns it: pass it to spawn. */
+/**
+ * A domain of a WorkerHost, as createDomain returns it: pass it to spawn. Its
+ * introspection is DomainHandle's, answered by the hypervisor's thread, so
+ * each is a promise (`await dom.crashReason` reads the same in both modes).
+ */
 export interface ThreadDomain {
   readonly domid: number;
   readonly kind: 'pv' | 'hvm';
   readonly ramBytes: number;
   readonly start: StartInfo;
+  /** See DomainHandle.machineFrameOf. */
+  machineFrameOf(addr: number): Promise<number | null>;
+  /** See DomainHandle.pte (PV). */
+  pte(addr: number): Promise<bigint>;
+  /** See DomainHandle.l1EntryAddress (PV). */
+  l1EntryAddress(addr: number): Promise<number | null>;
+  /** See DomainHandle.p2mEntry (HVM). */
+  p2mEntry(gfn: number): Promise<P2mEntry | null>;
+  /** Why Xen crashed the domain, or null; kept after it is destroyed. */
+  readonly crashReason: Promise<string | null>;
+  /** Exceptions Xen injected into the domain, oldest first; kept after it is destroyed. */
+  readonly injectedFaults: Promise<InjectedFault[]>;
 }
 
 interface DomainRecord extends ThreadDomain {
@@ -35,6 +52,8 @@ interface DomainRecord extends ThreadDomain {
   worker: Worker | null;
   dead: boolean;
   onDeath: ((reason: string) => void) | null;
+  /** Its crash reason and injected faults as the hypervisor thread reported them at its death. */
+  last: { crashed: string | null; injected: InjectedFault[] } | null;
 }
 
 /** A guest spawned in a worker threw or its thread died; its domain has been destroyed. */
@@ -157,6 +176,8 @@ export class WorkerHost implements AsyncDisposable {
         domid?: number;
         reason?: string;
         bytes?: Uint8Array;
+        crashed?: string | null;
+        injected?: InjectedFault[];
       }) => {
         if (m.type === 'xs' && m.bytes !== undefined) {
           this.xsClient?.deliver(m.bytes);
@@ -166,6 +187,8 @@ export class WorkerHost implements AsyncDisposable {
           if (m.error !== undefined) p?.reject(rebuildError(m.errorName, m.error));
           else p?.resolve(m.result);
         } else if (m.type === 'died' && m.domid !== undefined) {
+          const rec = this.domains.get(m.domid);
+          if (rec !== undefined) rec.last = { crashed: m.crashed ?? null, injected: m.injected ?? [] };
           this.markDead(m.domid, m.reason ?? 'destroyed');
         }
       },
@@ -218,6 +241,13 @@ export class WorkerHost implements AsyncDisposable {
       storeFrame: r.storeFrame,
       storePort: r.storePort,
     };
+    const probe = <T>(q: DomainProbe): Promise<T> => {
+      if (rec.dead) return Promise.reject(new Error(`d${rec.domid} has been destroyed`));
+      return this.request({ op: 'probe', domid: rec.domid, probe: q } as ControlRequest) as Promise<T>;
+    };
+    /** Crash reason and faults: from the hypervisor while the domain lives, from its death report after. */
+    const last = <T>(q: DomainProbe, pick: (l: NonNullable<DomainRecord['last']>) => T): Promise<T> =>
+      rec.last !== null ? Promise.resolve(pick(rec.last)) : probe<T>(q);
     const rec: DomainRecord = {
       domid: r.domid,
       kind: r.kind,
@@ -228,6 +258,17 @@ export class WorkerHost implements AsyncDisposable {
       worker: null,
       dead: false,
       onDeath: null,
+      last: null,
+      machineFrameOf: (addr) => probe({ what: 'machineFrameOf', addr }),
+      pte: (addr) => probe({ what: 'pte', addr }),
+      l1EntryAddress: (addr) => probe({ what: 'l1EntryAddress', addr }),
+      p2mEntry: (gfn) => probe({ what: 'p2mEntry', gfn }),
+      get crashReason() {
+        return last<string | null>({ what: 'crashReason' }, (l) => l.crashed);
+      },
+      get injectedFaults() {
+        return last<InjectedFault[]>({ what: 'injectedFaults' }, (l) => l.injected.map((f) => ({ ...f })));
+      },
     };
     this.domains.set(r.domid, rec);
     // A reused id starts a fresh console.
@@ -376,6 +417,16 @@ export class WorkerHost implements AsyncDisposable {
       freeFrames: number;
       heapUsed: number;
     }>;
+  }
+
+  /** Machine frame `mfn`'s page_info (see Host.pageInfo); rejects with a RangeError for no such frame. */
+  pageInfo(mfn: number): Promise<PageInfo> {
+    return this.request({ op: 'page-info', mfn } as ControlRequest) as Promise<PageInfo>;
+  }
+
+  /** Machine frames on Xen's free list (see Host.freeFrames). */
+  get freeFrames(): Promise<number> {
+    return this.stats().then((s) => s.freeFrames);
   }
 
   /** Benchmarks: makes the hypervisor thread play `rounds` of Atomics ping-pong on word 0 of `sab`. */
