@@ -23,6 +23,22 @@ export function itMatchesLayouts(layouts: readonly Layout[]): void {
         expected[offset] = 0xa5;
         assert.deepEqual(bytes, expected, `${def.name}.${name} bytes`);
         assert.equal(decodeStruct(def, expected)[name], 0xa5);
+        // The compiled accessors the hypercall paths run: the same byte, both ways.
+        const view = new DataView(expected.buffer);
+        const value = def.decode(view, 0);
+        assert.deepEqual(
+          Object.keys(value),
+          def.list.map(([k]) => k),
+        );
+        const into = def.decodeInto(view, 0, Object.fromEntries(def.list.map(([k]) => [k, -1])));
+        assert.deepEqual(into, value);
+        // Guard bytes either side stay untouched.
+        const out = new Uint8Array(size + 8).fill(0x5a).fill(0, 4, 4 + size);
+        def.encode(new DataView(out.buffer), 4, value);
+        assert.deepEqual(out.subarray(4, 4 + size), expected, `${def.name}.${name} compiled encode`);
+        assert.ok(
+          out.subarray(0, 4).every((b) => b === 0x5a) && out.subarray(4 + size).every((b) => b === 0x5a),
+        );
       }
     });
   }
