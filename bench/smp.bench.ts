@@ -47,10 +47,12 @@ const { values: argv } = parseArgs({
     rounds: { type: 'string', default: '7' },
     'round-ms': { type: 'string', default: '60' },
     live: { type: 'string', default: '200000' },
+    only: { type: 'string', default: '1,2,3,4,5,6' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
-const usage = 'usage: tsx bench/smp.bench.ts [--rounds N] [--round-ms MS] [--live N] [--json]\n';
+const usage =
+  'usage: tsx bench/smp.bench.ts [--rounds N] [--round-ms MS] [--live N] [--only 1,2,...] [--json]\n';
 if (argv.help) {
   process.stdout.write(usage);
   process.exit(0);
@@ -65,6 +67,12 @@ if (![rounds, roundMs, liveN].every((n) => Number.isInteger(n) && n > 0) || live
   process.exit(2);
 }
 const json = argv.json;
+const only = new Set(argv.only.split(',').map(Number));
+if (![...only].every((n) => Number.isInteger(n) && n >= 1 && n <= 6)) {
+  process.stderr.write(`--only takes figure numbers from 1 to 6, comma-separated\n${usage}`);
+  process.exit(2);
+}
+const want = (n: number): boolean => only.has(n);
 const PAGE = XEN_PAGE_SIZE;
 const cores = os.availableParallelism();
 
@@ -82,6 +90,8 @@ function check(cond: boolean, what: string): void {
 }
 
 interface Figure {
+  /** The figure's number in issue 8's table. */
+  no: number;
   name: string;
   unit: string;
   value: number;
@@ -106,106 +116,111 @@ function figure(f: Omit<Figure, 'value' | 'baseline' | 'met'> & { met: (r: numbe
 
 // ---- 1 and 2: a worker's hypercalls against the same guest loop in single-thread mode ---------------
 
-progress('figures 1-2: null hypercall and map+unmap, worker vs single-thread (interleaved rounds)');
-const st = new Host({ memoryMiB: 32 });
-const stGranter = st.createDomain({ kind: 'pv', memoryKiB: 1024 });
-const stGrantee = st.createDomain({ kind: 'pv', memoryKiB: 1024 });
-const stRef = grantOne(st.context(stGranter.domid), { grantee: stGrantee.domid });
-const stCtx = st.context(stGrantee.domid);
-const callArgs = (granter: number, ref: number): SmpGuestArgs => ({
-  job: 'calls',
-  rounds,
-  roundMs,
-  granter,
-  ref,
-  mapVa: MAP_VA,
-});
+if (want(1) || want(2) || want(3)) {
+  progress('figures 1-2: null hypercall and map+unmap, worker vs single-thread (interleaved rounds)');
+  const st = new Host({ memoryMiB: 32 });
+  const stGranter = st.createDomain({ kind: 'pv', memoryKiB: 1024 });
+  const stGrantee = st.createDomain({ kind: 'pv', memoryKiB: 1024 });
+  const stRef = grantOne(st.context(stGranter.domid), { grantee: stGrantee.domid });
+  const stCtx = st.context(stGrantee.domid);
+  const callArgs = (granter: number, ref: number): SmpGuestArgs => ({
+    job: 'calls',
+    rounds,
+    roundMs,
+    granter,
+    ref,
+    mapVa: MAP_VA,
+  });
 
-const wh = await WorkerHost.start({ memoryMiB: 32 });
-let pairA: SmpGuestResult;
-let pairB: SmpGuestResult;
-let callsW: SmpGuestResult;
-const callsST: SmpGuestResult = { nullNs: [], mapUnmapNs: [], aloneRate: [], spans: [], counts: [] };
-try {
-  const guestUrl = new URL('./guests/smp-guest.ts', import.meta.url);
-  const grantUrl = new URL('./guests/grant-one-guest.ts', import.meta.url);
-  const g1 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
-  const e1 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
-  const g2 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
-  const e2 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
-  const ref1 = await wh.spawn<number>(g1, grantUrl, { grantee: e1.domid });
-  const ref2 = await wh.spawn<number>(g2, grantUrl, { grantee: e2.domid });
+  const wh = await WorkerHost.start({ memoryMiB: 32 });
+  let pairA: SmpGuestResult;
+  let pairB: SmpGuestResult;
+  let callsW: SmpGuestResult;
+  const callsST: SmpGuestResult = { nullNs: [], mapUnmapNs: [], aloneRate: [], spans: [], counts: [] };
+  try {
+    const guestUrl = new URL('./guests/smp-guest.ts', import.meta.url);
+    const grantUrl = new URL('./guests/grant-one-guest.ts', import.meta.url);
+    const g1 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const e1 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const g2 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const e2 = await wh.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const ref1 = await wh.spawn<number>(g1, grantUrl, { grantee: e1.domid });
+    const ref2 = await wh.spawn<number>(g2, grantUrl, { grantee: e2.domid });
 
-  const turnSab = new SharedArrayBuffer(8);
-  const turn = new Int32Array(turnSab);
-  const worker = wh.spawn<SmpGuestResult>(e1, guestUrl, { ...callArgs(g1.domid, ref1), syncSab: turnSab });
-  for (let r = 0; r < rounds; r++) {
-    Atomics.store(turn, 0, 2 * r + 1);
-    Atomics.notify(turn, 0);
-    // The worker's round runs while this thread sleeps (it needs nothing from this thread).
-    for (let v = Atomics.load(turn, 0); v < 2 * r + 2; v = Atomics.load(turn, 0))
-      Atomics.wait(turn, 0, v, 1000);
-    const one = smpGuest(stCtx, { ...callArgs(stGranter.domid, stRef), rounds: 1 });
-    callsST.nullNs.push(...one.nullNs);
-    callsST.mapUnmapNs.push(...one.mapUnmapNs);
+    const turnSab = new SharedArrayBuffer(8);
+    const turn = new Int32Array(turnSab);
+    const worker = wh.spawn<SmpGuestResult>(e1, guestUrl, { ...callArgs(g1.domid, ref1), syncSab: turnSab });
+    for (let r = 0; r < rounds; r++) {
+      Atomics.store(turn, 0, 2 * r + 1);
+      Atomics.notify(turn, 0);
+      // The worker's round runs while this thread sleeps (it needs nothing from this thread).
+      for (let v = Atomics.load(turn, 0); v < 2 * r + 2; v = Atomics.load(turn, 0))
+        Atomics.wait(turn, 0, v, 1000);
+      const one = smpGuest(stCtx, { ...callArgs(stGranter.domid, stRef), rounds: 1 });
+      callsST.nullNs.push(...one.nullNs);
+      callsST.mapUnmapNs.push(...one.mapUnmapNs);
+    }
+    callsW = await worker;
+
+    // ---- 3: two worker domains doing map+unmap on their own grants at once, against one alone ----
+    progress('figure 3: two worker domains mapping at once vs one alone');
+    const pairSab = new SharedArrayBuffer(8);
+    const pairArgs = { rounds, roundMs, mapVa: MAP_VA, syncSab: pairSab };
+    [pairA, pairB] = await Promise.all([
+      wh.spawn<SmpGuestResult>(e1, guestUrl, { ...pairArgs, job: 'pair-a', granter: g1.domid, ref: ref1 }),
+      wh.spawn<SmpGuestResult>(e2, guestUrl, { ...pairArgs, job: 'pair-b', granter: g2.domid, ref: ref2 }),
+    ]);
+    const inv = await wh.checkInvariants();
+    check(inv.length === 0, `worker host invariants: ${inv.join('; ')}`);
+  } finally {
+    await wh.shutdown();
   }
-  callsW = await worker;
+  check(st.checkInvariants().length === 0, `single-thread invariants: ${st.checkInvariants().join('; ')}`);
 
-  // ---- 3: two worker domains doing map+unmap on their own grants at once, against one alone ----
-  progress('figure 3: two worker domains mapping at once vs one alone');
-  const pairSab = new SharedArrayBuffer(8);
-  const pairArgs = { rounds, roundMs, mapVa: MAP_VA, syncSab: pairSab };
-  [pairA, pairB] = await Promise.all([
-    wh.spawn<SmpGuestResult>(e1, guestUrl, { ...pairArgs, job: 'pair-a', granter: g1.domid, ref: ref1 }),
-    wh.spawn<SmpGuestResult>(e2, guestUrl, { ...pairArgs, job: 'pair-b', granter: g2.domid, ref: ref2 }),
-  ]);
-  const inv = await wh.checkInvariants();
-  check(inv.length === 0, `worker host invariants: ${inv.join('; ')}`);
-} finally {
-  await wh.shutdown();
+  figure({
+    no: 1,
+    name: 'null hypercall from a worker',
+    unit: 'ns',
+    baselineName: 'the same call, single-thread mode',
+    rounds: { value: callsW.nullNs, baseline: callsST.nullNs },
+    ratio: median(callsW.nullNs) / median(callsST.nullNs),
+    ratioOf: 'worker / single-thread',
+    target: '<= 1.3',
+    met: (r) => r <= 1.3,
+  });
+  figure({
+    no: 2,
+    name: 'map+unmap from a worker',
+    unit: 'ns',
+    baselineName: 'the same pair, single-thread mode',
+    rounds: { value: callsW.mapUnmapNs, baseline: callsST.mapUnmapNs },
+    ratio: median(callsW.mapUnmapNs) / median(callsST.mapUnmapNs),
+    ratioOf: 'worker / single-thread',
+    target: '<= 1.5',
+    met: (r) => r <= 1.5,
+  });
+  const aggregate = pairA.spans.map((sa, i) => {
+    const sb = pairB.spans[i]!;
+    const n = pairA.counts[i]! + pairB.counts[i]!;
+    return n / ((Math.max(sa[1], sb[1]) - Math.min(sa[0], sb[0])) / 1000);
+  });
+  figure({
+    no: 3,
+    name: 'two worker domains map+unmap at once (aggregate)',
+    unit: 'pairs/s',
+    baselineName: 'one domain alone',
+    rounds: { value: aggregate, baseline: pairA.aloneRate },
+    ratio: median(aggregate) / median(pairA.aloneRate),
+    ratioOf: 'aggregate / alone',
+    target: '>= 1.6',
+    met: (r) => r >= 1.6,
+  });
 }
-check(st.checkInvariants().length === 0, `single-thread invariants: ${st.checkInvariants().join('; ')}`);
-
-figure({
-  name: 'null hypercall from a worker',
-  unit: 'ns',
-  baselineName: 'the same call, single-thread mode',
-  rounds: { value: callsW.nullNs, baseline: callsST.nullNs },
-  ratio: median(callsW.nullNs) / median(callsST.nullNs),
-  ratioOf: 'worker / single-thread',
-  target: '<= 1.3',
-  met: (r) => r <= 1.3,
-});
-figure({
-  name: 'map+unmap from a worker',
-  unit: 'ns',
-  baselineName: 'the same pair, single-thread mode',
-  rounds: { value: callsW.mapUnmapNs, baseline: callsST.mapUnmapNs },
-  ratio: median(callsW.mapUnmapNs) / median(callsST.mapUnmapNs),
-  ratioOf: 'worker / single-thread',
-  target: '<= 1.5',
-  met: (r) => r <= 1.5,
-});
-const aggregate = pairA.spans.map((sa, i) => {
-  const sb = pairB.spans[i]!;
-  const n = pairA.counts[i]! + pairB.counts[i]!;
-  return n / ((Math.max(sa[1], sb[1]) - Math.min(sa[0], sb[0])) / 1000);
-});
-figure({
-  name: 'two worker domains map+unmap at once (aggregate)',
-  unit: 'pairs/s',
-  baselineName: 'one domain alone',
-  rounds: { value: aggregate, baseline: pairA.aloneRate },
-  ratio: median(aggregate) / median(pairA.aloneRate),
-  ratioOf: 'aggregate / alone',
-  target: '>= 1.6',
-  met: (r) => r >= 1.6,
-});
 
 // ---- 4: GNTTABOP_copy of 4 KiB, one element, against copyWithin of the same 4 KiB ------------------
 
-progress('figure 4: GNTTABOP_copy 4 KiB vs copyWithin 4 KiB');
-{
+if (want(4)) {
+  progress('figure 4: GNTTABOP_copy 4 KiB vs copyWithin 4 KiB');
   const host = new Host({ memoryMiB: 16 });
   const b = host.createDomain({ kind: 'pv', memoryKiB: 1024 });
   const a = host.createDomain({ kind: 'pv', memoryKiB: 1024 });
@@ -269,6 +284,7 @@ progress('figure 4: GNTTABOP_copy 4 KiB vs copyWithin 4 KiB');
   }
   check(host.checkInvariants().length === 0, 'copy host invariants');
   figure({
+    no: 4,
     name: 'GNTTABOP_copy 4 KiB, one element',
     unit: 'ns',
     baselineName: 'copyWithin of 4 KiB, same SAB',
@@ -282,8 +298,8 @@ progress('figure 4: GNTTABOP_copy 4 KiB vs copyWithin 4 KiB');
 
 // ---- 5: vchan 64 KiB writes between two workers, against a bare ring between the same two ---------
 
-progress('figure 5: vchan 64 KiB writes vs a bare SPSC ring, two workers');
-{
+if (want(5)) {
+  progress('figure 5: vchan 64 KiB writes vs a bare SPSC ring, two workers');
   const ringSize = 65536;
   const totalBytes = 16 << 20;
   const vh = await WorkerHost.start({ memoryMiB: 64, xenstore: true });
@@ -316,6 +332,7 @@ progress('figure 5: vchan 64 KiB writes vs a bare SPSC ring, two workers');
     const v = mbps(s.vchan[0]!.seconds);
     const bare = mbps(s.bare[0]!.seconds);
     figure({
+      no: 5,
       name: 'vchan 64 KiB writes, two workers',
       unit: 'MB/s',
       baselineName: 'bare SPSC ring, same two workers',
@@ -332,8 +349,8 @@ progress('figure 5: vchan 64 KiB writes vs a bare SPSC ring, two workers');
 
 // ---- 6: map+unmap with 200 000 live mappings against 10, two hosts, interleaved rounds -----------
 
-progress(`figure 6: map+unmap with ${liveN} live mappings vs 10 (setting up)`);
-{
+if (want(6)) {
+  progress(`figure 6: map+unmap with ${liveN} live mappings vs 10 (setting up)`);
   /**
    * A host with `live` mappings of distinct grants of one granter, spread over
    * as many grantees as their paging pools need (a PV domain's pool holds 16
@@ -413,6 +430,7 @@ progress(`figure 6: map+unmap with ${liveN} live mappings vs 10 (setting up)`);
   );
   check(small.host.checkInvariants().length === 0, 'small host invariants');
   figure({
+    no: 6,
     name: `map+unmap with ${liveN} live mappings (${large.grantees.length} grantees)`,
     unit: 'ns',
     baselineName: 'with 10',
@@ -435,8 +453,8 @@ if (json) {
     `gnttab SMP benchmark (issue 8): ${cores} cores (os.availableParallelism()), Node ${machine.node}\n` +
       `medians of ${rounds} rounds of ${roundMs} ms; baseline measured in the same run\n`,
   );
-  for (const [i, f] of figures.entries()) {
-    console.log(`${i + 1}. ${f.name}`);
+  for (const f of figures) {
+    console.log(`${f.no}. ${f.name}`);
     console.log(`     ${fmt(f.value).padStart(10)} ${f.unit.padEnd(8)} vs ${f.baselineName}`);
     console.log(`     ${fmt(f.baseline).padStart(10)} ${f.unit}`);
     console.log(
