@@ -64,7 +64,7 @@ export function buildProgram(): Command {
     )
     .addOption(
       new Option('--ring-size <bytes>', 'the vchan ring the frontend writes into (1k to 1M, a power of two)')
-        .default(65536, '64k')
+        .default(262144, '256k')
         .argParser(ringArg),
     )
     .addOption(
