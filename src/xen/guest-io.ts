@@ -46,6 +46,28 @@ export function copyStructFromGuest<F extends string>(
   return bytes === null ? null : decodeStruct(def, bytes);
 }
 
+/**
+ * copyStructFromGuest into `out`, for paths that decode one struct per
+ * element: allocates nothing when the struct lies in one page. False on a fault.
+ */
+export function copyStructFromGuestInto<F extends string>(
+  hv: Hypervisor,
+  d: Domain,
+  addr: number,
+  def: StructDef<F>,
+  out: StructValue<F>,
+): boolean {
+  const m = inOnePage(d, addr, def.size, false);
+  if (m >= 0) {
+    def.decodeInto(hv.machine.view, m, out);
+    return true;
+  }
+  const bytes = hv.copyFromGuest(d, addr, def.size);
+  if (bytes === null) return false;
+  def.decodeInto(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, out);
+  return true;
+}
+
 /** Writes a whole struct back; false on a fault. */
 export function copyStructToGuest<F extends string>(
   hv: Hypervisor,

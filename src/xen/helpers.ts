@@ -117,17 +117,26 @@ export type PagedFrame = { status: typeof GNTST_okay; mfn: number } | { status: 
  * P2M; paged out answers eagain, a foreign grant mapping or nothing answers bad_page.
  */
 export function getPagedFrame(hv: Hypervisor, rd: Domain, gfn: number): PagedFrame {
-  if (rd.isDying) return { status: GNTST_bad_page, mfn: -1 };
+  const r = getPagedMfn(hv, rd, gfn);
+  return r >= 0 ? { status: GNTST_okay, mfn: r } : { status: r, mfn: -1 };
+}
+
+/**
+ * getPagedFrame for hot paths, allocating nothing: the MFN (>= 0) with its
+ * reference taken, or the (negative) GNTST status.
+ */
+export function getPagedMfn(hv: Hypervisor, rd: Domain, gfn: number): number {
+  if (rd.isDying) return GNTST_bad_page;
   let mfn: number;
   if (rd.p2m !== null) {
-    if (!Number.isSafeInteger(gfn)) return { status: GNTST_bad_page, mfn: -1 };
+    if (!Number.isSafeInteger(gfn)) return GNTST_bad_page;
     const e = rd.p2m.get(gfn);
-    if (e === undefined || isGrantP2m(e.type)) return { status: GNTST_bad_page, mfn: -1 };
-    if (e.type === P2M_RAM_PAGED) return { status: GNTST_eagain, mfn: -1 };
+    if (e === undefined || isGrantP2m(e.type)) return GNTST_bad_page;
+    if (e.type === P2M_RAM_PAGED) return GNTST_eagain;
     mfn = e.mfn;
   } else {
     mfn = gfn;
   }
-  if (!hv.getPage(mfn, rd)) return { status: GNTST_bad_page, mfn: -1 };
-  return { status: GNTST_okay, mfn };
+  if (!hv.getPage(mfn, rd)) return GNTST_bad_page;
+  return mfn;
 }

@@ -3,6 +3,12 @@
 // grant one level deep with both levels pinned.
 import { GTF_sub_page, GTF_transitive, GTF_type_mask } from '../../abi/flags.ts';
 import {
+  grant_entry_v1,
+  grant_entry_v2_full_page,
+  grant_entry_v2_sub_page,
+  grant_entry_v2_transitive,
+} from '../../abi/grant-entry.ts';
+import {
   GNTPIN_devw_mask,
   GNTPIN_hstr_inc,
   GNTPIN_hstw_inc,
@@ -11,9 +17,14 @@ import {
 } from '../../abi/limits.ts';
 import { GNTST_bad_domain, GNTST_bad_gntref, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
-import { getPagedFrame, reduceStatusForPin, setStatus } from '../helpers.ts';
+import { getPagedMfn, reduceStatusForPin, setStatus } from '../helpers.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { readU64 } from './map-grant-ref.ts';
+
+const V1 = grant_entry_v1.fields;
+const V2_FULL = grant_entry_v2_full_page.fields;
+const V2_SUB = grant_entry_v2_sub_page.fields;
+const V2_TRANS = grant_entry_v2_transitive.fields;
 
 /** Internal: the grant changed while a lock was dropped; restart the hypercall at this element. */
 export const ERESTART = 1;
@@ -26,13 +37,24 @@ export interface CopyGrant {
   length: number;
 }
 
-const failed = (status: number): CopyGrant => ({ status, mfn: -1, start: 0, length: 0 });
+/** Records a failure in `out` and returns its status. */
+function failed(out: CopyGrant, status: number): number {
+  out.status = status;
+  out.mfn = -1;
+  out.start = 0;
+  out.length = 0;
+  return status;
+}
 
 /** Undoes a status change made for a pin that did not happen (fixup_status_for_copy_pin). */
 function fixupStatus(hv: Hypervisor, rd: Domain, ref: number, readonly: boolean): void {
   reduceStatusForPin(hv, rd, ref, rd.gt.activeEntry(ref), readonly);
 }
 
+/**
+ * Pins `gref` of rd for a copy by ldom. The outcome goes into `out` (the copy
+ * path reuses one per buffer, so an element allocates nothing); returns its status.
+ */
 export function acquireGrantForCopy(
   hv: Hypervisor,
   rd: Domain,
@@ -40,49 +62,50 @@ export function acquireGrantForCopy(
   ldom: number,
   readonly: boolean,
   allowTransitive: boolean,
-): CopyGrant {
+  out: CopyGrant,
+): number {
   const rgt = rd.gt;
-  if (gref >= rgt.nrGrantEntries()) return failed(GNTST_bad_gntref);
+  if (gref >= rgt.nrGrantEntries()) return failed(out, GNTST_bad_gntref);
   const act = rgt.activeEntry(gref);
   // Already pinned: by the same grantee only, and with the host counter it
   // increments below 128 (reference §6.7.1 step 2, following Xen's HEAD).
   const pinIncr = readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc;
   if (act.pin !== 0 && (act.domid !== ldom || (act.pin & (pinIncr << 7)) !== 0))
-    return failed(GNTST_general_error);
+    return failed(out, GNTST_general_error);
   const w = hv.machine.words;
   const sha = rgt.shaAddr(gref);
   const oldPin = act.pin;
   const needStatus = oldPin === 0 || (!readonly && (oldPin & (GNTPIN_devw_mask | GNTPIN_hstw_mask)) === 0);
   let mfn: number;
 
-  if (rgt.version === 2 && (w.load16(sha) & GTF_type_mask) === GTF_transitive) {
+  if (rgt.version === 2 && (w.load16(sha + V2_TRANS.flags.offset) & GTF_type_mask) === GTF_transitive) {
     if (needStatus) {
       const rc = setStatus(hv, rd, gref, act, false, readonly, ldom);
-      if (rc !== GNTST_okay) return failed(rc);
+      if (rc !== GNTST_okay) return failed(out, rc);
     }
     if (!allowTransitive) {
       fixupStatus(hv, rd, gref, readonly);
-      return failed(GNTST_general_error);
+      return failed(out, GNTST_general_error);
     }
     // Read once: the guest may change the entry under our feet.
-    const transDomid = w.load16(sha + 4);
-    const transGref = w.load32(sha + 8);
+    const transDomid = w.load16(sha + V2_TRANS.trans_domid.offset);
+    const transGref = w.load32(sha + V2_TRANS.gref.offset);
     if (transDomid === rd.domid) {
       fixupStatus(hv, rd, gref, readonly);
-      return failed(GNTST_general_error);
+      return failed(out, GNTST_general_error);
     }
     const td = hv.domainById(transDomid);
     if (td === undefined) {
       fixupStatus(hv, rd, gref, readonly);
-      return failed(GNTST_general_error);
+      return failed(out, GNTST_general_error);
     }
     rgt.nrV2Ops++;
     // rd's lock is dropped here; the inner grant must name rd and cannot itself be transitive.
-    const inner = acquireGrantForCopy(hv, td, transGref, rd.domid, readonly, false);
-    if (inner.status !== GNTST_okay) {
+    const inner: CopyGrant = { status: GNTST_okay, mfn: -1, start: 0, length: 0 };
+    if (acquireGrantForCopy(hv, td, transGref, rd.domid, readonly, false, inner) !== GNTST_okay) {
       rgt.nrV2Ops--;
       fixupStatus(hv, rd, gref, readonly);
-      return inner;
+      return failed(out, inner.status);
     }
     const changed =
       rgt.version !== 2 ||
@@ -101,7 +124,7 @@ export function acquireGrantForCopy(
       rgt.nrV2Ops--;
       fixupStatus(hv, rd, gref, readonly);
       hv.putPage(inner.mfn);
-      return failed(ERESTART);
+      return failed(out, ERESTART);
     }
     if (oldPin === 0) {
       act.domid = ldom;
@@ -119,28 +142,28 @@ export function acquireGrantForCopy(
     mfn = inner.mfn;
   } else if (needStatus) {
     const rc = setStatus(hv, rd, gref, act, false, readonly, ldom);
-    if (rc !== GNTST_okay) return failed(rc);
+    if (rc !== GNTST_okay) return failed(out, rc);
     let gfn: number;
     let isSubPage = false;
     let start = 0;
     let length = XEN_PAGE_SIZE;
     if (rgt.version === 1) {
-      gfn = w.load32(sha + 4);
+      gfn = w.load32(sha + V1.frame.offset);
     } else {
-      gfn = readU64(hv, sha + 8);
-      if ((w.load16(sha) & GTF_sub_page) !== 0) {
+      gfn = readU64(hv, sha + V2_FULL.frame.offset);
+      if ((w.load16(sha + V2_FULL.flags.offset) & GTF_sub_page) !== 0) {
         isSubPage = true;
         // The active entry keeps start in 15 bits (quirk §15.20).
-        start = w.load16(sha + 4) & 0x7fff;
-        length = w.load16(sha + 6);
+        start = w.load16(sha + V2_SUB.page_off.offset) & 0x7fff;
+        length = w.load16(sha + V2_SUB.length.offset);
       }
     }
-    const pf = getPagedFrame(hv, rd, gfn);
-    if (pf.status !== GNTST_okay) {
+    const pf = getPagedMfn(hv, rd, gfn);
+    if (pf < 0) {
       fixupStatus(hv, rd, gref, readonly);
-      return failed(pf.status);
+      return failed(out, pf);
     }
-    mfn = pf.mfn;
+    mfn = pf;
     if (oldPin === 0) {
       act.domid = ldom;
       act.isSubPage = isSubPage;
@@ -159,16 +182,20 @@ export function acquireGrantForCopy(
     ) {
       hv.putPage(mfn);
       fixupStatus(hv, rd, gref, readonly);
-      return failed(GNTST_general_error);
+      return failed(out, GNTST_general_error);
     }
   } else {
     // Fast path: pinned with enough access already; the shared entry is not read.
     // The page must still be rd's and rd alive (XSA-236).
     mfn = act.mfn;
-    if (rd.isDying || !hv.getPage(mfn, rd)) return failed(GNTST_bad_domain);
+    if (rd.isDying || !hv.getPage(mfn, rd)) return failed(out, GNTST_bad_domain);
   }
   act.pin = (act.pin + pinIncr) >>> 0;
-  return { status: GNTST_okay, mfn, start: act.start, length: act.length };
+  out.status = GNTST_okay;
+  out.mfn = mfn;
+  out.start = act.start;
+  out.length = act.length;
+  return GNTST_okay;
 }
 
 export function releaseGrantForCopy(hv: Hypervisor, rd: Domain, gref: number, readonly: boolean): void {

@@ -13,11 +13,17 @@ import {
   GNTST_okay,
   GNTST_permission_denied,
 } from '../../abi/status.ts';
+import type { StructValue } from '../../abi/struct.ts';
 import type { Domain } from '../domain.ts';
-import { copyFieldToGuest, copyStructFromGuest } from '../guest-io.ts';
-import { getPagedFrame } from '../helpers.ts';
+import { copyFieldToGuest, copyStructFromGuestInto } from '../guest-io.ts';
+import { getPagedMfn } from '../helpers.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-import { acquireGrantForCopy, ERESTART, releaseGrantForCopy } from './acquire-grant-for-copy.ts';
+import {
+  acquireGrantForCopy,
+  type CopyGrant,
+  ERESTART,
+  releaseGrantForCopy,
+} from './acquire-grant-for-copy.ts';
 
 /**
  * How many times one element may ask for a restart (a transitive grant changed
@@ -41,6 +47,8 @@ class CopyBuf {
   mapped = false;
   offset = 0;
   len = 0;
+  /** acquireGrantForCopy's answer, reused for every claim (no allocation per element). */
+  private readonly grant: CopyGrant = { status: GNTST_okay, mfn: -1, start: 0, length: 0 };
 
   constructor(readonly: boolean) {
     this.readonly = readonly;
@@ -72,17 +80,18 @@ class CopyBuf {
   claim(hv: Hypervisor, ld: Domain, ptr: number, isGref: boolean): number {
     if (isGref) {
       const ref = ptr;
-      const g = acquireGrantForCopy(hv, this.domain!, ref, ld.domid, this.readonly, hv.opts.transitive);
-      if (g.status !== GNTST_okay) return g.status;
+      const g = this.grant;
+      const rc = acquireGrantForCopy(hv, this.domain!, ref, ld.domid, this.readonly, hv.opts.transitive, g);
+      if (rc !== GNTST_okay) return rc;
       this.mfn = g.mfn;
       this.offset = g.start;
       this.len = g.length;
       this.ptr = ref;
       this.haveGrant = true;
     } else {
-      const pf = getPagedFrame(hv, this.domain!, ptr);
-      if (pf.status !== GNTST_okay) return pf.status;
-      this.mfn = pf.mfn;
+      const pf = getPagedMfn(hv, this.domain!, ptr);
+      if (pf < 0) return pf;
+      this.mfn = pf;
       this.ptr = ptr;
       this.offset = 0;
       this.len = XEN_PAGE_SIZE;
@@ -106,16 +115,7 @@ function lockDomain(hv: Hypervisor, ld: Domain, domid: number, isGref: boolean, 
   return GNTST_okay;
 }
 
-interface CopyOp {
-  source_u: number;
-  source_domid: number;
-  source_offset: number;
-  dest_u: number;
-  dest_domid: number;
-  dest_offset: number;
-  len: number;
-  flags: number;
-}
+type CopyOp = StructValue<keyof typeof gnttab_copy.fields>;
 
 function copyOne(hv: Hypervisor, ld: Domain, op: CopyOp, src: CopyBuf, dest: CopyBuf): number {
   // A zero-length copy succeeds with no checks at all (a4a790f432, after XSA-448).
@@ -173,15 +173,19 @@ function copyOne(hv: Hypervisor, ld: Domain, op: CopyOp, src: CopyBuf, dest: Cop
   return GNTST_okay;
 }
 
+/** Zeroes, to build the reused op object in the struct's own shape. */
+const EMPTY_OP = new DataView(new ArrayBuffer(gnttab_copy.size));
+
 export function grantCopy(hv: Hypervisor, ld: Domain, uop: number, count: number): number {
   const src = new CopyBuf(true);
   const dest = new CopyBuf(false);
+  // One op, decoded into for every element: a batch allocates nothing per element.
+  const op: CopyOp = gnttab_copy.decode(EMPTY_OP, 0);
   let rc = 0;
   try {
     for (let i = 0; i < count; i++) {
       const addr = uop + i * gnttab_copy.size;
-      const op = copyStructFromGuest(hv, ld, addr, gnttab_copy);
-      if (op === null) {
+      if (!copyStructFromGuestInto(hv, ld, addr, gnttab_copy, op)) {
         rc = -XEN_EFAULT;
         break;
       }
