@@ -6,25 +6,34 @@ import type { XsaEntry, XsaResult, XsaRunOptions } from './types.ts';
 import { xsa18 } from './xsa-018.ts';
 import { xsa24 } from './xsa-024.ts';
 import { xsa26 } from './xsa-026.ts';
+import { xsa73 } from './xsa-073.ts';
 import { xsa134 } from './xsa-134.ts';
+import { xsa155 } from './xsa-155.ts';
 import { xsa214 } from './xsa-214.ts';
 import { xsa217 } from './xsa-217.ts';
 import { xsa218 } from './xsa-218.ts';
+import { xsa226 } from './xsa-226.ts';
 import { xsa228 } from './xsa-228.ts';
 import { xsa230 } from './xsa-230.ts';
 import { xsa236 } from './xsa-236.ts';
 import { xsa287 } from './xsa-287.ts';
 import { xsa295 } from './xsa-295.ts';
+import { xsa318 } from './xsa-318.ts';
 import { xsa361 } from './xsa-361.ts';
 import { xsa362, xsa367 } from './xsa-362.ts';
+import { xsa365 } from './xsa-365.ts';
 import { xsa379 } from './xsa-379.ts';
+import { xsa380 } from './xsa-380.ts';
 import { xsa382 } from './xsa-382.ts';
 import { xsa384, xsa486 } from './xsa-384.ts';
 import { xsa387 } from './xsa-387.ts';
 import { xsa394 } from './xsa-394.ts';
 import { xsa396 } from './xsa-396.ts';
+import { xsa403 } from './xsa-403.ts';
+import { xsa411 } from './xsa-411.ts';
 import { xsa448 } from './xsa-448.ts';
 import { xsa500 } from './xsa-500.ts';
+import { xsa501 } from './xsa-501.ts';
 
 export type { XsaCheck, XsaEntry, XsaRace, XsaResult, XsaRunOptions, XsaSide, XsaStep } from './types.ts';
 
@@ -79,6 +88,15 @@ const notApplicable: XsaEntry[] = [
 /** Every advisory, by number. */
 export const XSA_CATALOGUE: readonly XsaEntry[] = [
   xsa18,
+  xsa73,
+  xsa155,
+  xsa226,
+  xsa318,
+  xsa365,
+  xsa380,
+  xsa403,
+  xsa411,
+  xsa501,
   xsa24,
   xsa26,
   xsa134,

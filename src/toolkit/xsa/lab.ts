@@ -231,9 +231,10 @@ export class LabDomain {
   ): void {
     const tid = typeof trans === 'number' ? trans : trans.domid;
     const a = this.entryAddr(ref);
+    // grant_entry_v2.transitive: flags, domid, trans_domid (+4), gref (+8).
     this.dom.memory.writeU16(a + 2, grantee.domid);
-    this.dom.memory.writeU16(a + 8, tid);
-    this.dom.memory.writeU32(a + 12, transRef);
+    this.dom.memory.writeU16(a + 4, tid);
+    this.dom.memory.writeU32(a + 8, transRef);
     this.dom.memory.writeU16(a, flags);
     const tn = typeof trans === 'number' ? `d${tid}` : trans.name;
     this.lab.step(
