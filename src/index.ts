@@ -4,7 +4,7 @@
 // ring.h rings and vchan.
 export * from './abi/index.ts';
 export type { DomainKind, GuestClock, GuestContext, StartInfo, WaitResult } from './guest/context.ts';
-export { EventChannels } from './guest/events.ts';
+export { EventChannels, EventWaiter } from './guest/events.ts';
 export { Gntalloc } from './guest/gnttab/gntalloc.ts';
 export {
   Gntdev,
@@ -19,6 +19,11 @@ export * as guestHypercall from './guest/hypercall.ts';
 export * as layout from './guest/layout.ts';
 export { PageAllocator } from './guest/pages.ts';
 export { errnoCode, errnoNumber, XenError } from './guest/xen-error.ts';
+export {
+  Xenevtchn,
+  type XenevtchnPendingOptions,
+  type XenevtchnWaitOptions,
+} from './guest/xenevtchn.ts';
 export { type DecodedEntry, DecodeError, decodeGrantFrames } from './host/decode.ts';
 export {
   DomainDestroyedError,

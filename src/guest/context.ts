@@ -50,8 +50,9 @@ export interface GuestContext {
   /**
    * Sleeps while the Int32 at `addr` (own address space) holds `expected`, until
    * someone notifies that word (SharedWords.notify32) or `ms` pass (Infinity: no limit).
+   * An abort of `signal` ends the sleep early, as a timeout does ('timed-out').
    */
-  wait(addr: number, expected: number, ms: number): Promise<WaitResult>;
+  wait(addr: number, expected: number, ms: number, signal?: AbortSignal): Promise<WaitResult>;
   /** A line on the domain's console. */
   log(line: string): void;
 }

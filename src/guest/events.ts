@@ -19,6 +19,7 @@ import {
   EVTCHN_2L_NR_CHANNELS,
   EVTCHNOP_alloc_unbound,
   EVTCHNOP_bind_interdomain,
+  EVTCHNOP_bind_virq,
   EVTCHNOP_close,
   EVTCHNOP_send,
   EVTCHNOP_status,
@@ -29,6 +30,7 @@ import {
   EVTCHNSTAT_virq,
   evtchn_alloc_unbound,
   evtchn_bind_interdomain,
+  evtchn_bind_virq,
   evtchn_close,
   evtchn_send,
   evtchn_status,
@@ -52,6 +54,7 @@ import {
 } from '../abi/hypercall.ts';
 import { xen_add_to_physmap } from '../abi/memory-op.ts';
 import { decodeStruct, encodeStruct, type StructDef, type StructValue } from '../abi/struct.ts';
+import { abortable, isAborted } from './abort.ts';
 import type { GuestContext } from './context.ts';
 import { hypercallArgArea, PAGE_SIZE, SHARED_INFO_VA } from './layout.ts';
 
@@ -183,6 +186,12 @@ export class EventChannels {
     return r.rc < 0 ? r.rc : r.out.local_port;
   }
 
+  /** EVTCHNOP_bind_virq: a fresh port of ours for VIRQ `virq` on `vcpu`; the port or -errno. */
+  bindVirq(virq: number, vcpu = 0): number {
+    const r = this.op(EVTCHNOP_bind_virq, evtchn_bind_virq, { virq, vcpu });
+    return r.rc < 0 ? r.rc : r.out.port;
+  }
+
   /** Notifies the other end of `port`: 0 or -errno. */
   send(port: number): number {
     return this.op(EVTCHNOP_send, evtchn_send, { port }).rc;
@@ -306,18 +315,25 @@ export class EventChannels {
    * Waits up to `ms` (Infinity: no limit) for events, sleeping on the word that
    * holds evtchn_upcall_pending while it is 0, then delivers them. Returns how
    * many handlers ran (0: timed out). Pending events are delivered at once.
+   * If `signal` aborts first, it rejects with the signal's reason.
    */
-  async wait(ms: number): Promise<number> {
+  async wait(ms: number, signal?: AbortSignal): Promise<number> {
     const clock = this.ctx.clock;
     const deadline = clock.now() + ms;
     for (;;) {
       const n = this.poll();
       if (n > 0) return n;
+      if (isAborted(signal)) throw signal?.reason;
       const word = this.ctx.mem.load32(this.upcallAddr);
       if ((word & 0xff) !== 0) continue; // raised since the poll looked
       const left = deadline - clock.now();
       if (!(left > 0)) return 0;
-      const r = await this.ctx.wait(this.upcallAddr, word, left);
+      const r = await this.ctx.wait(this.upcallAddr, word, left, signal);
+      if (isAborted(signal)) {
+        const late = this.poll();
+        if (late > 0) return late;
+        throw signal?.reason;
+      }
       if (r === 'timed-out') return this.poll();
     }
   }
@@ -374,25 +390,46 @@ export class EventChannels {
 export class EventWaiter {
   readonly events: EventChannels;
   private inFlight: Promise<number> | null = null;
+  /** Ends the in-flight wait when its last sleeper gave up (aborted). */
+  private stop: AbortController | null = null;
+  private sleepers = 0;
 
   constructor(events: EventChannels) {
     this.events = events;
   }
 
-  /** Sleeps (no spinning) until `ready()` holds; handlers run as events are delivered. */
-  async until(ready: () => boolean): Promise<void> {
+  /**
+   * Sleeps (no spinning) until `ready()` holds; handlers run as events are
+   * delivered. If `signal` aborts first, it rejects with the signal's reason;
+   * the shared wait goes on for the other sleepers, and ends when none is left.
+   */
+  async until(ready: () => boolean, signal?: AbortSignal): Promise<void> {
     while (!ready()) {
+      if (isAborted(signal)) throw signal?.reason;
       let p = this.inFlight;
       if (p === null) {
-        p = this.events.wait(Number.POSITIVE_INFINITY);
+        const stop = new AbortController();
+        // An aborted shared wait answers 0: every sleeper re-checks its own condition.
+        p = this.events.wait(Number.POSITIVE_INFINITY, stop.signal).catch(() => 0);
         this.inFlight = p;
+        this.stop = stop;
         const mine = p;
         const clear = () => {
-          if (this.inFlight === mine) this.inFlight = null;
+          if (this.inFlight === mine) {
+            this.inFlight = null;
+            this.stop = null;
+          }
         };
         p.then(clear, clear);
       }
-      await p;
+      const mine = p;
+      this.sleepers++;
+      try {
+        await abortable(p, signal);
+      } finally {
+        this.sleepers--;
+        if (this.sleepers === 0 && this.inFlight === mine) this.stop?.abort();
+      }
     }
   }
 }

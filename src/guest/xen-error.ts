@@ -33,6 +33,7 @@ const ERRNO_NAMES: Readonly<Record<number, string>> = {
   84: 'EILSEQ',
   95: 'EOPNOTSUPP',
   106: 'EISCONN',
+  107: 'ENOTCONN',
   125: 'ECANCELED',
 };
 

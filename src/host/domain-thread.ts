@@ -39,12 +39,15 @@ const ctx: GuestContext = {
    * a thread woken by Atomics.notify resumes within microseconds (waitAsync
    * takes far longer), and between slices the event loop runs the domain's
    * timers and messages. Nothing spins: the thread is asleep in the kernel.
+   * An abort of `signal` (which can only happen between slices, when the
+   * event loop runs) ends the wait as a timeout does.
    */
-  async wait(addr, expected, ms): Promise<WaitResult> {
+  async wait(addr, expected, ms, signal): Promise<WaitResult> {
     const i = mem.wordAddr(addr) >>> 2;
     const i32 = machine.words.i32;
     const deadline = Number.isFinite(ms) ? performance.now() + Math.max(0, ms) : Number.POSITIVE_INFINITY;
     for (;;) {
+      if (signal?.aborted === true) return 'timed-out';
       const left = deadline - performance.now();
       const r = Atomics.wait(i32, i, expected | 0, Math.max(0, Math.min(WAIT_SLICE_MS, left)));
       if (r !== 'timed-out') return r;

@@ -272,7 +272,7 @@ export class Host {
       mem: h.memory,
       hypercall: (nr, ...args) => h.hypercall(nr, ...args),
       clock: this.clock,
-      wait: (addr, expected, ms) => this.waits.wait(h.memory.wordAddr(addr), expected, ms),
+      wait: (addr, expected, ms, signal) => this.waits.wait(h.memory.wordAddr(addr), expected, ms, signal),
       log: (line) => {
         lines.push(line);
       },

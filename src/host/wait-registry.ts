@@ -21,24 +21,43 @@ export class WaitRegistry {
     machine.words.onNotify = (addr) => this.notify(addr);
   }
 
-  /** Waits on the machine word at `maddr` while it holds `expected`. */
-  wait(maddr: number, expected: number, ms: number): Promise<WaitResult> {
+  /**
+   * Waits on the machine word at `maddr` while it holds `expected`. An abort
+   * of `signal` ends the wait early, as a timeout does ('timed-out'), and
+   * leaves no waiter behind.
+   */
+  wait(maddr: number, expected: number, ms: number, signal?: AbortSignal): Promise<WaitResult> {
     if (Atomics.load(this.machine.words.i32, maddr >>> 2) !== (expected | 0))
       return Promise.resolve('not-equal');
+    if (signal?.aborted === true) return Promise.resolve('timed-out');
     return new Promise((resolve) => {
       const list = this.waiters.get(maddr) ?? [];
-      const w: Waiter = { resolve, cancelTimer: () => {} };
+      const leave = () => {
+        const l = this.waiters.get(maddr);
+        if (l === undefined) return;
+        const rest = l.filter((x) => x !== w);
+        if (rest.length === 0) this.waiters.delete(maddr);
+        else this.waiters.set(maddr, rest);
+      };
+      const onAbort = () => {
+        w.cancelTimer();
+        leave();
+        resolve('timed-out');
+      };
+      const w: Waiter = {
+        resolve: (r) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(r);
+        },
+        cancelTimer: () => {},
+      };
       if (Number.isFinite(ms)) {
         w.cancelTimer = this.clock.setTimer(ms, () => {
-          const l = this.waiters.get(maddr);
-          if (l !== undefined)
-            this.waiters.set(
-              maddr,
-              l.filter((x) => x !== w),
-            );
-          resolve('timed-out');
+          leave();
+          w.resolve('timed-out');
         });
       }
+      signal?.addEventListener('abort', onAbort, { once: true });
       list.push(w);
       this.waiters.set(maddr, list);
     });

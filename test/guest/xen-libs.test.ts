@@ -1,17 +1,27 @@
 // libxengnttab and libxengntshr (tools/libs/gnttab linux.c over Linux's
-// gntdev.c / gntalloc.c): the calls by their C names, typed errors with the
-// errno, disposal that releases mappings and shares, grant copy.
+// gntdev.c / gntalloc.c), libxenevtchn (tools/libs/evtchn over Linux's
+// evtchn.c): the calls by their C names, typed errors with the errno,
+// disposal that releases mappings, shares and ports, grant copy, pending()
+// with an AbortSignal.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  EVTCHNSTAT_closed,
+  EVTCHNSTAT_interdomain,
+  EVTCHNSTAT_unbound,
+  EVTCHNSTAT_virq,
+  EventChannels,
   GNTCOPY_dest_gref,
   GNTCOPY_source_gref,
   GNTST_bad_gntref,
   GNTST_okay,
   Gntalloc,
   Gntdev,
+  Host,
   PageAllocator,
+  VIRQ_TIMER,
   XenError,
+  Xenevtchn,
   Xengntshr,
   Xengnttab,
 } from 'gnttab';
@@ -167,5 +177,128 @@ describe('libxengntshr', () => {
     assert.equal(w.gt.freeCount, free);
     assert.equal(dev.grefSize, 0);
     assert.deepEqual(w.host.checkInvariants(), []);
+  });
+});
+
+describe('libxenevtchn', () => {
+  const isXen = (op: string, code: string) => (e: unknown) =>
+    e instanceof XenError && e.op === op && e.code === code;
+
+  function pair() {
+    const host = new Host({});
+    const a = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const b = host.createDomain({ kind: 'hvm', memoryKiB: 256 });
+    const ea = EventChannels.open(host.context(a.domid));
+    const eb = EventChannels.open(host.context(b.domid));
+    return { host, a, b, ea, eb };
+  }
+
+  it('bind_unbound_port, bind_interdomain, notify; pending masks the port until unmask (evtchn.c evtchn_interrupt)', async () => {
+    const { host, a, b, ea, eb } = pair();
+    const xa = Xenevtchn.open(ea);
+    using xb = Xenevtchn.open(eb);
+    const pa = xa.bindUnboundPort(b.domid);
+    assert.equal(ea.status(pa).status, EVTCHNSTAT_unbound);
+    const pb = xb.bindInterdomain(a.domid, pa);
+    assert.equal(ea.status(pa).status, EVTCHNSTAT_interdomain);
+    assert.deepEqual(xa.boundPorts, [pa]);
+    // evtchn_bind_interdomain marks the new local port pending (events sent to an unbound port were dropped).
+    assert.equal(await xb.pending(), pb);
+    xb.unmask(pb);
+
+    xb.notify(pb);
+    assert.equal(await xa.pending(), pa);
+    assert.equal(ea.isMasked(pa), true, 'a fired port is masked until unmask');
+    xb.notify(pb);
+    xb.notify(pb);
+    await assert.rejects(xa.pending({ block: false }), isXen('xenevtchn_pending', 'EAGAIN'));
+    xa.unmask(pa); // EVTCHNOP_unmask re-raises the port that became pending while masked
+    assert.equal(await xa.pending(), pa);
+    await assert.rejects(xa.pending({ block: false }), isXen('xenevtchn_pending', 'EAGAIN'));
+    xa.unmask(pa);
+
+    // A sleeping pending() is woken by the peer's notify.
+    const waiting = xa.pending();
+    xb.notify(pb);
+    assert.equal(await waiting, pa);
+    xa.unmask(pa);
+
+    xa.close();
+    assert.equal(ea.status(pa).status, EVTCHNSTAT_closed, 'closing the handle unbound its ports');
+    assert.equal(eb.status(pb).status, EVTCHNSTAT_unbound, "the peer's port is offered again");
+    assert.throws(() => xa.notify(pa), isXen('xenevtchn_notify', 'EBADF'));
+    assert.equal(host.waiters, 0);
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
+  it("failures carry Xen's errno: evtchn_bind_interdomain EINVAL, evtchn_bind_virq EEXIST, evtchn_send EINVAL on a VIRQ; the device's EINVAL and ENOTCONN", () => {
+    const { host, a, b, ea, eb } = pair();
+    using xa = Xenevtchn.open(ea);
+    using xb = Xenevtchn.open(eb);
+    assert.throws(() => xb.bindInterdomain(a.domid, 999), isXen('xenevtchn_bind_interdomain', 'EINVAL'));
+    const v = xa.bindVirq(VIRQ_TIMER);
+    const st = ea.status(v);
+    assert.equal(st.status, EVTCHNSTAT_virq);
+    assert.equal(st.irq, VIRQ_TIMER);
+    assert.throws(
+      () => xa.bindVirq(VIRQ_TIMER),
+      (e: unknown) => isXen('xenevtchn_bind_virq', 'EEXIST')(e) && (e as XenError).errno === 17,
+    );
+    assert.throws(() => xa.notify(v), isXen('xenevtchn_notify', 'EINVAL'));
+    assert.throws(() => xa.notify(1 << 20), isXen('xenevtchn_notify', 'EINVAL'));
+    const pa = xa.bindUnboundPort(b.domid);
+    assert.throws(() => xb.notify(pa), isXen('xenevtchn_notify', 'ENOTCONN'), 'not bound by this handle');
+    assert.throws(() => xb.unbind(pa), isXen('xenevtchn_unbind', 'ENOTCONN'));
+    xb.unmask(pa); // the device's write() ignores ports that are not the handle's
+    xa.unbind(pa);
+    assert.equal(ea.status(pa).status, EVTCHNSTAT_closed);
+    assert.throws(() => xa.unbind(pa), isXen('xenevtchn_unbind', 'ENOTCONN'));
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
+  it('pending() and the port iterator take an AbortSignal: reject with its reason (AbortError), leave no waiter', async () => {
+    const { host, a, b, ea, eb } = pair();
+    using xa = Xenevtchn.open(ea);
+    using xb = Xenevtchn.open(eb);
+    const pa = xa.bindUnboundPort(b.domid);
+    const pb = xb.bindInterdomain(a.domid, pa);
+    xb.unmask(await xb.pending());
+
+    const ac = new AbortController();
+    const p = xa.pending({ signal: ac.signal });
+    assert.equal(host.waiters, 1);
+    ac.abort();
+    await assert.rejects(p, (e: unknown) => e instanceof Error && e.name === 'AbortError');
+    assert.equal(host.waiters, 0, 'the aborted wait left nothing behind');
+    await assert.rejects(
+      xa.pending({ signal: AbortSignal.abort(new Error('mine')) }),
+      (e: unknown) => e instanceof Error && e.message === 'mine',
+      "the signal's own reason",
+    );
+
+    // The iterator unmasks each port when the loop asks for the next one.
+    const seen: number[] = [];
+    const stop = new AbortController();
+    xb.notify(pb);
+    await assert.rejects(
+      (async () => {
+        for await (const port of xa.ports({ signal: stop.signal })) {
+          seen.push(port);
+          assert.equal(ea.isMasked(port), true);
+          if (seen.length === 3) stop.abort();
+          else xb.notify(pb);
+        }
+      })(),
+      (e: unknown) => e instanceof Error && e.name === 'AbortError',
+    );
+    assert.deepEqual(seen, [pa, pa, pa]);
+    assert.equal(host.waiters, 0);
+
+    // Closing the handle ends a sleeping pending() with EBADF.
+    const q = xa.pending();
+    xa.close();
+    await assert.rejects(q, isXen('xenevtchn_pending', 'EBADF'));
+    assert.equal(host.waiters, 0);
+    assert.deepEqual(host.checkInvariants(), []);
   });
 });

@@ -15,3 +15,4 @@ export const ENOTTY = 25;
 export const ENOSPC = 28;
 export const EPIPE = 32;
 export const ENOSYS = 38;
+export const ENOTCONN = 107;
