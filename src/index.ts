@@ -47,7 +47,16 @@ export {
 export { FlexRing } from './io/flex-ring.ts';
 export { BackRing, FrontRing, ringSize, SharedRing, sharedRingInit, shouldNotify } from './io/ring.ts';
 export { connectVchanServices, openVchanServices, Vchan, type VchanServices } from './io/vchan/index.ts';
-export { type XsClient, XsError, type XsPerm } from './io/xenstore/api.ts';
+export {
+  type XsClient,
+  XsError,
+  type XsPerm,
+  type XsTransactionClient,
+  type XsWaitOptions,
+  type XsWatchCallback,
+  type XsWatchEvent,
+  type XsWatchEventsOptions,
+} from './io/xenstore/api.ts';
 export { XsRingClient } from './io/xenstore/client.ts';
 export { GuestFault, GuestMemory } from './machine/guest-memory.ts';
 export {

@@ -43,7 +43,6 @@ import {
   XENSTORE_ERROR_RINGIDX,
   XENSTORE_PAYLOAD_MAX,
   XENSTORE_RING_SIZE,
-  XENSTORE_SERVER_FEATURE_ERROR,
   XS_RING_CONNECTION,
   XS_RING_ERROR,
   XS_RING_REQ,
@@ -55,7 +54,13 @@ import {
   XS_RING_SERVER_FEATURES,
   XSD_SOCKMSG_SIZE,
 } from '../io/xenstore/wire.ts';
-import { XenStore, XS_QUOTA, type XsConnection, type XsStats } from '../io/xenstore/xenstored.ts';
+import {
+  XENSTORED_FEATURES,
+  XenStore,
+  XS_QUOTA,
+  type XsConnection,
+  type XsStats,
+} from '../io/xenstore/xenstored.ts';
 import { PGC_allocated } from '../machine/frame-table.ts';
 import type { Domain } from '../xen/domain.ts';
 import { allocUnbound, bindXenConsumer, closePort, notifyViaXenEventChannel } from '../xen/event-channel.ts';
@@ -139,7 +144,7 @@ export class XenstoreService {
     const base = mfn * XEN_PAGE_SIZE;
     const storeFrame = d.translated ? XENSTORE_RING_GFN : mfn;
     const w = hv.machine.words;
-    w.store32(base + XS_RING_SERVER_FEATURES, XENSTORE_SERVER_FEATURE_ERROR);
+    w.store32(base + XS_RING_SERVER_FEATURES, XENSTORED_FEATURES);
     w.store32(base + XS_RING_CONNECTION, XENSTORE_CONNECTED);
     // xc_dom_gnttab_seed: entry GNTTAB_RESERVED_XENSTORE grants the ring to the
     // store domain (dom0), flags written last.

@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import type { GuestContext } from '../../src/guest/context.ts';
 import { EventChannels } from '../../src/guest/events.ts';
 import { XENSTORE_RING_VA } from '../../src/guest/layout.ts';
+import { XenError } from '../../src/guest/xen-error.ts';
 import {
   __HYPERVISOR_event_channel_op,
   __HYPERVISOR_grant_table_op,
@@ -51,11 +52,13 @@ import {
   XENSTORE_ERROR_RINGIDX,
   XENSTORE_PAYLOAD_MAX,
   XENSTORE_SERVER_FEATURE_ERROR,
+  XENSTORE_SERVER_FEATURE_WATCHDEPTH,
   XS_CONTROL,
   XS_DIRECTORY,
   XS_DIRECTORY_PART,
   XS_ERROR,
   XS_GET_DOMAIN_PATH,
+  XS_GET_FEATURE,
   XS_GET_PERMS,
   XS_INTRODUCE,
   XS_IS_DOMAIN_INTRODUCED,
@@ -643,7 +646,7 @@ describe('xenstored alone', () => {
   it('other requests: unknown types ENOSYS, privileged ones EACCES, E2BIG replies (core.c process_message, send_reply)', () => {
     const b = new Bench();
     const [d0, d1] = [b.dom(0), b.dom(1)];
-    for (const t of [XS_WATCH_EVENT, XS_ERROR, 20, 23, 99, 0xffff])
+    for (const t of [XS_WATCH_EVENT, XS_ERROR, 20, 24, 99, 0xffff])
       assert.equal(errOf(b.call(d1, t, [''])), 'ENOSYS', `type ${t}`);
     for (const t of [XS_CONTROL, XS_INTRODUCE, XS_RELEASE, XS_IS_DOMAIN_INTRODUCED])
       assert.equal(errOf(b.call(d1, t, ['1'])), 'EACCES', `type ${t} from d1`);
@@ -673,6 +676,53 @@ describe('xenstored alone', () => {
     assert.equal(names.length, 300);
     assert.equal(names[299], 'child-number-299');
     assert.deepEqual(XSD_ERRORS.slice(0, 3), ['EINVAL', 'EACCES', 'EEXIST']);
+    b.finish();
+  });
+
+  it('watch depth: 0 the node itself, 1 its children too, "/" counts one level; a negative depth EINVAL (watch.c do_watch, is_child)', () => {
+    const b = new Bench();
+    const [d0, d1] = [b.dom(0), b.dom(1)];
+    assert.equal(ack(b.call(d1, XS_WATCH, ['data', 'd0', '0'])), 'OK');
+    assert.equal(ack(b.call(d1, XS_WATCH, ['data', 'd1', '1'])), 'OK');
+    assert.equal(ack(b.call(d1, XS_WATCH, ['data', 'all'])), 'OK');
+    assert.equal(ack(b.call(d0, XS_WATCH, ['/', 'root1', '1'])), 'OK');
+    assert.equal(errOf(b.call(d1, XS_WATCH, ['data', 'neg', '-1'])), 'EINVAL');
+    assert.equal(errOf(b.call(d1, XS_WATCH, ['data', 'four', '1', 'x'])), 'EINVAL');
+    b.events(d1);
+    b.events(d0);
+    assert.equal(b.write(d1, 'data', 'x'), 'OK');
+    assert.equal(b.write(d1, 'data/a', 'x'), 'OK');
+    assert.equal(b.write(d1, 'data/a/b', 'x'), 'OK');
+    const tokens = (evs: [string, string][]) => evs.map(([p, t]) => `${t}:${p}`);
+    assert.deepEqual(tokens(b.events(d1)), [
+      'd0:data',
+      'd1:data',
+      'all:data',
+      'd1:data/a',
+      'all:data/a',
+      'all:data/a/b',
+    ]);
+    assert.equal(b.write(d0, '/top', 'x'), 'OK');
+    assert.deepEqual(
+      tokens(b.events(d0)),
+      ['root1:/top'],
+      'the root watch with depth 1: not the deeper keys',
+    );
+    // A removed subtree fires exactly on each removed node (the depth does not hide the watched node).
+    assert.equal(b.rm(d1, 'data'), 'OK');
+    assert.ok(tokens(b.events(d1)).includes('d0:data'));
+    b.finish();
+  });
+
+  it('GET_FEATURE: own features without a domid; a domid only for the privileged (domain.c do_get_feature)', () => {
+    const b = new Bench();
+    const [d0, d1] = [b.dom(0), b.dom(1)];
+    const features = String(XENSTORE_SERVER_FEATURE_ERROR | XENSTORE_SERVER_FEATURE_WATCHDEPTH);
+    assert.equal(val(b.call(d1, XS_GET_FEATURE, new Uint8Array(0))), `${features}\0`);
+    assert.equal(errOf(b.call(d1, XS_GET_FEATURE, ['1'])), 'EACCES');
+    assert.equal(val(b.call(d0, XS_GET_FEATURE, ['1'])), `${features}\0`);
+    assert.equal(errOf(b.call(d0, XS_GET_FEATURE, ['9'])), 'ENOENT');
+    assert.equal(errOf(b.call(d0, XS_GET_FEATURE, ['1', '2'])), 'EINVAL');
     b.finish();
   });
 
@@ -792,7 +842,10 @@ describe('xenstore through the ring, single-thread', () => {
       }
       const base = ringBase(host, d);
       const w = host.hypervisor.machine.words;
-      assert.equal(w.load32(base + XS_RING_SERVER_FEATURES), XENSTORE_SERVER_FEATURE_ERROR);
+      assert.equal(
+        w.load32(base + XS_RING_SERVER_FEATURES),
+        XENSTORE_SERVER_FEATURE_ERROR | XENSTORE_SERVER_FEATURE_WATCHDEPTH,
+      );
       assert.equal(w.load32(base + XS_RING_CONNECTION), XENSTORE_CONNECTED);
       // Grant ref 1 (GNTTAB_RESERVED_XENSTORE) lets dom0 map the ring, as xenstored does.
       const e = d.xen.gt.shaAddr(1);
@@ -813,7 +866,10 @@ describe('xenstore through the ring, single-thread', () => {
       assert.equal(d0.hypercall(__HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, arg, 1), 0);
       const mapped = decodeStruct(gnttab_map_grant_ref, d0.memory.read(arg, gnttab_map_grant_ref.size));
       assert.equal(mapped.status, GNTST_okay);
-      assert.equal(d0.memory.readU32(mapVa + XS_RING_SERVER_FEATURES), XENSTORE_SERVER_FEATURE_ERROR);
+      assert.equal(
+        d0.memory.readU32(mapVa + XS_RING_SERVER_FEATURES),
+        XENSTORE_SERVER_FEATURE_ERROR | XENSTORE_SERVER_FEATURE_WATCHDEPTH,
+      );
       d0.memory.write(arg, encodeStruct(gnttab_unmap_grant_ref, { host_addr: mapVa, handle: mapped.handle }));
       assert.equal(d0.hypercall(__HYPERVISOR_grant_table_op, GNTTABOP_unmap_grant_ref, arg, 1), 0);
       // The store port is interdomain with a Xen-attached port of the same domain.
@@ -1067,6 +1123,135 @@ describe('xenstore through the ring, single-thread', () => {
       return 'committed';
     });
     assert.equal(t, 'committed');
+    await teardown(host);
+  });
+
+  it('libxenstore by its names: get/set_permissions, watch + read_watch, watch_depth, transaction_start/end, get_domain_path (xs.c)', async () => {
+    const host = new Host({ xenstore: true });
+    host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const d = host.createDomain({ kind: 'hvm', memoryKiB: 256 });
+    const other = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const xs = XsRingClient.open(host.context(d.domid));
+    const D = await xs.getDomainPath(d.domid);
+    assert.equal(D, `/local/domain/${d.domid}`);
+    await xs.mkdir('data/dir');
+    await xs.write('data/dir/k', 'v');
+    assert.deepEqual(await xs.directory('data/dir'), ['k']);
+    await xs.setPermissions('data/dir/k', [
+      { domid: d.domid, perm: 'n' },
+      { domid: other.domid, perm: 'r' },
+    ]);
+    assert.deepEqual(await xs.getPermissions('data/dir/k'), [
+      { domid: d.domid, perm: 'n' },
+      { domid: other.domid, perm: 'r' },
+    ]);
+    assert.equal(
+      await xs.getFeaturesSupported(),
+      XENSTORE_SERVER_FEATURE_ERROR | XENSTORE_SERVER_FEATURE_WATCHDEPTH,
+    );
+
+    // xs_watch with no callback: events wait for xs_read_watch, oldest first.
+    await xs.watch('data/dir', 'plain');
+    await xs.watchDepth('data', 'shallow', 0);
+    assert.deepEqual(await xs.readWatch(), { path: 'data/dir', token: 'plain' });
+    assert.deepEqual(await xs.readWatch(), { path: 'data', token: 'shallow' });
+    await xs.write('data/dir/k', 'w');
+    assert.deepEqual(
+      await xs.readWatch(),
+      { path: 'data/dir/k', token: 'plain' },
+      'depth 0 skipped data/dir/k',
+    );
+    await host.xenstore!.write(`${D}/data`, 'top');
+    assert.deepEqual(await xs.readWatch(), { path: 'data', token: 'shallow' });
+    await assert.rejects(
+      xs.watchDepth('data', 'bad', -1),
+      (e: unknown) => e instanceof XenError && e.op === 'xs_watch_depth' && e.code === 'EINVAL',
+    );
+    await xs.unwatch('data/dir', 'plain');
+    await xs.unwatch('data', 'shallow');
+
+    // xs_transaction_start / xs_transaction_end: EAGAIN after a conflicting write, abort discards.
+    const t1 = await xs.transactionStart();
+    assert.ok(t1.txId > 0);
+    assert.equal(await t1.read('data/dir/k'), 'w');
+    await t1.write('data/dir/k', 'from t1');
+    await host.xenstore!.write(`${D}/data/dir/k`, 'meanwhile');
+    await assert.rejects(
+      xs.transactionEnd(t1),
+      (e: unknown) =>
+        e instanceof XsError && e.op === 'xs_transaction_end' && e.code === 'EAGAIN' && e.errno === 11,
+    );
+    assert.equal(await xs.read('data/dir/k'), 'meanwhile');
+    const t2 = await xs.transactionStart();
+    await t2.write('data/dir/k', 'discarded');
+    await xs.transactionEnd(t2, true);
+    assert.equal(await xs.read('data/dir/k'), 'meanwhile');
+    await assert.rejects(t2.read('data/dir/k'), (e: unknown) => e instanceof XsError && e.code === 'ENOENT');
+    const t3 = await xs.transactionStart();
+    await assert.rejects(t3.transactionStart(), (e: unknown) => e instanceof XsError && e.code === 'EBUSY');
+    await t3.write('data/dir/k', 'committed');
+    await xs.transactionEnd(t3);
+    assert.equal(await xs.read('data/dir/k'), 'committed');
+    assert.equal(xsStats(host).transactions, 0);
+    await teardown(host);
+  });
+
+  it('watches as an async iterator, with a depth; readWatch and the iterator take an AbortSignal (AbortError, no waiter left)', async () => {
+    const host = new Host({ xenstore: true });
+    host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const xs = XsRingClient.open(host.context(d.domid));
+    const D = `/local/domain/${d.domid}`;
+    const seen: string[] = [];
+    // After each event, the next writes: data/a/deep (two levels down) must not fire.
+    const after: Record<string, string[]> = {
+      data: ['data/a'],
+      'data/a': ['data/a/deep', 'data/b'],
+      'data/b': ['data/stop'],
+    };
+    for await (const ev of xs.watchEvents('data', { depth: 1 })) {
+      seen.push(ev.path);
+      if (ev.path === 'data/stop') break;
+      for (const k of after[ev.path] ?? []) await host.xenstore!.write(`${D}/${k}`, 'x');
+    }
+    assert.deepEqual(
+      seen,
+      ['data', 'data/a', 'data/b', 'data/stop'],
+      'the registration event, then depth 1 only',
+    );
+    assert.equal(xs.watchCount, 0, 'leaving the loop unwatched');
+    assert.equal(watchesOf(host, d.domid), 0);
+
+    await xs.watch('data/q', 'q');
+    await xs.readWatch();
+    const ac = new AbortController();
+    const pending = xs.readWatch({ signal: ac.signal });
+    await settle();
+    assert.equal(host.waiters, 1);
+    ac.abort();
+    await assert.rejects(pending, (e: unknown) => e instanceof Error && e.name === 'AbortError');
+    assert.equal(host.waiters, 0, 'the aborted wait left nothing behind');
+    await xs.write('data/q', '1');
+    assert.deepEqual(
+      await xs.readWatch(),
+      { path: 'data/q', token: 'q' },
+      'events still arrive after an abort',
+    );
+
+    const stop = new AbortController();
+    const got: string[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const ev of xs.watchEvents('data/it', { signal: stop.signal })) {
+          got.push(ev.path);
+          stop.abort();
+        }
+      })(),
+      (e: unknown) => e instanceof Error && e.name === 'AbortError',
+    );
+    assert.deepEqual(got, ['data/it']);
+    assert.equal(xs.watchCount, 1, 'the aborted iterator unwatched; data/q stays');
+    assert.equal(host.waiters, 0);
     await teardown(host);
   });
 

@@ -16,3 +16,4 @@ export const ENOSPC = 28;
 export const EPIPE = 32;
 export const ENOSYS = 38;
 export const ENOTCONN = 107;
+export const EOPNOTSUPP = 95;

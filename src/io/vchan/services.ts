@@ -91,6 +91,6 @@ export function connectVchanServices(
 ): VchanServices & { readonly xs: XsRingClient } {
   const events = o.events ?? EventChannels.open(ctx);
   const waiter = new EventWaiter(events);
-  const xs = XsRingClient.open(ctx, { events, until: (ready) => waiter.until(ready) });
+  const xs = XsRingClient.open(ctx, { events, until: (ready, signal) => waiter.until(ready, signal) });
   return { ...openVchanServices(ctx, xs, { ...o, events, waiter }), xs };
 }

@@ -18,10 +18,22 @@
 // pending xenstore request, by XsRingClient.waitFor, or by any other code of
 // the domain waiting on its events). Everything hangs off the client object.
 import { __HYPERVISOR_update_va_mapping, _PAGE_PRESENT, _PAGE_RW } from '../../abi/hypercall.ts';
+import { abortable } from '../../guest/abort.ts';
 import type { GuestContext } from '../../guest/context.ts';
 import { EventChannels, EventWaiter } from '../../guest/events.ts';
+import { EOPNOTSUPP } from '../../guest/gnttab/errno.ts';
 import { PAGE_SIZE, XENSTORE_RING_VA } from '../../guest/layout.ts';
-import { type XsClient, XsError, type XsPerm, type XsWatchCallback } from './api.ts';
+import { XenError } from '../../guest/xen-error.ts';
+import {
+  type XsClient,
+  XsError,
+  type XsPerm,
+  type XsTransactionClient,
+  type XsWaitOptions,
+  type XsWatchCallback,
+  type XsWatchEvent,
+  type XsWatchEventsOptions,
+} from './api.ts';
 import {
   concatBytes,
   decodeHeader,
@@ -34,9 +46,11 @@ import {
   toBytes,
   XENSTORE_PAYLOAD_MAX,
   XENSTORE_RING_SIZE,
+  XENSTORE_SERVER_FEATURE_WATCHDEPTH,
   XS_DIRECTORY,
   XS_ERROR,
   XS_GET_DOMAIN_PATH,
+  XS_GET_FEATURE,
   XS_GET_PERMS,
   XS_MKDIR,
   XS_READ,
@@ -97,6 +111,9 @@ export abstract class XsClientCore implements XsClient {
   private readonly pending = new Map<number, Pending>();
   private readonly watches = new Map<string, LocalWatch>();
   private closedWith: Error | null = null;
+  /** Events of watches registered without a callback, for readWatch(), oldest first. */
+  private readonly watchQueue: XsWatchEvent[] = [];
+  private nextToken = 1;
   /** Watch events that found no watch (unwatched meanwhile). */
   strayEvents = 0;
 
@@ -107,9 +124,23 @@ export abstract class XsClientCore implements XsClient {
   /** Sends one whole message (header and payload in wire form). */
   protected abstract sendMessage(bytes: Uint8Array): Promise<void>;
 
-  /** Waits until `ready()` holds; incoming messages are received meanwhile. */
-  protected async waitUntil(ready: () => boolean): Promise<void> {
-    while (!ready()) await new Promise<void>((r) => this.wakers.push(r));
+  /**
+   * Waits until `ready()` holds; incoming messages are received meanwhile. A
+   * signal that aborts rejects with its reason and leaves no waker behind.
+   */
+  protected async waitUntil(ready: () => boolean, signal?: AbortSignal): Promise<void> {
+    while (!ready()) {
+      let wake = () => {};
+      const woken = new Promise<void>((r) => {
+        wake = r;
+        this.wakers.push(r);
+      });
+      try {
+        await abortable(woken, signal);
+      } finally {
+        this.wakers = this.wakers.filter((w) => w !== wake);
+      }
+    }
   }
 
   /** Releases the transport (after close). */
@@ -226,17 +257,91 @@ export abstract class XsClientCore implements XsClient {
     await this.setPermsIn(0, path, perms);
   }
 
-  async watch(path: string, token: string, cb: XsWatchCallback): Promise<void> {
+  getPermissions(path: string): Promise<XsPerm[]> {
+    return this.getPermsIn(0, path);
+  }
+
+  setPermissions(path: string, perms: readonly XsPerm[]): Promise<void> {
+    return this.setPermsIn(0, path, perms);
+  }
+
+  async watch(path: string, token: string, cb?: XsWatchCallback): Promise<void> {
+    await this.addWatch(path, token, null, cb);
+  }
+
+  async watchDepth(path: string, token: string, depth: number, cb?: XsWatchCallback): Promise<void> {
+    if (!Number.isInteger(depth) || depth < 0)
+      throw new XenError('xs_watch_depth', 'EINVAL', `depth ${depth}: 0 or more levels`);
+    // xs_watch_depth asks first: a store without the feature refuses a third string (EINVAL).
+    if (((await this.getFeaturesSupported()) & XENSTORE_SERVER_FEATURE_WATCHDEPTH) === 0)
+      throw new XenError(
+        'xs_watch_depth',
+        EOPNOTSUPP,
+        'xenstored does not offer XENSTORE_SERVER_FEATURE_WATCHDEPTH',
+      );
+    await this.addWatch(path, token, depth, cb);
+  }
+
+  private async addWatch(
+    path: string,
+    token: string,
+    depth: number | null,
+    cb: XsWatchCallback | undefined,
+  ): Promise<void> {
     const key = `${path}\0${token}`;
     if (this.watches.has(key)) throw new XsError('EEXIST', `watch ${path}`);
+    const deliver = cb ?? ((p: string, t: string) => this.watchQueue.push({ path: p, token: t }));
     // Registered before the request: the first event follows the reply at once.
-    this.watches.set(key, { path, token, cb });
+    this.watches.set(key, { path, token, cb: deliver });
+    const payload = depth === null ? nulStrings(path, token) : nulStrings(path, token, String(depth));
     try {
-      await this.request(XS_WATCH, 0, nulStrings(path, token), `watch ${path}`);
+      await this.request(XS_WATCH, 0, payload, `watch ${path}`);
     } catch (e) {
       this.watches.delete(key);
       throw e;
     }
+  }
+
+  async readWatch(options: XsWaitOptions = {}): Promise<XsWatchEvent> {
+    await this.waitUntil(() => this.watchQueue.length > 0 || this.closedWith !== null, options.signal);
+    const ev = this.watchQueue.shift();
+    if (ev !== undefined) return ev;
+    throw this.closedWith ?? new XsError('EINVAL', 'read_watch');
+  }
+
+  async *watchEvents(
+    path: string,
+    options: XsWatchEventsOptions = {},
+  ): AsyncGenerator<XsWatchEvent, void, undefined> {
+    const token = options.token ?? `gnttab-watch-${this.nextToken++}`;
+    const queue: XsWatchEvent[] = [];
+    const cb = (p: string, t: string) => queue.push({ path: p, token: t });
+    if (options.depth === undefined) await this.watch(path, token, cb);
+    else await this.watchDepth(path, token, options.depth, cb);
+    try {
+      for (;;) {
+        await this.waitUntil(() => queue.length > 0 || this.closedWith !== null, options.signal);
+        const ev = queue.shift();
+        if (ev === undefined) return; // the connection closed
+        yield ev;
+      }
+    } finally {
+      if (this.closedWith === null && this.watches.has(`${path}\0${token}`)) await this.unwatch(path, token);
+    }
+  }
+
+  async getFeaturesSupported(): Promise<number> {
+    const r = await this.request(XS_GET_FEATURE, 0, new Uint8Array(0), 'get_features_supported');
+    const nul = r.payload.indexOf(0);
+    return Number.parseInt(fromBytes(nul < 0 ? r.payload : r.payload.subarray(0, nul)), 10) >>> 0;
+  }
+
+  async transactionStart(): Promise<XsTransactionClient> {
+    return new XsTransaction(this, await this.startTransaction(0));
+  }
+
+  async transactionEnd(tx: XsTransactionClient, abort = false): Promise<void> {
+    await this.endTransaction(tx.txId, !abort);
   }
 
   async unwatch(path: string, token: string): Promise<void> {
@@ -338,7 +443,7 @@ export abstract class XsClientCore implements XsClient {
 }
 
 /** The view of a client inside one transaction: every operation carries its tx_id. */
-class XsTransaction implements XsClient {
+class XsTransaction implements XsTransactionClient {
   readonly domid: number;
   private readonly core: XsClientCore;
   readonly txId: number;
@@ -370,12 +475,37 @@ class XsTransaction implements XsClient {
   setPerms(path: string, perms: readonly XsPerm[]): Promise<void> {
     return this.core.setPermsIn(this.txId, path, perms);
   }
+  getPermissions(path: string): Promise<XsPerm[]> {
+    return this.core.getPermsIn(this.txId, path);
+  }
+  setPermissions(path: string, perms: readonly XsPerm[]): Promise<void> {
+    return this.core.setPermsIn(this.txId, path, perms);
+  }
   /** Watches are not transactional (xenstored ignores the tx_id). */
-  watch(path: string, token: string, cb: XsWatchCallback): Promise<void> {
+  watch(path: string, token: string, cb?: XsWatchCallback): Promise<void> {
     return this.core.watch(path, token, cb);
+  }
+  watchDepth(path: string, token: string, depth: number, cb?: XsWatchCallback): Promise<void> {
+    return this.core.watchDepth(path, token, depth, cb);
+  }
+  readWatch(options?: XsWaitOptions): Promise<XsWatchEvent> {
+    return this.core.readWatch(options);
+  }
+  watchEvents(path: string, options?: XsWatchEventsOptions): AsyncGenerator<XsWatchEvent, void, undefined> {
+    return this.core.watchEvents(path, options);
   }
   unwatch(path: string, token: string): Promise<void> {
     return this.core.unwatch(path, token);
+  }
+  getFeaturesSupported(): Promise<number> {
+    return this.core.getFeaturesSupported();
+  }
+  /** Nested transactions: xenstored answers EBUSY. */
+  async transactionStart(): Promise<XsTransactionClient> {
+    return new XsTransaction(this.core, await this.core.startTransaction(this.txId));
+  }
+  transactionEnd(tx: XsTransactionClient, abort = false): Promise<void> {
+    return this.core.endTransaction(tx.txId, !abort);
   }
   /** Nested transactions: xenstored answers EBUSY. */
   transaction<T>(fn: (tx: XsClient) => Promise<T>): Promise<T> {
@@ -403,7 +533,7 @@ export interface XsRingOptions {
    * EventChannels.wait may be in flight per domain, or one sleeper can take the
    * event another waits for. Default: a waiter of this client's own.
    */
-  until?: (ready: () => boolean) => Promise<void>;
+  until?: (ready: () => boolean, signal?: AbortSignal) => Promise<void>;
   /** PV: where to map the ring page (default XENSTORE_RING_VA). */
   ringVa?: number;
 }
@@ -427,7 +557,7 @@ export class XsRingClient extends XsClientCore {
   readonly ring: number;
   /** The event channel to xenstored. */
   readonly port: number;
-  private readonly untilFn: (ready: () => boolean) => Promise<void>;
+  private readonly untilFn: (ready: () => boolean, signal?: AbortSignal) => Promise<void>;
   /** Reassembly of the reply being read: its header, then its payload. */
   private readonly hdr = new Uint8Array(XSD_SOCKMSG_SIZE);
   private hdrUsed = 0;
@@ -468,7 +598,7 @@ export class XsRingClient extends XsClientCore {
     }
     this.events = o.events ?? EventChannels.open(ctx);
     const waiter = new EventWaiter(this.events);
-    this.untilFn = o.until ?? ((ready) => waiter.until(ready));
+    this.untilFn = o.until ?? ((ready, signal) => waiter.until(ready, signal));
     const rc = this.events.bind(this.port, () => this.onEvent());
     if (rc !== 0)
       throw new XsRingError(`d${start.domid}: cannot bind the xenstore port ${this.port} (${rc})`);
@@ -481,8 +611,12 @@ export class XsRingClient extends XsClientCore {
   }
 
   /** Sleeps until `ready()` holds, delivering the domain's events meanwhile. */
-  protected override waitUntil(ready: () => boolean): Promise<void> {
-    return this.untilFn(() => ready() || this.failed !== null);
+  protected override waitUntil(ready: () => boolean, signal?: AbortSignal): Promise<void> {
+    // abortable() too, for an `until` of the caller's that ignores the signal.
+    return abortable(
+      this.untilFn(() => ready() || this.failed !== null, signal),
+      signal,
+    );
   }
 
   /**
@@ -492,10 +626,11 @@ export class XsRingClient extends XsClientCore {
    * it must turn true from the delivery itself (a watch callback counting
    * events, say), not from a promise continuation that runs later: xenbus's
    * way, where the callback notes the event and the waiting code reads the
-   * key. Rejects if the connection fails first.
+   * key. Rejects if the connection fails first, or with the signal's reason
+   * when it aborts.
    */
-  async waitFor(ready: () => boolean): Promise<void> {
-    await this.waitUntil(ready);
+  async waitFor(ready: () => boolean, options: XsWaitOptions = {}): Promise<void> {
+    await this.waitUntil(ready, options.signal);
     const failed = this.failed;
     if (!ready() && failed !== null) throw failed;
   }

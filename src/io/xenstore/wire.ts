@@ -203,6 +203,8 @@ export const XS_RING_ERROR = 2072;
 export const XENSTORE_SERVER_FEATURE_RECONNECTION = 1;
 /** The presence of the "error" field in the ring page. */
 export const XENSTORE_SERVER_FEATURE_ERROR = 2;
+/** XS_WATCH takes a <depth> parameter (xenstore.txt WATCH; xs_watch_depth). */
+export const XENSTORE_SERVER_FEATURE_WATCHDEPTH = 4;
 
 export const XENSTORE_CONNECTED = 0;
 export const XENSTORE_RECONNECT = 1;

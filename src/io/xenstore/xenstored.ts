@@ -38,11 +38,14 @@ import {
   toBytes,
   XENSTORE_PAYLOAD_MAX,
   XENSTORE_REL_PATH_MAX,
+  XENSTORE_SERVER_FEATURE_ERROR,
+  XENSTORE_SERVER_FEATURE_WATCHDEPTH,
   XS_CONTROL,
   XS_DIRECTORY,
   XS_DIRECTORY_PART,
   XS_ERROR,
   XS_GET_DOMAIN_PATH,
+  XS_GET_FEATURE,
   XS_GET_PERMS,
   XS_INTRODUCE,
   XS_IS_DOMAIN_INTRODUCED,
@@ -172,12 +175,27 @@ function childPath(parent: string, child: string): string {
   return parent === '/' ? `/${child}` : `${parent}/${child}`;
 }
 
-/** watch.c is_child: child is parent or below it; everything is below "/". */
-export function isChildPath(child: string, parent: string): boolean {
-  if (parent === '/') return true;
+/**
+ * domain.c XENSTORE_FEATURES: what this xenstored offers every domain (the
+ * ring's server_features, XS_GET_FEATURE): the error field, and watches with
+ * a depth.
+ */
+export const XENSTORED_FEATURES = XENSTORE_SERVER_FEATURE_ERROR | XENSTORE_SERVER_FEATURE_WATCHDEPTH;
+
+/**
+ * watch.c is_child: child is parent or below it, at most `depth` levels
+ * below (-1: any; 0: parent itself); everything is below "/".
+ */
+export function isChildPath(child: string, parent: string, depth = -1): boolean {
   if (!child.startsWith(parent)) return false;
-  const c = child[parent.length];
-  return c === undefined || c === '/';
+  const len = parent.length;
+  const c = child[len];
+  if (parent !== '/' && c !== undefined && c !== '/') return false;
+  if (depth < 0 || c === undefined) return true;
+  // Levels below parent: the separators after it ("/" itself counts as one).
+  let levels = parent === '/' ? 1 : 0;
+  for (let i = len; i < child.length; i++) if (child[i] === '/') levels++;
+  return levels <= depth;
 }
 
 /** The home of a domain, /local/domain/<domid>. */
@@ -199,6 +217,8 @@ interface Watch {
   readonly token: string;
   /** Length of the home prefix to strip from event paths (relative watches). */
   readonly prefixLen: number;
+  /** Levels below node that match (-1: no limit; XS_WATCH's optional <depth>). */
+  readonly depth: number;
 }
 
 /** A node touched by a transaction (transaction.c struct accessed_node). */
@@ -256,6 +276,8 @@ export class XsConnection {
   /** Gone from the store (its domain died, or the tool connection closed). */
   closed = false;
   nextTxId = 1;
+  /** domain->features: what the store offers this connection (XENSTORED_FEATURES). */
+  readonly features = XENSTORED_FEATURES;
 
   constructor(domid: number, kind: XsConnectionKind) {
     this.domid = domid;
@@ -556,6 +578,8 @@ export class XenStore {
         const yes = id === DOMID_SELF || this.domains.has(id >>> 0);
         return { type: XS_IS_DOMAIN_INTRODUCED, payload: nulStrings(yes ? 'T' : 'F') };
       }
+      case XS_GET_FEATURE:
+        return this.doGetFeature(c, p);
       case XS_RESET_WATCHES:
         conn.watches.length = 0;
         conn.transactions.clear();
@@ -702,19 +726,41 @@ export class XenStore {
   private doWatch(c: Ctx, msg: XsMessage): Result | null {
     const conn = c.conn;
     const strs = splitStrings(msg.payload);
-    if (strs.length !== 2) return 'EINVAL';
+    // do_watch: a third string is the depth, where the feature is on.
+    let depth = -1;
+    if (strs.length === 3 && (conn.features & XENSTORE_SERVER_FEATURE_WATCHDEPTH) !== 0) {
+      depth = atoi(strs[2]!);
+      if (depth < 0) return 'EINVAL';
+    } else if (strs.length !== 2) return 'EINVAL';
     const [path, token] = strs as [string, string];
     const relative = !path.startsWith('/') && !path.startsWith('@');
     const node = this.canonicalize(conn, path, true);
     if (node === null) return 'EINVAL';
     if (conn.watches.some((w) => w.node === node && w.token === token)) return 'EEXIST';
     if (conn.unprivileged && conn.watches.length > XS_QUOTA.watches) return 'E2BIG';
-    const w: Watch = { node, token, prefixLen: relative ? conn.home.length + 1 : 0 };
+    const w: Watch = { node, token, prefixLen: relative ? conn.home.length + 1 : 0, depth };
     conn.watches.push(w);
     this.sendReply(conn, msg, { type: XS_WATCH, payload: ACK });
     // We fire once up front: simplifies clients and restart.
     this.sendEvent(conn, node.slice(w.prefixLen), token);
     return null;
+  }
+
+  /**
+   * do_get_feature: no argument, the caller's own features; a domid (not for
+   * unprivileged callers: EACCES), that domain's.
+   */
+  private doGetFeature(c: Ctx, p: Uint8Array): Result {
+    const strs = splitStrings(p);
+    let features = c.conn.features;
+    if (strs.length > 0) {
+      if (c.conn.unprivileged) return 'EACCES';
+      if (strs.length > 1) return 'EINVAL';
+      const id = atoi(strs[0]!) >>> 0;
+      if (!this.domainExists(id)) return 'ENOENT';
+      features = XENSTORED_FEATURES;
+    }
+    return { type: XS_GET_FEATURE, payload: nulStrings(String(features)) };
   }
 
   private doUnwatch(c: Ctx, p: Uint8Array): Result {
@@ -1030,7 +1076,7 @@ export class XenStore {
       if (i.ignored || i.watches.length === 0) continue;
       if (!this.watchPermitted(i, name, node, oldPerms)) continue;
       for (const w of i.watches) {
-        if (exact ? w.node === name : isChildPath(name, w.node))
+        if (exact ? w.node === name : isChildPath(name, w.node, w.depth))
           this.sendEvent(i, name.slice(w.prefixLen), w.token);
       }
     }
@@ -1113,6 +1159,7 @@ const OPS = new Set([
   XS_SET_PERMS,
   XS_RESET_WATCHES,
   XS_DIRECTORY_PART,
+  XS_GET_FEATURE,
 ]);
 
 /** onearg: the payload is exactly one nul-terminated string. */
