@@ -20,6 +20,7 @@ export const testFiles = [
   'test/guest/alloc-model.test.ts',
   'test/guest/events.test.ts',
   'test/guest/xen-libs.test.ts',
+  'test/guest/xen-libs-workers.test.ts',
   'test/io/ring.test.ts',
   'test/io/flex-ring.test.ts',
   'test/io/xenstore.test.ts',
@@ -48,6 +49,7 @@ export const testFiles = [
 // Left out by `node test/run.mjs --fast` (the subset CI runs on the other Node
 // lines): suites of worker threads and of CLI subprocesses, the slowest.
 export const slowFiles = [
+  'test/guest/xen-libs-workers.test.ts',
   'test/io/vchan-workers.test.ts',
   'test/io/xenstore-workers.test.ts',
   'test/host/workers.test.ts',
