@@ -46,7 +46,16 @@ export {
 } from './host/worker-host.ts';
 export { FlexRing } from './io/flex-ring.ts';
 export { BackRing, FrontRing, ringSize, SharedRing, sharedRingInit, shouldNotify } from './io/ring.ts';
-export { connectVchanServices, openVchanServices, Vchan, type VchanServices } from './io/vchan/index.ts';
+export {
+  connectVchanServices,
+  openVchanServices,
+  Vchan,
+  type VchanChunkOptions,
+  type VchanIoOptions,
+  type VchanServices,
+  type VchanServicesOptions,
+  type VchanStreamOptions,
+} from './io/vchan/index.ts';
 export {
   type XsClient,
   XsError,

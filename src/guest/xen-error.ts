@@ -31,6 +31,7 @@ const ERRNO_NAMES: Readonly<Record<number, string>> = {
   38: 'ENOSYS',
   39: 'ENOTEMPTY',
   84: 'EILSEQ',
+  90: 'EMSGSIZE',
   95: 'EOPNOTSUPP',
   106: 'EISCONN',
   107: 'ENOTCONN',

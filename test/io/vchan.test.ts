@@ -109,6 +109,17 @@ async function closeAll(p: { w: World; s: Vchan; c: Vchan }): Promise<void> {
   await assertClean(p.w);
 }
 
+/** What a vchan call came to: its number, or the code of the XenError it threw (io.c's -1). */
+function code(p: Promise<number | undefined | void>): Promise<number | string | undefined> {
+  return p.then(
+    (n) => n ?? undefined,
+    (e: unknown) => {
+      if (e instanceof XenError) return e.code;
+      throw e;
+    },
+  );
+}
+
 /** Reads exactly `total` bytes as a stream (blocking), in reads of up to `chunk`. */
 async function readAll(v: Vchan, total: number, chunk: number): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
@@ -312,11 +323,11 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
       assert.equal(c.isOpen(), 1);
       // §6.5 event 1: the client wakes the server once connected.
       assert.equal(s.eventPending, true);
-      assert.equal(await s.wait(), 0);
+      assert.equal(await s.wait(), undefined);
       assert.equal(s.eventPending, false);
       // Xen's bind_interdomain conservatively marks the new local port pending: one spurious wake-up.
       assert.equal(c.eventPending, true);
-      assert.equal(await c.wait(), 0);
+      assert.equal(await c.wait(), undefined);
       assert.equal(c.eventPending, false);
       // Ports connected to each other.
       const st = w.cli.svc.events.status(c.localPort);
@@ -542,11 +553,11 @@ describe('data path (§6.4): streams and packets, off-by-one around the ring siz
         // size + 1: non-blocking answers 0 (it does not fit now) before looking at the ring size ...
         assert.equal(await tx.send(pattern(size + 1, 14)), 0);
         assert.equal(await rx.recv(new Uint8Array(size + 1)), 0);
-        // ... blocking refuses it: it can never fit (-1), without waiting.
+        // ... blocking refuses it: it can never fit (io.c's -1: EMSGSIZE), without waiting.
         tx.blocking = true;
         rx.blocking = true;
-        assert.equal(await tx.send(pattern(size + 1, 14)), -1);
-        assert.equal(await rx.recv(new Uint8Array(size + 1)), -1);
+        assert.equal(await code(tx.send(pattern(size + 1, 14))), 'EMSGSIZE');
+        assert.equal(await code(rx.recv(new Uint8Array(size + 1))), 'EMSGSIZE');
         assert.equal(rx.dataReady(), 0, 'nothing was sent');
         await closeAll(p);
       });
@@ -626,12 +637,12 @@ describe('notification bytes (§6.4 request_notify / send_notify, §6.5)', () =>
     const p = await pair('c2s', 4096);
     const { s, c } = p;
     const pg = page(p);
-    assert.equal(await s.wait(), 0, 'event 1 (connect) consumed');
+    assert.equal(await s.wait(), undefined, 'event 1 (connect) consumed');
     // The server asked for WRITE at setup (cli_notify = WRITE): the first write signals.
     assert.equal(await c.write(pattern(10, 1)), 10);
     assert.equal(s.eventPending, true, '§6.5 event 2');
     assert.equal(pg.u8(VCHAN_CLI_NOTIFY) & VCHAN_NOTIFY_WRITE, 0, 'fetch-and-clear took the bit');
-    assert.equal(await s.wait(), 0);
+    assert.equal(await s.wait(), undefined);
     // Nobody asked again: the next write is silent.
     assert.equal(await c.write(pattern(10, 2)), 10);
     assert.equal(s.eventPending, false);
@@ -641,7 +652,7 @@ describe('notification bytes (§6.4 request_notify / send_notify, §6.5)', () =>
     // ... and then hears of the next write.
     assert.equal(await c.write(pattern(10, 3)), 10);
     assert.equal(s.eventPending, true);
-    assert.equal(await s.wait(), 0);
+    assert.equal(await s.wait(), undefined);
     // A reader that finds enough does not ask.
     assert.equal(await s.recv(new Uint8Array(30)), 30);
     assert.equal(pg.u8(VCHAN_CLI_NOTIFY) & VCHAN_NOTIFY_WRITE, 0);
@@ -769,15 +780,15 @@ describe('a corrupt peer is clamped, not trusted (§6.4 raw_get_*)', () => {
     const pg = page(p);
     pg.set32(VCHAN_LEFT_PROD, pg.u32(VCHAN_LEFT_CONS) + 9999);
     s.blocking = true;
-    let result: number | undefined;
-    const reading = s.read(new Uint8Array(64)).then((n) => {
+    let result: number | string | undefined;
+    const reading = code(s.read(new Uint8Array(64))).then((n) => {
       result = n;
     });
     await settle();
     assert.equal(result, undefined, 'waiting, not reading garbage');
     await c.close();
     await drive(w.host, reading);
-    assert.equal(result, -1, 'closed and (as far as the server trusts) drained');
+    assert.equal(result, 'EPIPE', 'closed and (as far as the server trusts) drained');
     await s.close();
     await assertClean(w);
   });
@@ -809,20 +820,24 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
     assert.equal(await xsExists(w, w.path), false, 'the server removed its tree');
     const got = new Uint8Array(2000);
     assert.equal(await c.read(got), 2000, 'queued data drains after the close');
-    assert.equal(await c.recv(new Uint8Array(1001)), -1, 'a packet larger than what is left: -1');
+    assert.equal(
+      await code(c.recv(new Uint8Array(1001))),
+      'EPIPE',
+      'a packet larger than what is left: EPIPE',
+    );
     const first = got.slice(0, 2000);
     assert.equal(await c.recv(got.subarray(0, 1000)), 1000);
     assert.deepEqual(concat([first, got.subarray(0, 1000)]), data);
-    assert.equal(await c.read(got), -1, 'drained and closed');
-    assert.equal(await c.write(pattern(1, 1)), -1);
-    assert.equal(await c.send(pattern(1, 1)), -1);
+    assert.equal(await code(c.read(got)), 'EPIPE', 'drained and closed');
+    assert.equal(await code(c.write(pattern(1, 1))), 'EPIPE');
+    assert.equal(await code(c.send(pattern(1, 1))), 'EPIPE');
     // The server's grants are still mapped by the client: their end is deferred.
     assert.ok(w.srv.svc.gnttab.deferredCount > 0);
     await c.close();
     await assertClean(w);
   });
 
-  it('the client closes: the server sees cli_live 0 and an event; its reads give -1 once drained', async () => {
+  it('the client closes: the server sees cli_live 0 and an event; its reads throw EPIPE once drained', async () => {
     const p = await pair('c2s', 1024);
     const { s, c, w } = p;
     await s.wait();
@@ -835,8 +850,8 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
     const got = new Uint8Array(600);
     assert.equal(await s.read(got), 500);
     assert.deepEqual(got.subarray(0, 500), pattern(500, 1));
-    assert.equal(await s.read(got), -1);
-    assert.equal(await s.write(got), -1);
+    assert.equal(await code(s.read(got)), 'EPIPE');
+    assert.equal(await code(s.write(got)), 'EPIPE');
     assert.equal(w.srv.svc.gnttab.deferredCount, 0, 'the client unmapped first: nothing deferred');
     await s.close();
     await assertClean(w);
@@ -877,13 +892,13 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
       const { s, c, w } = p;
       s.blocking = true;
       c.blocking = true;
-      let r: number | undefined;
+      let r: number | string | undefined;
       const op =
         who === 'reader'
-          ? c.read(new Uint8Array(10)).then((n) => {
+          ? code(c.read(new Uint8Array(10))).then((n) => {
               r = n;
             })
-          : s.write(pattern(10_000, 1)).then((n) => {
+          : code(s.write(pattern(10_000, 1))).then((n) => {
               r = n;
             });
       await settle();
@@ -892,7 +907,7 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
       if (who === 'reader') await s.close();
       else await c.close();
       await drive(w.host, op);
-      assert.equal(r, -1);
+      assert.equal(r, 'EPIPE');
       if (who === 'reader') await c.close();
       else await s.close();
       await assertClean(w);
@@ -916,15 +931,15 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
     const { s, c, w } = p;
     await s.wait();
     s.blocking = true;
-    let r: number | undefined;
-    const reading = s.read(new Uint8Array(10)).then((n) => {
+    let r: number | string | undefined;
+    const reading = code(s.read(new Uint8Array(10))).then((n) => {
       r = n;
     });
     await settle();
     c.abandon();
     assert.equal(page(p).u8(VCHAN_CLI_LIVE), 0, 'cleared by the gntdev unmap notification');
     await drive(w.host, reading);
-    assert.equal(r, -1, 'the notification event woke the reader');
+    assert.equal(r, 'EPIPE', 'the notification event woke the reader');
     assert.deepEqual(portsInUse(w.cli), [], 'the dead process’s ports are closed');
     assert.equal(w.cli.dom.xen.gt.maptrack.liveCount(), 0);
     await s.close();
@@ -938,7 +953,7 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
     s.abandon();
     assert.equal(c.isOpen(), 0, 'srv_live cleared by the gntalloc unmap notification');
     assert.equal(c.eventPending, true, 'and the event sent');
-    assert.equal(await c.read(new Uint8Array(5)), -1);
+    assert.equal(await code(c.read(new Uint8Array(5))), 'EPIPE');
     assert.equal(await xsExists(w, `${w.path}/ring-ref`), true, 'nobody removed the keys');
     assert.deepEqual(portsInUse(w.srv), []);
     await c.close();
@@ -948,14 +963,14 @@ describe('closing (§6.4 libxenvchan_close) and process death (§5.5)', () => {
 });
 
 describe('wait (§6.4 libxenvchan_wait): an event-channel sleep, no spinning', () => {
-  it('sleeps without hypercalls until the peer signals; returns 0; -1 once closed', async () => {
+  it('sleeps without hypercalls until the peer signals; resolves; EPIPE once closed', async () => {
     const p = await pair('c2s', 4096);
     const { s, c, w } = p;
-    assert.equal(await s.wait(), 0, 'the connect event');
+    assert.equal(await s.wait(), undefined, 'the connect event');
     let done = false;
-    const waiting = s.wait().then((r) => {
+    const waiting = s.wait().then(() => {
       done = true;
-      return r;
+      return 'woken';
     });
     const before = w.srv.hypercalls.n;
     for (let i = 0; i < 20; i++) await settle();
@@ -963,9 +978,9 @@ describe('wait (§6.4 libxenvchan_wait): an event-channel sleep, no spinning', (
     assert.equal(w.srv.hypercalls.n, before, 'no hypercall while asleep');
     assert.equal(w.host.clock.pendingTimers, 0, 'and no polling timer');
     assert.equal(await c.write(pattern(5, 5)), 5);
-    assert.equal(await drive(w.host, waiting), 0);
+    assert.equal(await drive(w.host, waiting), 'woken');
     await closeAll(p);
-    assert.equal(await s.wait(), -1);
+    assert.equal(await code(s.wait()), 'EPIPE');
   });
 
   it('two vchans of the same domains sleep at once and each wakes for its own channel', async () => {
@@ -990,6 +1005,125 @@ describe('wait (§6.4 libxenvchan_wait): an event-channel sleep, no spinning', (
     for (const v of [ca, cb, a, b]) await v.close();
     assert.equal(await xsExists(w, `${w.path}/a`), false);
     await w.xs0.rm(w.path);
+    await assertClean(w);
+  });
+});
+
+describe('Node idioms on libxenvchan: typed errors, writev, async iterator, Duplex, AbortSignal', () => {
+  it("writev: the buffers as one stream write (write's semantics for their total)", async () => {
+    const p = await pair('c2s', 4096);
+    const { s, c } = p;
+    const parts = [pattern(1000, 1), new Uint8Array(0), pattern(3000, 2), pattern(500, 3)];
+    assert.equal(await c.writev(parts), 4096, 'non-blocking: as much as fits now');
+    const got = new Uint8Array(4096);
+    assert.equal(await s.recv(got), 4096);
+    assert.deepEqual(got, concat(parts).subarray(0, 4096));
+    c.blocking = true;
+    s.blocking = true;
+    const all = concat(parts);
+    const [n, back] = await Promise.all([c.writev(parts), readAll(s, all.length, 999)]);
+    assert.equal(n, all.length);
+    assert.deepEqual(back, all);
+    await closeAll(p);
+  });
+
+  it('a vchan is an async iterator of Uint8Array chunks, ending when the peer closes and the ring drains', async () => {
+    const p = await pair('s2c', 1024);
+    const { s, c, w } = p;
+    const data = pattern(5000, 7);
+    s.blocking = true;
+    const sending = s.write(data).then(async (n) => {
+      await s.close();
+      return n;
+    });
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of c) chunks.push(chunk);
+    assert.equal(await sending, 5000);
+    assert.deepEqual(concat(chunks), data);
+    assert.ok(chunks.every((b) => b.length <= 1024));
+    await c.close();
+    await assertClean(w);
+  });
+
+  it('a vchan as a node:stream Duplex: Buffers both ways, the end of the stream when the peer closes; the stream owns the vchan', async () => {
+    const p = await pair('c2s', 2048);
+    const { s, c, w } = p;
+    const up = pattern(20_000, 3);
+    const server = s.stream();
+    const client = c.stream({ chunkSize: 512 });
+    const writing = (async () => {
+      for (let o = 0; o < up.length; o += 3000) {
+        if (!client.write(up.subarray(o, o + 3000))) await new Promise((r) => client.once('drain', r));
+      }
+    })();
+    const got: Buffer[] = [];
+    let n = 0;
+    for await (const chunk of server.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      got.push(chunk);
+      n += chunk.length;
+      if (n >= up.length) break;
+    }
+    await writing;
+    assert.deepEqual(new Uint8Array(Buffer.concat(got)), up);
+    // The server answers and goes: end() flushes into the ring, destroy() closes the vchan.
+    await new Promise<void>((r) => server.end(Buffer.from('bye'), () => r()));
+    server.destroy();
+    await new Promise((r) => server.once('close', r));
+    assert.equal(s.isOpen(), 0);
+    const back: Buffer[] = [];
+    for await (const chunk of client as AsyncIterable<Buffer>) back.push(chunk);
+    assert.equal(Buffer.concat(back).toString(), 'bye', 'read to the end: the peer closed');
+    assert.equal(c.isOpen(), 0, 'leaving the loop destroyed the client stream: its vchan closed');
+    await assertClean(w);
+  });
+
+  it('waits take an AbortSignal: wait, a blocking read and the iterator reject with its reason; nothing keeps waiting', async () => {
+    const p = await pair('c2s', 4096);
+    const { s, c, w } = p;
+    await s.wait();
+    const ac = new AbortController();
+    const waiting = s.wait({ signal: ac.signal });
+    await settle();
+    assert.ok(w.host.waiters > 0);
+    ac.abort();
+    await assert.rejects(waiting, (e: unknown) => e instanceof Error && e.name === 'AbortError');
+    assert.equal(w.host.waiters, 0, 'the aborted wait left nothing behind');
+    s.blocking = true;
+    await assert.rejects(
+      s.read(new Uint8Array(10), { signal: AbortSignal.abort(new Error('stop reading')) }),
+      /stop reading/,
+    );
+    const it = new AbortController();
+    const reading = (async () => {
+      for await (const _ of s.chunks({ signal: it.signal })) it.abort();
+    })();
+    assert.equal(await c.write(pattern(10, 1)), 10);
+    const ended = await drive(
+      w.host,
+      reading.then(
+        () => null,
+        (e: unknown) => e,
+      ),
+    );
+    assert.ok(ended instanceof Error && ended.name === 'AbortError', String(ended));
+    assert.equal(w.host.waiters, 0);
+    // The channel still works after the aborts.
+    assert.equal(await c.write(pattern(5, 2)), 5);
+    const got = new Uint8Array(5);
+    assert.equal(await s.read(got), 5);
+    assert.deepEqual(got, pattern(5, 2));
+    await closeAll(p);
+  });
+
+  it('await using closes the vchan (Symbol.asyncDispose)', async () => {
+    const w = world();
+    {
+      await using s = await Vchan.serverInit(w.srv.svc, w.cli.dom.domid, w.path, 1024, 1024);
+      await using c = await Vchan.clientInit(w.cli.svc, w.srv.dom.domid, w.path);
+      assert.equal(c.isOpen(), 1);
+      assert.equal(s.isOpen(), 1);
+    }
+    assert.equal(await xsExists(w, `${w.path}/ring-ref`), false, 'the server removed its keys');
     await assertClean(w);
   });
 });

@@ -17,3 +17,4 @@ export const EPIPE = 32;
 export const ENOSYS = 38;
 export const ENOTCONN = 107;
 export const EOPNOTSUPP = 95;
+export const EMSGSIZE = 90;

@@ -7,4 +7,5 @@ export {
   type VchanServices,
   type VchanServicesOptions,
 } from './services.ts';
-export { atoi, Vchan } from './vchan.ts';
+export type { VchanStreamOptions } from './stream.ts';
+export { atoi, Vchan, type VchanChunkOptions, type VchanIoOptions } from './vchan.ts';

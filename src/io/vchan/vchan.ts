@@ -36,13 +36,18 @@
 // channels (EventWaiter, no spinning) until this vchan's port fires. Blocking
 // calls wait between attempts as io.c does; non-blocking calls never wait.
 //
+// Errors. Where io.c returns −1 (errno unset), the calls throw XenError:
+// EPIPE on a closed channel, EMSGSIZE for a packet that can never fit, the
+// errno of EVTCHNOP_send when a notification fails. Waits take an AbortSignal.
+//
 // Deviations, all in corners the C leaves undefined: `blocking` starts false
 // (libxenvchan leaves it uninitialised; the caller must set it); a failed
-// notification inside a blocking write returns −1 (the C adds −1 to its
-// position and goes on); a closed vchan answers −1 / 0 instead of being freed
-// memory; the server falls back to the connection's own domid when the
-// relative key `domid` is missing.
-import { EINVAL, ENOENT } from '../../guest/gnttab/errno.ts';
+// notification inside a blocking write throws (the C adds −1 to its
+// position and goes on); a closed vchan throws EPIPE / answers 0 instead of
+// being freed memory; the server falls back to the connection's own domid
+// when the relative key `domid` is missing.
+import type { Duplex } from 'node:stream';
+import { EINVAL, EMSGSIZE, ENOENT, EPIPE } from '../../guest/gnttab/errno.ts';
 import { Xengntshr, type XengntshrShare } from '../../guest/gnttab/xengntshr.ts';
 import { Xengnttab, type XengnttabMapping } from '../../guest/gnttab/xengnttab.ts';
 import { PAGE_SIZE } from '../../guest/layout.ts';
@@ -73,6 +78,19 @@ import {
   validateOrders,
 } from './layout.ts';
 import type { VchanServices } from './services.ts';
+import { type VchanStreamOptions, vchanStream } from './stream.ts';
+
+/** Options of the calls of a vchan that may wait. */
+export interface VchanIoOptions {
+  /** Rejects a wait with the signal's reason (an AbortError) when it aborts. */
+  signal?: AbortSignal;
+}
+
+/** Options of Vchan.chunks. */
+export interface VchanChunkOptions extends VchanIoOptions {
+  /** Largest chunk (default: the size of the ring this side reads). */
+  chunkSize?: number;
+}
 
 /** One direction as this side sees it (`struct libxenvchan_ring`). */
 interface RingView {
@@ -415,14 +433,14 @@ export class Vchan {
    * send_notify: a full barrier (our index update first), then fetch-and-clear
    * `bit` in our own check byte (server: srv_notify, the high byte; client:
    * cli_notify, the low byte); signal the port iff the peer had set it.
-   * 0, or -1 when the signal fails.
+   * 0, or the negative errno of EVTCHNOP_send.
    */
   private sendNotify(bit: number): number {
     const mem = this.mem;
     mem.fence();
     const shift = this.isServer ? 8 : 0;
     const prev = mem.and16(this.ring + VCHAN_NOTIFY_WORD, ~(bit << shift) & 0xffff);
-    if (((prev >>> shift) & bit) !== 0) return this.svc.events.send(this.port) === 0 ? 0 : -1;
+    if (((prev >>> shift) & bit) !== 0) return this.svc.events.send(this.port);
     return 0;
   }
 
@@ -515,8 +533,8 @@ export class Vchan {
     }
   }
 
-  /** do_send: the caller checked for space. n, or -1 when the notification failed. */
-  private doSend(data: Uint8Array, from: number, n: number): number {
+  /** do_send: the caller checked for space. n; XenError when the notification fails. */
+  private doSend(op: string, data: Uint8Array, from: number, n: number): number {
     const mem = this.mem;
     const size = this.size(this.wr);
     const prodAddr = this.ring + this.wr.prodOff;
@@ -527,12 +545,12 @@ export class Vchan {
     if (contig < n) this.copyIn(this.wr, 0, data, from + contig, n - contig); // wrapped
     mem.fence(); // write data, then publish (xen_wmb)
     mem.store32(prodAddr, (mem.load32(prodAddr) + n) >>> 0);
-    if (this.sendNotify(VCHAN_NOTIFY_WRITE) !== 0) return -1;
+    this.checkNotify(op, this.sendNotify(VCHAN_NOTIFY_WRITE));
     return n;
   }
 
-  /** do_recv: the caller checked for data. n, or -1 when the notification failed. */
-  private doRecv(out: Uint8Array, from: number, n: number): number {
+  /** do_recv: the caller checked for data. n; XenError when the notification fails. */
+  private doRecv(op: string, out: Uint8Array, from: number, n: number): number {
     const mem = this.mem;
     const size = this.size(this.rd);
     const consAddr = this.ring + this.rd.consOff;
@@ -543,103 +561,220 @@ export class Vchan {
     if (contig < n) this.copyOut(this.rd, 0, out, from + contig, n - contig); // wrapped
     mem.fence(); // consume, then notify
     mem.store32(consAddr, (mem.load32(consAddr) + n) >>> 0);
-    if (this.sendNotify(VCHAN_NOTIFY_READ) !== 0) return -1;
+    this.checkNotify(op, this.sendNotify(VCHAN_NOTIFY_READ));
     return n;
   }
 
+  private checkNotify(op: string, rc: number): void {
+    if (rc < 0) throw new XenError(op, rc, `notifying d${this.peer} on port ${this.port} failed`);
+  }
+
+  /** The error of a call on a channel that is closed (by this side, or the peer). */
+  private closedError(op: string): XenError {
+    return new XenError(
+      op,
+      EPIPE,
+      this.ring === -1 ? 'this side closed the channel' : `d${this.peer} closed the channel`,
+    );
+  }
+
   // ---- the public calls (io.c) -------------------------------------------------------------------
+  //
+  // Where io.c returns -1, these throw XenError: EPIPE when the channel is
+  // closed, EMSGSIZE for a packet that can never fit the ring, the errno of
+  // EVTCHNOP_send when a notification fails; an aborted signal rejects with
+  // its reason. 0 keeps its meaning: nothing could be done now (non-blocking).
 
   /**
    * libxenvchan_send: the whole packet or nothing. n; 0 when it does not fit
-   * now (non-blocking); -1 when closed, when it can never fit (n > ring size,
-   * blocking), or on error.
+   * now (non-blocking). Blocking, it waits for room; a packet larger than the
+   * ring throws EMSGSIZE at once.
    */
-  async send(data: Uint8Array): Promise<number> {
+  send(data: Uint8Array, options: VchanIoOptions = {}): Promise<number> {
+    return this.sendIn('libxenvchan_send', data, this.blocking, options.signal);
+  }
+
+  private async sendIn(
+    op: string,
+    data: Uint8Array,
+    blocking: boolean,
+    signal?: AbortSignal,
+  ): Promise<number> {
     const n = data.length;
     for (;;) {
-      if (!this.isOpen()) return -1;
+      if (!this.isOpen()) throw this.closedError(op);
       const avail = this.fastBufferSpace(n);
-      if (n <= avail) return this.doSend(data, 0, n);
-      if (!this.blocking) return 0;
-      if (n > this.size(this.wr)) return -1;
-      if ((await this.wait()) !== 0) return -1;
+      if (n <= avail) return this.doSend(op, data, 0, n);
+      if (!blocking) return 0;
+      if (n > this.size(this.wr))
+        throw new XenError(op, EMSGSIZE, `a ${n}-byte packet never fits the ${this.size(this.wr)}-byte ring`);
+      await this.waitIn(op, signal);
     }
   }
 
   /**
    * libxenvchan_write: a stream. Blocking: all of data (in chunks as room
-   * appears), or -1 when the channel closes first. Non-blocking: as much as
+   * appears; EPIPE if the channel closes first). Non-blocking: as much as
    * fits now (0 when nothing does).
    */
-  async write(data: Uint8Array): Promise<number> {
-    const size = data.length;
-    if (!this.isOpen()) return -1;
-    if (this.blocking) {
-      let pos = 0;
-      for (;;) {
-        let avail = this.fastBufferSpace(size - pos);
-        if (pos + avail > size) avail = size - pos;
-        if (avail > 0) {
-          if (this.doSend(data, pos, avail) < 0) return -1;
-          pos += avail;
+  write(data: Uint8Array, options: VchanIoOptions = {}): Promise<number> {
+    return this.writevIn('libxenvchan_write', [data], this.blocking, options.signal);
+  }
+
+  /**
+   * writev: the buffers one after another as one stream write (write's
+   * semantics for their total length); the bytes written.
+   */
+  writev(buffers: readonly Uint8Array[], options: VchanIoOptions = {}): Promise<number> {
+    return this.writevIn('libxenvchan_writev', buffers, this.blocking, options.signal);
+  }
+
+  private async writevIn(
+    op: string,
+    buffers: readonly Uint8Array[],
+    blocking: boolean,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const total = buffers.reduce((t, b) => t + b.length, 0);
+    if (!this.isOpen()) throw this.closedError(op);
+    let done = 0;
+    let bi = 0;
+    let off = 0;
+    for (;;) {
+      let avail = Math.min(this.fastBufferSpace(total - done), total - done);
+      while (avail > 0) {
+        const b = buffers[bi]!;
+        const n = Math.min(avail, b.length - off);
+        if (n > 0) this.doSend(op, b, off, n);
+        off += n;
+        done += n;
+        avail -= n;
+        if (off === b.length) {
+          bi++;
+          off = 0;
         }
-        if (pos === size) return pos;
-        if ((await this.wait()) !== 0) return -1;
-        if (!this.isOpen()) return -1;
       }
+      while (bi < buffers.length && buffers[bi]!.length === off) {
+        bi++;
+        off = 0;
+      }
+      if (done === total || !blocking) return done;
+      await this.waitIn(op, signal);
+      if (!this.isOpen()) throw this.closedError(op);
     }
-    const avail = this.fastBufferSpace(size);
-    const n = Math.min(size, avail);
-    if (n === 0) return 0;
-    return this.doSend(data, 0, n);
   }
 
   /**
    * libxenvchan_recv: exactly buf.length bytes or nothing. Data already queued
    * is delivered even after the peer closed (the open check comes after the
-   * availability check). 0 when not enough is there (non-blocking); -1 when
-   * closed and short, when it can never fit (blocking), or on error.
+   * availability check). 0 when not enough is there (non-blocking); EPIPE
+   * when closed and short; EMSGSIZE (blocking) when it can never fit.
    */
-  async recv(buf: Uint8Array): Promise<number> {
+  recv(buf: Uint8Array, options: VchanIoOptions = {}): Promise<number> {
+    return this.recvIn('libxenvchan_recv', buf, this.blocking, options.signal);
+  }
+
+  private async recvIn(
+    op: string,
+    buf: Uint8Array,
+    blocking: boolean,
+    signal?: AbortSignal,
+  ): Promise<number> {
     const n = buf.length;
     for (;;) {
       const avail = this.fastDataReady(n);
-      if (n <= avail) return this.doRecv(buf, 0, n);
-      if (!this.isOpen()) return -1;
-      if (!this.blocking) return 0;
-      if (n > this.size(this.rd)) return -1;
-      if ((await this.wait()) !== 0) return -1;
+      if (n <= avail) return this.doRecv(op, buf, 0, n);
+      if (!this.isOpen()) throw this.closedError(op);
+      if (!blocking) return 0;
+      if (n > this.size(this.rd))
+        throw new XenError(op, EMSGSIZE, `a ${n}-byte packet never fits the ${this.size(this.rd)}-byte ring`);
+      await this.waitIn(op, signal);
     }
   }
 
   /**
    * libxenvchan_read: a stream; up to buf.length bytes, whatever is there.
-   * -1 once the channel is closed and drained; 0 when nothing is there
-   * (non-blocking).
+   * 0 when nothing is there (non-blocking); EPIPE once the channel is closed
+   * and drained (the end of the stream).
    */
-  async read(buf: Uint8Array): Promise<number> {
+  read(buf: Uint8Array, options: VchanIoOptions = {}): Promise<number> {
+    return this.readIn('libxenvchan_read', buf, this.blocking, options.signal);
+  }
+
+  private async readIn(
+    op: string,
+    buf: Uint8Array,
+    blocking: boolean,
+    signal?: AbortSignal,
+  ): Promise<number> {
     let size = buf.length;
     for (;;) {
       const avail = this.fastDataReady(size);
       if (avail > 0 && size > avail) size = avail;
-      if (avail > 0) return this.doRecv(buf, 0, size);
-      if (!this.isOpen()) return -1;
-      if (!this.blocking) return 0;
-      if ((await this.wait()) !== 0) return -1;
+      if (avail > 0) return this.doRecv(op, buf, 0, size);
+      if (!this.isOpen()) throw this.closedError(op);
+      if (!blocking) return 0;
+      await this.waitIn(op, signal);
     }
   }
 
   /**
    * libxenvchan_wait: sleeps until the event channel fires (returns at once
-   * if it fired since the last wait), then re-arms it. 0, or -1 when there is
-   * no channel.
+   * if it fired since the last wait), then re-arms it. XenError EPIPE when
+   * there is no channel (closed); an aborted signal rejects with its reason.
    */
-  async wait(): Promise<number> {
-    if (this.port < 0) return -1;
-    await this.svc.waiter.until(() => this.fired || this.port < 0);
-    if (this.port < 0) return -1;
+  wait(options: VchanIoOptions = {}): Promise<void> {
+    return this.waitIn('libxenvchan_wait', options.signal);
+  }
+
+  private async waitIn(op: string, signal?: AbortSignal): Promise<void> {
+    if (this.port < 0) throw this.closedError(op);
+    await this.svc.waiter.until(() => this.fired || this.port < 0, signal);
+    if (this.port < 0) throw this.closedError(op);
     this.fired = false;
-    return 0;
+  }
+
+  /**
+   * The bytes as they arrive, each chunk a fresh Uint8Array of at most
+   * `chunkSize` bytes (default the read ring's size): `for await (const b of
+   * v.chunks({ signal }))`. Blocking whatever `blocking` says; ends when the
+   * channel is closed and drained.
+   */
+  async *chunks(options: VchanChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
+    for (;;) {
+      const buf = new Uint8Array(options.chunkSize ?? Math.max(1, this.readSize));
+      let n: number;
+      try {
+        n = await this.readIn('libxenvchan_read', buf, true, options.signal);
+      } catch (e) {
+        if (e instanceof XenError && e.code === 'EPIPE') return;
+        throw e;
+      }
+      yield buf.subarray(0, n);
+    }
+  }
+
+  /** `for await (const chunk of vchan)`: chunks() with no signal. */
+  [Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
+    return this.chunks();
+  }
+
+  /**
+   * The channel as a node:stream Duplex (Buffers in and out; writes block
+   * until the ring takes them, reads end when the peer closes). The stream
+   * owns the vchan: destroying or ending both sides closes it.
+   */
+  stream(options: VchanStreamOptions = {}): Duplex {
+    return vchanStream(this, options, {
+      read: (buf) => this.readIn('libxenvchan_read', buf, true),
+      write: (data) => this.writevIn('libxenvchan_write', [data], true),
+      writev: (bufs) => this.writevIn('libxenvchan_writev', bufs, true),
+    });
+  }
+
+  /** `await using v = await Vchan.clientInit(...)`: closes the channel. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** True when an event arrived that wait() has not consumed (the fd is readable). */
