@@ -110,9 +110,9 @@ async function closeAll(p: { w: World; s: Vchan; c: Vchan }): Promise<void> {
 }
 
 /** What a vchan call came to: its number, or the code of the XenError it threw (io.c's -1). */
-function code(p: Promise<number | undefined | void>): Promise<number | string | undefined> {
+function code(p: Promise<unknown>): Promise<number | string | undefined> {
   return p.then(
-    (n) => n ?? undefined,
+    (n) => (typeof n === 'number' ? n : undefined),
     (e: unknown) => {
       if (e instanceof XenError) return e.code;
       throw e;
