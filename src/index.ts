@@ -15,7 +15,9 @@ export {
 export { Gnttab, type GnttabOptions as GnttabDriverOptions } from './guest/gnttab/grant-table.ts';
 export { Xengntshr, XengntshrShare } from './guest/gnttab/xengntshr.ts';
 export { Xengnttab, XengnttabMapping } from './guest/gnttab/xengnttab.ts';
+/** The guest's hypercall stubs (grant_table_op and friends with their structs placed in guest memory). */
 export * as guestHypercall from './guest/hypercall.ts';
+/** Where a guest kernel puts things in its own address space (shared info, grant frames, the hypercall area). */
 export * as layout from './guest/layout.ts';
 export { PageAllocator } from './guest/pages.ts';
 export { errnoCode, errnoNumber, XenError } from './guest/xen-error.ts';

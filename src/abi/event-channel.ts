@@ -6,23 +6,38 @@ import { defineStruct } from './struct.ts';
 
 // ---- commands ---------------------------------------------------------------------------------
 
+/** EVTCHNOP_bind_interdomain, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_bind_interdomain = 0;
+/** EVTCHNOP_bind_virq, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_bind_virq = 1;
+/** EVTCHNOP_bind_pirq, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_bind_pirq = 2;
+/** EVTCHNOP_close, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_close = 3;
+/** EVTCHNOP_send, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_send = 4;
+/** EVTCHNOP_status, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_status = 5;
+/** EVTCHNOP_alloc_unbound, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_alloc_unbound = 6;
+/** EVTCHNOP_bind_ipi, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_bind_ipi = 7;
+/** EVTCHNOP_bind_vcpu, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_bind_vcpu = 8;
+/** EVTCHNOP_unmask, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_unmask = 9;
+/** EVTCHNOP_reset, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_reset = 10;
+/** EVTCHNOP_init_control, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_init_control = 11;
+/** EVTCHNOP_expand_array, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_expand_array = 12;
+/** EVTCHNOP_set_priority, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_set_priority = 13;
 /** Xen-internal (`#ifdef __XEN__`): the continuation of reset; the dispatcher accepts it from guests too. */
 export const EVTCHNOP_reset_cont = 14;
 
+/** EVTCHNOP_NAMES, as in xen/include/public/event_channel.h. */
 export const EVTCHNOP_NAMES: readonly string[] = [
   'bind_interdomain',
   'bind_virq',
@@ -56,6 +71,7 @@ export const EVTCHNSTAT_virq = 4;
 /** Channel is bound to a virtual IPI line. */
 export const EVTCHNSTAT_ipi = 5;
 
+/** EVTCHNSTAT_NAMES, as in xen/include/public/event_channel.h. */
 export const EVTCHNSTAT_NAMES: readonly string[] = [
   'closed',
   'unbound',
@@ -70,21 +86,37 @@ export const BIND_PIRQ__WILL_SHARE = 1;
 
 // ---- virtual IRQs (xen.h) ---------------------------------------------------------------------
 
+/** VIRQ_TIMER, as in xen/include/public/xen.h. */
 export const VIRQ_TIMER = 0;
+/** VIRQ_DEBUG, as in xen/include/public/xen.h. */
 export const VIRQ_DEBUG = 1;
+/** VIRQ_CONSOLE, as in xen/include/public/xen.h. */
 export const VIRQ_CONSOLE = 2;
+/** VIRQ_DOM_EXC, as in xen/include/public/xen.h. */
 export const VIRQ_DOM_EXC = 3;
+/** VIRQ_TBUF, as in xen/include/public/xen.h. */
 export const VIRQ_TBUF = 4;
+/** VIRQ_DEBUGGER, as in xen/include/public/xen.h. */
 export const VIRQ_DEBUGGER = 6;
+/** VIRQ_XENOPROF, as in xen/include/public/xen.h. */
 export const VIRQ_XENOPROF = 7;
+/** VIRQ_CON_RING, as in xen/include/public/xen.h. */
 export const VIRQ_CON_RING = 8;
+/** VIRQ_PCPU_STATE, as in xen/include/public/xen.h. */
 export const VIRQ_PCPU_STATE = 9;
+/** VIRQ_MEM_EVENT, as in xen/include/public/xen.h. */
 export const VIRQ_MEM_EVENT = 10;
+/** VIRQ_ARGO, as in xen/include/public/xen.h. */
 export const VIRQ_ARGO = 11;
+/** VIRQ_ENOMEM, as in xen/include/public/xen.h. */
 export const VIRQ_ENOMEM = 12;
+/** VIRQ_XENPMU, as in xen/include/public/xen.h. */
 export const VIRQ_XENPMU = 13;
+/** VIRQ_ARCH_0, as in xen/include/public/xen.h. */
 export const VIRQ_ARCH_0 = 16;
+/** VIRQ_ARCH_7, as in xen/include/public/xen.h. */
 export const VIRQ_ARCH_7 = 23;
+/** NR_VIRQS, as in xen/include/public/xen.h. */
 export const NR_VIRQS = 24;
 
 // ---- command structs --------------------------------------------------------------------------
@@ -105,6 +137,7 @@ export const evtchn_bind_interdomain = defineStruct('evtchn_bind_interdomain', 1
   local_port: [8, 'u32'],
 });
 
+/** evtchn_bind_virq, as in xen/include/public/event_channel.h. */
 export const evtchn_bind_virq = defineStruct('evtchn_bind_virq', 12, {
   virq: [0, 'u32'],
   vcpu: [4, 'u32'],
@@ -112,6 +145,7 @@ export const evtchn_bind_virq = defineStruct('evtchn_bind_virq', 12, {
   port: [8, 'u32'],
 });
 
+/** evtchn_bind_pirq, as in xen/include/public/event_channel.h. */
 export const evtchn_bind_pirq = defineStruct('evtchn_bind_pirq', 12, {
   pirq: [0, 'u32'],
   flags: [4, 'u32'],
@@ -119,16 +153,19 @@ export const evtchn_bind_pirq = defineStruct('evtchn_bind_pirq', 12, {
   port: [8, 'u32'],
 });
 
+/** evtchn_bind_ipi, as in xen/include/public/event_channel.h. */
 export const evtchn_bind_ipi = defineStruct('evtchn_bind_ipi', 8, {
   vcpu: [0, 'u32'],
   /** OUT */
   port: [4, 'u32'],
 });
 
+/** evtchn_close, as in xen/include/public/event_channel.h. */
 export const evtchn_close = defineStruct('evtchn_close', 4, {
   port: [0, 'u32'],
 });
 
+/** evtchn_send, as in xen/include/public/event_channel.h. */
 export const evtchn_send = defineStruct('evtchn_send', 4, {
   port: [0, 'u32'],
 });
@@ -162,15 +199,18 @@ export const evtchn_status_irq = defineStruct('evtchn_status.u.virq', 24, {
   u_irq: [16, 'u32'],
 });
 
+/** evtchn_bind_vcpu, as in xen/include/public/event_channel.h. */
 export const evtchn_bind_vcpu = defineStruct('evtchn_bind_vcpu', 8, {
   port: [0, 'u32'],
   vcpu: [4, 'u32'],
 });
 
+/** evtchn_unmask, as in xen/include/public/event_channel.h. */
 export const evtchn_unmask = defineStruct('evtchn_unmask', 4, {
   port: [0, 'u32'],
 });
 
+/** evtchn_reset, as in xen/include/public/event_channel.h. */
 export const evtchn_reset = defineStruct('evtchn_reset', 2, {
   dom: [0, 'u16'],
 });
@@ -224,9 +264,13 @@ export const vcpu_info = defineStruct('vcpu_info', 64, {
   tsc_shift: [60, 'u8'],
 });
 
+/** VCPU_INFO_SIZE, as in struct vcpu_info, xen/include/public/xen.h. */
 export const VCPU_INFO_SIZE = 64;
+/** VCPU_INFO_UPCALL_PENDING, as in struct vcpu_info, xen/include/public/xen.h. */
 export const VCPU_INFO_UPCALL_PENDING = 0;
+/** VCPU_INFO_UPCALL_MASK, as in struct vcpu_info, xen/include/public/xen.h. */
 export const VCPU_INFO_UPCALL_MASK = 1;
+/** VCPU_INFO_PENDING_SEL, as in struct vcpu_info, xen/include/public/xen.h. */
 export const VCPU_INFO_PENDING_SEL = 8;
 
 /** Offsets in struct shared_info (x86_64). */
@@ -235,12 +279,17 @@ export const SHARED_INFO_VCPU_INFO = 0;
 export const SHARED_INFO_EVTCHN_PENDING = SHARED_INFO_VCPU_INFO + XEN_LEGACY_MAX_VCPUS * VCPU_INFO_SIZE;
 /** xen_ulong_t evtchn_mask[64]: 512 bytes, a bit per port (guest-owned). */
 export const SHARED_INFO_EVTCHN_MASK = SHARED_INFO_EVTCHN_PENDING + EVTCHN_2L_NR_CHANNELS / 8;
+/** SHARED_INFO_WC_VERSION, as in struct shared_info, xen/include/public/xen.h. */
 export const SHARED_INFO_WC_VERSION = SHARED_INFO_EVTCHN_MASK + EVTCHN_2L_NR_CHANNELS / 8;
+/** SHARED_INFO_WC_SEC, as in struct shared_info, xen/include/public/xen.h. */
 export const SHARED_INFO_WC_SEC = SHARED_INFO_WC_VERSION + 4;
+/** SHARED_INFO_WC_NSEC, as in struct shared_info, xen/include/public/xen.h. */
 export const SHARED_INFO_WC_NSEC = SHARED_INFO_WC_VERSION + 8;
+/** SHARED_INFO_WC_SEC_HI, as in struct shared_info, xen/include/public/xen.h. */
 export const SHARED_INFO_WC_SEC_HI = SHARED_INFO_WC_VERSION + 12;
 /** struct arch_shared_info: max_pfn, pfn_to_mfn_frame_list_list, nmi_reason, p2m_cr3, p2m_vaddr, p2m_generation. */
 export const SHARED_INFO_ARCH = SHARED_INFO_WC_VERSION + 16;
+/** SHARED_INFO_SIZE, as in struct shared_info, xen/include/public/xen.h. */
 export const SHARED_INFO_SIZE = SHARED_INFO_ARCH + 6 * 8;
 
 /** Byte offset of vCPU `vcpu`'s vcpu_info in the shared-info page. */

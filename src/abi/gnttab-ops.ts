@@ -1,6 +1,7 @@
 // The argument structs of the 13 GNTTABOP_ commands, x86_64 layout (reference §3.2).
 import { defineStruct } from './struct.ts';
 
+/** gnttab_map_grant_ref, as in xen/include/public/grant_table.h. */
 export const gnttab_map_grant_ref = defineStruct('gnttab_map_grant_ref', 32, {
   host_addr: [0, 'u64'],
   flags: [8, 'u32'],
@@ -11,6 +12,7 @@ export const gnttab_map_grant_ref = defineStruct('gnttab_map_grant_ref', 32, {
   dev_bus_addr: [24, 'u64'],
 });
 
+/** gnttab_unmap_grant_ref, as in xen/include/public/grant_table.h. */
 export const gnttab_unmap_grant_ref = defineStruct('gnttab_unmap_grant_ref', 24, {
   host_addr: [0, 'u64'],
   dev_bus_addr: [8, 'u64'],
@@ -18,6 +20,7 @@ export const gnttab_unmap_grant_ref = defineStruct('gnttab_unmap_grant_ref', 24,
   status: [20, 'i16'],
 });
 
+/** gnttab_setup_table, as in xen/include/public/grant_table.h. */
 export const gnttab_setup_table = defineStruct('gnttab_setup_table', 24, {
   dom: [0, 'u16'],
   nr_frames: [4, 'u32'],
@@ -26,11 +29,13 @@ export const gnttab_setup_table = defineStruct('gnttab_setup_table', 24, {
   frame_list: [16, 'u64'],
 });
 
+/** gnttab_dump_table, as in xen/include/public/grant_table.h. */
 export const gnttab_dump_table = defineStruct('gnttab_dump_table', 4, {
   dom: [0, 'u16'],
   status: [2, 'i16'],
 });
 
+/** gnttab_transfer, as in xen/include/public/grant_table.h. */
 export const gnttab_transfer = defineStruct('gnttab_transfer', 24, {
   mfn: [0, 'u64'],
   domid: [8, 'u16'],
@@ -59,6 +64,7 @@ export const gnttab_copy_ptr = defineStruct('gnttab_copy_ptr', 16, {
   offset: [10, 'u16'],
 });
 
+/** gnttab_query_size, as in xen/include/public/grant_table.h. */
 export const gnttab_query_size = defineStruct('gnttab_query_size', 16, {
   dom: [0, 'u16'],
   nr_frames: [4, 'u32'],
@@ -66,6 +72,7 @@ export const gnttab_query_size = defineStruct('gnttab_query_size', 16, {
   status: [12, 'i16'],
 });
 
+/** gnttab_unmap_and_replace, as in xen/include/public/grant_table.h. */
 export const gnttab_unmap_and_replace = defineStruct('gnttab_unmap_and_replace', 24, {
   host_addr: [0, 'u64'],
   new_addr: [8, 'u64'],
@@ -73,10 +80,12 @@ export const gnttab_unmap_and_replace = defineStruct('gnttab_unmap_and_replace',
   status: [20, 'i16'],
 });
 
+/** gnttab_set_version, as in xen/include/public/grant_table.h. */
 export const gnttab_set_version = defineStruct('gnttab_set_version', 4, {
   version: [0, 'u32'],
 });
 
+/** gnttab_get_status_frames, as in xen/include/public/grant_table.h. */
 export const gnttab_get_status_frames = defineStruct('gnttab_get_status_frames', 16, {
   nr_frames: [0, 'u32'],
   dom: [4, 'u16'],
@@ -85,17 +94,20 @@ export const gnttab_get_status_frames = defineStruct('gnttab_get_status_frames',
   frame_list: [8, 'u64'],
 });
 
+/** gnttab_get_version, as in xen/include/public/grant_table.h. */
 export const gnttab_get_version = defineStruct('gnttab_get_version', 8, {
   dom: [0, 'u16'],
   version: [4, 'u32'],
 });
 
+/** gnttab_swap_grant_ref, as in xen/include/public/grant_table.h. */
 export const gnttab_swap_grant_ref = defineStruct('gnttab_swap_grant_ref', 12, {
   ref_a: [0, 'u32'],
   ref_b: [4, 'u32'],
   status: [8, 'i16'],
 });
 
+/** gnttab_cache_flush, as in xen/include/public/grant_table.h. */
 export const gnttab_cache_flush = defineStruct('gnttab_cache_flush', 16, {
   /** union { u64 dev_bus_addr; u32 ref } */
   a: [0, 'u64'],

@@ -1,6 +1,7 @@
 // XENMEM_add_to_physmap's argument (xen/include/public/memory.h).
 import { defineStruct } from './struct.ts';
 
+/** xen_add_to_physmap, as in xen/include/public/memory.h. */
 export const xen_add_to_physmap = defineStruct('xen_add_to_physmap', 24, {
   domid: [0, 'u16'],
   size: [2, 'u16'],

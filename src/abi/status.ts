@@ -1,21 +1,36 @@
 // GNTST_* per-element status codes and Xen's message table (GNTTABOP_error_msgs,
 // indexed by -status). Reference §2.5.
 
+/** GNTST_okay, as in xen/include/public/grant_table.h. */
 export const GNTST_okay = 0;
+/** GNTST_general_error, as in xen/include/public/grant_table.h. */
 export const GNTST_general_error = -1;
+/** GNTST_bad_domain, as in xen/include/public/grant_table.h. */
 export const GNTST_bad_domain = -2;
+/** GNTST_bad_gntref, as in xen/include/public/grant_table.h. */
 export const GNTST_bad_gntref = -3;
+/** GNTST_bad_handle, as in xen/include/public/grant_table.h. */
 export const GNTST_bad_handle = -4;
+/** GNTST_bad_virt_addr, as in xen/include/public/grant_table.h. */
 export const GNTST_bad_virt_addr = -5;
+/** GNTST_bad_dev_addr, as in xen/include/public/grant_table.h. */
 export const GNTST_bad_dev_addr = -6;
+/** GNTST_no_device_space, as in xen/include/public/grant_table.h. */
 export const GNTST_no_device_space = -7;
+/** GNTST_permission_denied, as in xen/include/public/grant_table.h. */
 export const GNTST_permission_denied = -8;
+/** GNTST_bad_page, as in xen/include/public/grant_table.h. */
 export const GNTST_bad_page = -9;
+/** GNTST_bad_copy_arg, as in xen/include/public/grant_table.h. */
 export const GNTST_bad_copy_arg = -10;
+/** GNTST_address_too_big, as in xen/include/public/grant_table.h. */
 export const GNTST_address_too_big = -11;
+/** GNTST_eagain, as in xen/include/public/grant_table.h. */
 export const GNTST_eagain = -12;
+/** GNTST_no_space, as in xen/include/public/grant_table.h. */
 export const GNTST_no_space = -13;
 
+/** GNTTABOP_error_msgs, as in xen/include/public/grant_table.h. */
 export const GNTTABOP_error_msgs: readonly string[] = [
   'okay',
   'undefined error',
@@ -33,6 +48,7 @@ export const GNTTABOP_error_msgs: readonly string[] = [
   'out of space',
 ];
 
+/** GNTST_NAMES, as in xen/include/public/grant_table.h. */
 export const GNTST_NAMES: readonly string[] = [
   'okay',
   'general_error',

@@ -5,13 +5,16 @@
 // frame in this model is far below 2^53, and values a guest may write above
 // that only ever meet range checks, where the rounding cannot matter.
 
+/** A field's C type: u8, u16, i16, u32 or u64 (little-endian). */
 export type FieldType = 'u8' | 'u16' | 'i16' | 'u32' | 'u64';
 
+/** Where a field sits in its struct and its type. */
 export interface Field {
   readonly offset: number;
   readonly type: FieldType;
 }
 
+/** A C struct described once: its name, size and fields (defineStruct makes one). */
 export interface StructDef<F extends string = string> {
   readonly name: string;
   readonly size: number;
@@ -26,6 +29,7 @@ export interface StructDef<F extends string = string> {
   readonly encode: (view: DataView, base: number, value: StructValue<F>) => void;
 }
 
+/** A struct's value: one number per field. */
 export type StructValue<F extends string> = { [K in F]: number };
 
 const TWO32 = 0x1_0000_0000;
@@ -89,6 +93,7 @@ function compile<F extends string>(
   };
 }
 
+/** Describes a C struct by its size and its fields' [offset, type]; checks they fit. */
 export function defineStruct<F extends string>(
   name: string,
   size: number,
@@ -106,6 +111,7 @@ export function defineStruct<F extends string>(
   return { name, size, fields: out, list, ...compile(list) };
 }
 
+/** Bytes of a field type. */
 export function fieldSize(type: FieldType): number {
   switch (type) {
     case 'u8':
@@ -120,6 +126,7 @@ export function fieldSize(type: FieldType): number {
   }
 }
 
+/** Reads one field at `base` in a DataView. */
 export function getField(view: DataView, base: number, f: Field): number {
   const at = base + f.offset;
   switch (f.type) {
@@ -136,6 +143,7 @@ export function getField(view: DataView, base: number, f: Field): number {
   }
 }
 
+/** Writes one field at `base` in a DataView. */
 export function setField(view: DataView, base: number, f: Field, value: number): void {
   const at = base + f.offset;
   switch (f.type) {
@@ -220,6 +228,7 @@ export interface ByteAccess {
   write(addr: number, bytes: Uint8Array): void;
 }
 
+/** Reads a struct at `addr` of an address space (a domain's memory, say). */
 export function readStruct<F extends string>(
   mem: ByteAccess,
   addr: number,
@@ -228,6 +237,7 @@ export function readStruct<F extends string>(
   return decodeStruct(def, mem.read(addr, def.size));
 }
 
+/** Writes a struct (missing fields 0) at `addr` of an address space. */
 export function writeStruct<F extends string>(
   mem: ByteAccess,
   addr: number,
@@ -237,6 +247,7 @@ export function writeStruct<F extends string>(
   mem.write(addr, encodeStruct(def, value));
 }
 
+/** Reads `count` structs one after another from `addr`. */
 export function readStructArray<F extends string>(
   mem: ByteAccess,
   addr: number,

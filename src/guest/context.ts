@@ -4,6 +4,7 @@
 // in-thread waiters) or in a worker thread per domain (real time, Atomics.wait).
 import type { GuestMemory } from '../machine/guest-memory.ts';
 
+/** A PV guest (its own page tables, MFNs in grants) or an HVM guest (a P2M, GFNs in grants). */
 export type DomainKind = 'pv' | 'hvm';
 
 /** Time as the guest sees it; virtual (deterministic) in single-thread mode. */
@@ -38,8 +39,14 @@ export interface StartInfo {
   storePort: number;
 }
 
+/** How GuestContext.wait ended: notified, the word did not hold `expected`, or the time ran out. */
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
 
+/**
+ * What guest code runs on: its start info, its memory, Xen's raw hypercall,
+ * a clock and a sleep on a shared word. Host.context(domid) gives one in the
+ * test thread; a worker guest's default export receives one.
+ */
 export interface GuestContext {
   readonly start: StartInfo;
   /** The domain's own address space, as its CPU sees it. */

@@ -98,6 +98,20 @@ export class EventChannelError extends Error {
 const MAX_ROUNDS = 64;
 const WORDS = EVTCHN_2L_NR_CHANNELS / BITS_PER_EVTCHN_WORD;
 
+/**
+ * A domain's event-channel client (2-level ABI), as Linux's events_base.c
+ * and events_2l.c: maps the shared-info page, makes the EVTCHNOP_ hypercalls
+ * (each returns the port or a negative errno, as the hypercall does) and
+ * runs the handler bound to each port that fires (poll, wait). One per
+ * domain; share it, and its EventWaiter, with everything else the domain runs.
+ *
+ * ```ts
+ * const ev = EventChannels.open(ctx);
+ * const port = ev.allocUnbound(peer);
+ * ev.bind(port, (p) => console.log('event on', p));
+ * await ev.wait(Infinity, signal);
+ * ```
+ */
 export class EventChannels {
   readonly ctx: GuestContext;
   readonly vcpu: number;

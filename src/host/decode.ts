@@ -19,6 +19,7 @@ import {
 import { GRANT_ENTRY_V1_SIZE, GRANT_ENTRY_V2_SIZE, XEN_PAGE_SIZE } from '../abi/limits.ts';
 import { flagNames } from './snapshot.ts';
 
+/** A dump that cannot be decoded: the message says where and why. */
 export class DecodeError extends Error {
   constructor(message: string) {
     super(message);
@@ -26,6 +27,7 @@ export class DecodeError extends Error {
   }
 }
 
+/** One grant entry of a decoded dump: its ref, flags and what it grants to whom. */
 export interface DecodedEntry {
   ref: number;
   type: 'permit_access' | 'accept_transfer' | 'transitive';
@@ -58,6 +60,7 @@ function checkFrames(bytes: Uint8Array, what: string): void {
   }
 }
 
+/** Decodes raw grant frames (v1 or v2, as options say) into their entries in use. */
 export function decodeGrantFrames(bytes: Uint8Array, o: DecodeOptions): DecodedEntry[] {
   checkFrames(bytes, 'the grant-frame dump');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

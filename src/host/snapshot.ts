@@ -51,6 +51,7 @@ export interface MappingSnapshot {
   flags: string[];
 }
 
+/** One domain's grant table as the hypervisor holds it: version, entries in use, mappings. */
 export interface TableSnapshot {
   domid: number;
   /** 'unknown' when read from Xen's own dump (`gnttab decode --xen-dmesg`), which does not print it. */

@@ -11,6 +11,7 @@ import { type MmuKind, translate } from './mmu.ts';
 
 const PAGE = 4096;
 
+/** A guest access to an address it may not touch (unmapped, or a write through a read-only mapping). */
 export class GuestFault extends Error {
   readonly domid: number;
   readonly addr: number;
@@ -44,6 +45,11 @@ export interface GuestMemoryTarget {
   alive?: () => boolean;
 }
 
+/**
+ * A domain's address space as its CPU sees it (PV: virtual through its page
+ * table; HVM: guest-physical through the P2M), over the machine memory: byte
+ * reads and writes, and the atomics every shared word goes through.
+ */
 export class GuestMemory implements ByteAccess {
   readonly machine: MachineMemory;
   readonly domid: number;

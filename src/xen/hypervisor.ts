@@ -29,6 +29,7 @@ import { boolOption, intOption, objectOption } from './options.ts';
 import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
 import type { Register } from './registers.ts';
 
+/** The hypervisor's grant-table options (Xen's gnttab= command line and domain limits). */
 export interface GnttabOptions {
   /** Highest grant-table version guests may select (Xen's gnttab=max-ver:N). Default 2 (x86). */
   maxVersion?: 1 | 2;

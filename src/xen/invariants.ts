@@ -23,6 +23,7 @@ import { checkEventChannels } from './event-channel.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { isGrantP2m, pteFlags, pteFrame } from './paging.ts';
 
+/** Options of the invariant check (Host.checkInvariants): which cross-cutting rules to skip. */
 export interface InvariantOptions {
   /**
    * Check that GTF_reading/GTF_writing match the pins (invariant 1). Only

@@ -26,6 +26,7 @@ export const LEGACY_MAX_NR_GRANT_FRAMES = 4;
 /** Entries per frame in the larger layout: the free list is sized for it. */
 const MAX_GREFS_PER_FRAME = XEN_PAGE_SIZE / 8;
 
+/** Options of the guest's grant-table driver (Gnttab). */
 export interface GnttabOptions {
   /** The guest's page allocator (one per domain); a new one when omitted. */
   pages?: PageAllocator;
@@ -35,6 +36,19 @@ export interface GnttabOptions {
   freePerIteration?: number;
 }
 
+/**
+ * The guest's grant-table driver, as Linux's drivers/xen/grant-table.c: it
+ * sets up the table (setup_table or add_to_physmap, v1 or v2 through
+ * gnttab_ops), keeps the free list of refs, grants and ends foreign access,
+ * defers the end of a grant still mapped, grows the table and survives
+ * suspend/resume. Call init() once; refs are numbers, failures negative errnos.
+ *
+ * ```ts
+ * const gt = new Gnttab(ctx, { version: 2 });
+ * gt.init();
+ * const ref = gt.grantForeignAccess(backend, gt.pages.gfnOf(page), false);
+ * ```
+ */
 export class Gnttab {
   readonly ctx: GuestContext;
   readonly pages: PageAllocator;

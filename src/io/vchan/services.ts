@@ -15,6 +15,7 @@ import { XsRingClient } from '../xenstore/client.ts';
 
 export { EventWaiter };
 
+/** The kernel-side objects of one domain that its vchans share (see openVchanServices). */
 export interface VchanServices {
   readonly ctx: GuestContext;
   readonly pages: PageAllocator;
@@ -28,6 +29,7 @@ export interface VchanServices {
   readonly xs: XsClient;
 }
 
+/** Options of openVchanServices and connectVchanServices. */
 export interface VchanServicesOptions {
   /** Already built kernel objects of this domain, to share instead of making new ones. */
   pages?: PageAllocator;

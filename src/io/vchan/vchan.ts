@@ -124,6 +124,22 @@ export function atoi(s: string): number {
   return Number.parseInt(m[1]!, 10) | 0;
 }
 
+/**
+ * libxenvchan: a byte channel between two domains over one shared control
+ * page, two rings, one event channel and two xenstore keys. The server calls
+ * serverInit, the client clientInit; then read/write (a stream, partial),
+ * recv/send (packets, all or nothing), wait, isOpen, dataReady, bufferSpace,
+ * close. Failures throw XenError; `blocking` picks io.c's blocking mode.
+ * It is an async iterator of chunks, stream() gives a node:stream Duplex,
+ * and `await using` closes it.
+ *
+ * ```ts
+ * await using v = await Vchan.clientInit(svc, serverDomid, '/local/domain/1/data/vchan');
+ * v.blocking = true;
+ * await v.write(new TextEncoder().encode('hello'));
+ * for await (const chunk of v) process(chunk);
+ * ```
+ */
 export class Vchan {
   readonly svc: VchanServices;
   readonly isServer: boolean;

@@ -10,6 +10,7 @@ export interface XsPerm {
   perm: 'n' | 'r' | 'w' | 'b';
 }
 
+/** A watch's callback: the path that changed and the watch's token. */
 export type XsWatchCallback = (path: string, token: string) => void;
 
 /** One watch event, as xs_read_watch returns it (vec[XS_WATCH_PATH], vec[XS_WATCH_TOKEN]). */
@@ -56,6 +57,13 @@ function xsOpName(what: string): string {
   return word.startsWith('xs_') ? word : `xs_${word}`;
 }
 
+/**
+ * A xenstore connection, with libxenstore's calls in camelCase (xs_read is
+ * read, xs_get_permissions getPermissions, ...). Refusals throw XsError with
+ * xenstored's errno; waits take an AbortSignal. XsRingClient is the guest's
+ * (its ring page and event channel); Host.xenstore and WorkerHost.xenstore
+ * the toolstack's.
+ */
 export interface XsClient {
   readonly domid: number;
   /** The value at path; XsError ENOENT when there is none, EACCES without read permission. */

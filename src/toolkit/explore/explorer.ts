@@ -64,6 +64,7 @@ import type { ResultMessage, RunMessage } from './worker.ts';
 
 export type StrategyName = 'pct' | 'dfs';
 
+/** Options of explore(): the scenario, the strategy (PCT or DFS), the budget and a replay token. */
 export interface ExploreOptions {
   /** The scenario module: a URL, or a file path. */
   scenario: string | URL;
@@ -111,6 +112,7 @@ export interface TraceStep {
 
 export type FailureKind = 'check' | 'crash' | 'invariant' | 'deadlock' | 'livelock' | 'hang';
 
+/** A schedule that broke the scenario: what failed, its trace and the token that replays it. */
 export interface ExploreFailure {
   /** 0-based index of the failing schedule. */
   schedule: number;
@@ -123,6 +125,7 @@ export interface ExploreFailure {
   logs: Record<string, string[]>;
 }
 
+/** What explore() did: schedules run, and the first failure if any. */
 export interface ExploreResult {
   scenario: string;
   strategy: StrategyName | 'replay';

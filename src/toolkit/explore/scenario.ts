@@ -35,6 +35,7 @@ export interface ExploreArgs<P = unknown> {
 
 export type ScenarioGuest<P = unknown> = (ctx: GuestContext, args: ExploreArgs<P>) => unknown;
 
+/** One run of a scenario as its check() sees it: each guest's result or crash, the board. */
 export interface ScenarioRun {
   /** Each guest's result or crash, by name. */
   outcomes: Readonly<Record<string, GuestOutcome>>;
@@ -47,6 +48,7 @@ export interface ScenarioRun {
 // biome-ignore lint/suspicious/noConfusingVoidType: a check that returns nothing passes
 export type CheckResult = void | string | readonly string[];
 
+/** A scenario for explore(): its domains, guest programs, parameters and the check of each run. */
 export interface Scenario<P = unknown> {
   name?: string;
   description?: string;
