@@ -44,11 +44,13 @@ export const testFiles = [
   'test/cli/terminal.test.ts',
   'test/cli/run-tests.test.ts',
   'test/conformance/raw-abi.test.ts',
+  'test/readme.test.ts',
 ];
 
 // Left out by `node test/run.mjs --fast` (the subset CI runs on the other Node
 // lines): suites of worker threads and of CLI subprocesses, the slowest.
 export const slowFiles = [
+  'test/readme.test.ts',
   'test/guest/xen-libs-workers.test.ts',
   'test/io/vchan-workers.test.ts',
   'test/io/xenstore-workers.test.ts',
