@@ -160,6 +160,7 @@ import {
   XS_DIRECTORY_PART,
   XS_ERROR,
   XS_GET_DOMAIN_PATH,
+  XS_GET_FEATURE,
   XS_GET_PERMS,
   XS_INTRODUCE,
   XS_IS_DOMAIN_INTRODUCED,
@@ -1133,6 +1134,8 @@ const SERVED = new Set([
   XS_SET_PERMS,
   XS_RESET_WATCHES,
   XS_DIRECTORY_PART,
+  // domain.c do_get_feature: any domain may ask for its own features.
+  XS_GET_FEATURE,
 ]);
 const READS = new Set([XS_READ, XS_DIRECTORY, XS_DIRECTORY_PART, XS_GET_PERMS]);
 const WRITES = new Set([XS_WRITE, XS_MKDIR, XS_RM, XS_SET_PERMS]);
