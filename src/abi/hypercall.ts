@@ -7,6 +7,8 @@ export const __HYPERVISOR_memory_op = 12;
 export const __HYPERVISOR_update_va_mapping = 14;
 /** __HYPERVISOR_grant_table_op, as in xen/include/public/xen.h. */
 export const __HYPERVISOR_grant_table_op = 20;
+/** __HYPERVISOR_update_va_mapping_otherdomain, as in xen/include/public/xen.h. */
+export const __HYPERVISOR_update_va_mapping_otherdomain = 22;
 /** __HYPERVISOR_event_channel_op, as in xen/include/public/xen.h. */
 export const __HYPERVISOR_event_channel_op = 32;
 
@@ -59,8 +61,27 @@ export const GNTTABOP_NAMES: readonly string[] = [
   'cache_flush',
 ];
 
+/** memory_op's cmd: the sub-op in the low 6 bits, a continuation's start extent above. */
+export const MEMOP_EXTENT_SHIFT = 6;
+/** MEMOP_CMD_MASK, as in xen/include/public/memory.h. */
+export const MEMOP_CMD_MASK = (1 << MEMOP_EXTENT_SHIFT) - 1;
+
 /** XENMEM_add_to_physmap, as in xen/include/public/memory.h. */
 export const XENMEM_add_to_physmap = 7;
+/** XENMEM_remove_from_physmap, as in xen/include/public/memory.h. */
+export const XENMEM_remove_from_physmap = 15;
+/** XENMEM_acquire_resource, as in xen/include/public/memory.h. */
+export const XENMEM_acquire_resource = 28;
+/** XENMEM_acquire_resource type: ioreq server pages (xen/include/public/memory.h). */
+export const XENMEM_resource_ioreq_server = 0;
+/** XENMEM_acquire_resource type: grant table frames (xen/include/public/memory.h). */
+export const XENMEM_resource_grant_table = 1;
+/** XENMEM_acquire_resource type: vmtrace buffers (xen/include/public/memory.h). */
+export const XENMEM_resource_vmtrace_buf = 2;
+/** XENMEM_resource_grant_table id: the shared frames (xen/include/public/memory.h). */
+export const XENMEM_resource_grant_table_id_shared = 0;
+/** XENMEM_resource_grant_table id: the v2 status frames (xen/include/public/memory.h). */
+export const XENMEM_resource_grant_table_id_status = 1;
 /** The domain's shared-info page (idx 0 only). */
 export const XENMAPSPACE_shared_info = 0;
 /** XENMAPSPACE_grant_table, as in xen/include/public/memory.h. */
@@ -114,6 +135,8 @@ export const XEN_EPERM = 1;
 export const XEN_ENOENT = 2;
 /** XEN_ESRCH, as in xen/include/public/errno.h. */
 export const XEN_ESRCH = 3;
+/** XEN_EIO, as in xen/include/public/errno.h. */
+export const XEN_EIO = 5;
 /** XEN_ENXIO, as in xen/include/public/errno.h. */
 export const XEN_ENXIO = 6;
 /** XEN_EAGAIN, as in xen/include/public/errno.h. */
@@ -146,6 +169,7 @@ export const XEN_ERRNO_NAMES: Readonly<Record<number, string>> = {
   [XEN_EPERM]: 'EPERM',
   [XEN_ENOENT]: 'ENOENT',
   [XEN_ESRCH]: 'ESRCH',
+  [XEN_EIO]: 'EIO',
   [XEN_ENXIO]: 'ENXIO',
   [XEN_EAGAIN]: 'EAGAIN',
   [XEN_ENOMEM]: 'ENOMEM',

@@ -9,7 +9,7 @@
 // Leaf entry, 32 bits: frame << 12 | low flags.
 //   PV  (x86 PTE): the low 12 bits as x86 (bit 0 present, bit 1 writable), except
 //                  bit 8, which marks a grant PTE in a Xen debug build (src/xen/paging.ts).
-//   HVM (P2M):     bit 0 valid, bits 1-2 the p2m type.
+//   HVM (P2M):     bit 0 valid, bits 1-3 the p2m type.
 import type { MachineMemory } from './machine-memory.ts';
 
 export const PAGE_SHIFT = 12;
@@ -25,6 +25,10 @@ export const P2M_RAM_RW = 0;
 export const P2M_GRANT_MAP_RW = 1;
 export const P2M_GRANT_MAP_RO = 2;
 export const P2M_RAM_PAGED = 3;
+/** p2m_map_foreign: another domain's frame, mapped read-write by XENMEM_acquire_resource. */
+export const P2M_MAP_FOREIGN = 4;
+/** The p2m type field of a leaf entry, after the valid bit. */
+export const P2M_TYPE_MASK = 7;
 
 export type MmuKind = 'pv' | 'hvm';
 
@@ -64,7 +68,7 @@ export function translate(
   if (kind === 'pv') {
     if (write && (e & PTE_RW) === 0) return -1;
   } else {
-    const type = (e >>> 1) & 3;
+    const type = (e >>> 1) & P2M_TYPE_MASK;
     if (type === P2M_RAM_PAGED || (write && type === P2M_GRANT_MAP_RO)) return -1;
   }
   return (e >>> PAGE_SHIFT) * 4096;

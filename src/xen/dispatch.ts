@@ -14,6 +14,7 @@ import {
   __HYPERVISOR_grant_table_op,
   __HYPERVISOR_memory_op,
   __HYPERVISOR_update_va_mapping,
+  __HYPERVISOR_update_va_mapping_otherdomain,
   GNTTABOP_CMD_MASK,
   GNTTABOP_cache_flush,
   GNTTABOP_copy,
@@ -49,7 +50,7 @@ import { swapGrantRef } from './ops/swap-grant-ref.ts';
 import { transfer } from './ops/transfer.ts';
 import { newUnmapCommon, type UnmapCommon, unmapCommon, unmapComplete } from './ops/unmap-grant-ref.ts';
 import { type Register, reg, u32 } from './registers.ts';
-import { updateVaMapping } from './update-va-mapping.ts';
+import { updateVaMapping, updateVaMappingOtherdomain } from './update-va-mapping.ts';
 
 /** The ops an HVM guest may use (hvm_grant_table_op); the raw cmd is matched, high bits included. */
 const HVM_GRANT_OPS = new Set([
@@ -76,6 +77,9 @@ export function dispatchHypercall(
       return memoryOp(hv, d, u32(args[0]), reg(args[1]));
     case __HYPERVISOR_update_va_mapping:
       return updateVaMapping(hv, d, reg(args[0]), args[1]);
+    case __HYPERVISOR_update_va_mapping_otherdomain:
+      // (va, val64, flags, domid_t domid): the domid is the register's low 16 bits.
+      return updateVaMappingOtherdomain(hv, d, reg(args[0]), args[1], u32(args[3]) & 0xffff);
     case __HYPERVISOR_event_channel_op:
       // do_event_channel_op(int cmd, arg): PV and HVM alike.
       return eventChannelOp(hv, d, u32(args[0]), reg(args[1]));

@@ -1,4 +1,5 @@
 // A domain as the hypervisor sees it: kind, address space, pages, grant table.
+import { DOMID_IO } from '../abi/domid.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from '../machine/machine-memory.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, EventChannelTable } from './event-channel.ts';
@@ -6,6 +7,15 @@ import type { GrantTable } from './grant-table.ts';
 import { ADDRESS_SPACE_PAGES, P2m, PvPageTable, type TableFrameAllocator } from './paging.ts';
 
 export type DomainKind = 'pv' | 'hvm';
+
+/** What page-ownership checks need of a domain; also met by DOM_IO, which is no Domain here. */
+export interface PageOwner {
+  readonly domid: number;
+  readonly translated: boolean;
+}
+
+/** dom_io, the owner of I/O memory: it owns no frame of this model (no MMIO). */
+export const DOM_IO: PageOwner = { domid: DOMID_IO, translated: false };
 
 export class Domain {
   readonly domid: number;

@@ -33,6 +33,7 @@ import type { Hypervisor } from './hypervisor.ts';
 import { findXenHeapSlot } from './memory-op.ts';
 import {
   ADDRESS_SPACE_PAGES,
+  isGrantOrForeignP2m,
   isGrantP2m,
   makePte,
   P2M_GRANT_MAP_RO,
@@ -94,8 +95,8 @@ export function createGrantHostMapping(
   const old = p2m.get(gfn);
   // Xen refuses to replace a grant or foreign entry this way, and crashes the
   // domain for trying (p2m_add_page: "not permitted", domain_crash).
-  if (old !== undefined && isGrantP2m(old.type)) {
-    hv.crashDomain(ld, `grant map over the grant mapping at GFN 0x${gfn.toString(16)}`);
+  if (old !== undefined && isGrantOrForeignP2m(old.type)) {
+    hv.crashDomain(ld, `grant map over the grant or foreign mapping at GFN 0x${gfn.toString(16)}`);
     return GNTST_general_error;
   }
   // RAM there is unhooked from the physical map (it stays allocated to the

@@ -20,9 +20,10 @@ import {
 import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
 import { MachineMemory } from '../machine/machine-memory.ts';
 import { dispatchHypercall } from './dispatch.ts';
-import { Domain, type DomainKind } from './domain.ts';
+import { Domain, type DomainKind, type PageOwner } from './domain.ts';
 import { DomidAllocator } from './domid-alloc.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from './event-channel.ts';
+import { relinquishP2mMapping } from './foreign-mapping.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
 import { boolOption, intOption, objectOption } from './options.ts';
@@ -372,7 +373,7 @@ export class Hypervisor {
   }
 
   /** The default XSM policy's target check: itself, or the control domain (dom0). */
-  xsmTarget(caller: Domain, target: Domain): boolean {
+  xsmTarget(caller: PageOwner, target: PageOwner): boolean {
     return caller === target || caller.domid === 0;
   }
 
@@ -401,6 +402,7 @@ export class Hypervisor {
         this.putPteReferences(d, pte);
       }
     } else {
+      relinquishP2mMapping(this, d);
       d.p2m!.clear();
       d.gt.sharedGfn.fill(NO_GFN);
       d.sharedInfoGfn = NO_GFN;

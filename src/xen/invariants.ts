@@ -21,7 +21,7 @@ import {
 import { OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
 import { checkEventChannels } from './event-channel.ts';
 import type { Hypervisor } from './hypervisor.ts';
-import { isGrantP2m, pteFlags, pteFrame } from './paging.ts';
+import { isForeignP2m, isGrantP2m, pteFlags, pteFrame } from './paging.ts';
 
 /** Options of the invariant check (Host.checkInvariants): which cross-cutting rules to skip. */
 export interface InvariantOptions {
@@ -96,10 +96,18 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     } else {
       const placed = new Map<number, number>();
       for (const [gfn, e] of d.p2m!.entries()) {
-        const mfn = Math.floor(e / 4);
-        if (!f.isValid(mfn) || f.owner[mfn] === OWNER_NONE)
+        const mfn = Math.floor(e / 8);
+        const type = e % 8;
+        if (!f.isValid(mfn) || f.owner[mfn] === OWNER_NONE) {
           out.push(`d${d.domid} P2M gfn ${gfn} maps freed frame ${mfn}`);
-        if (!isGrantP2m(e % 4)) placed.set(mfn, (placed.get(mfn) ?? 0) + 1);
+          continue;
+        }
+        if (isForeignP2m(type)) {
+          // A foreign mapping holds a general reference (p2m_entry_modify), no type.
+          refs[mfn]! += 1;
+          if (f.owner[mfn] === d.domid)
+            out.push(`d${d.domid} P2M gfn ${gfn}: a foreign mapping of its own frame`);
+        } else if (!isGrantP2m(type)) placed.set(mfn, (placed.get(mfn) ?? 0) + 1);
       }
       // Each grant/status frame at no more than one GFN (invariant 5), and where the table says.
       for (const [list, gfns, what] of [

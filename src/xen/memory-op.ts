@@ -1,13 +1,18 @@
-// memory_op XENMEM_add_to_physmap with XENMAPSPACE_grant_table (reference §11):
-// a translated domain places one of its grant (or, with XENMAPIDX_grant_table_status,
-// status) frames at a GFN. A frame is visible at no more than one GFN (XSA-379).
-// XENMAPSPACE_shared_info (idx 0) places the shared-info page the same way
-// (xenmem_add_to_physmap_one).
+// memory_op (xen/common/memory.c do_memory_op). XENMEM_add_to_physmap with
+// XENMAPSPACE_grant_table (reference §11): a translated domain places one of its
+// grant (or, with XENMAPIDX_grant_table_status, status) frames at a GFN. A frame
+// is visible at no more than one GFN (XSA-379). XENMAPSPACE_shared_info (idx 0)
+// places the shared-info page the same way (xenmem_add_to_physmap_one).
+// XENMEM_remove_from_physmap takes an entry out of a translated domain's P2M;
+// XENMEM_acquire_resource is in acquire-resource.ts.
 
 import {
+  MEMOP_CMD_MASK,
+  MEMOP_EXTENT_SHIFT,
   XEN_EACCES,
   XEN_EFAULT,
   XEN_EINVAL,
+  XEN_ENOENT,
   XEN_ENOMEM,
   XEN_ENOSYS,
   XEN_ENXIO,
@@ -16,23 +21,40 @@ import {
   XENMAPIDX_grant_table_status,
   XENMAPSPACE_grant_table,
   XENMAPSPACE_shared_info,
+  XENMEM_acquire_resource,
   XENMEM_add_to_physmap,
+  XENMEM_remove_from_physmap,
 } from '../abi/hypercall.ts';
-import { GRANT_PER_FRAME_V2, GRANT_STATUS_PER_FRAME } from '../abi/limits.ts';
-import { xen_add_to_physmap } from '../abi/memory-op.ts';
+import { xen_add_to_physmap, xen_remove_from_physmap } from '../abi/memory-op.ts';
+import { PGC_xen_heap } from '../machine/frame-table.ts';
+import { acquireResource } from './acquire-resource.ts';
 import type { Domain } from './domain.ts';
+import { removeForeignEntry } from './foreign-mapping.ts';
+import { getSharedFrameMfn, getStatusFrameMfn } from './gnttab-frame.ts';
 import { NO_GFN } from './grant-table.ts';
 import { copyStructFromGuest } from './guest-io.ts';
 import type { Hypervisor } from './hypervisor.ts';
-import { ADDRESS_SPACE_PAGES, isGrantP2m, P2M_RAM_RW } from './paging.ts';
+import { ADDRESS_SPACE_PAGES, isForeignP2m, isGrantP2m, P2M_RAM_PAGED, P2M_RAM_RW } from './paging.ts';
 
-/** MEMOP_CMD_MASK: the low 6 bits of a memory_op command; the rest is a start extent. */
-const MEMOP_CMD_MASK = 0x3f;
 /** XENMAPSPACE_gmfn_foreign: only through add_to_physmap_batch. */
 const XENMAPSPACE_gmfn_foreign = 4;
 
 export function memoryOp(hv: Hypervisor, ld: Domain, cmd: number, arg: number): number {
-  if ((cmd & MEMOP_CMD_MASK) !== XENMEM_add_to_physmap) return -XEN_ENOSYS;
+  const startExtent = Math.floor(cmd / 2 ** MEMOP_EXTENT_SHIFT);
+  switch (cmd & MEMOP_CMD_MASK) {
+    case XENMEM_add_to_physmap:
+      return addToPhysmap(hv, ld, arg);
+    case XENMEM_remove_from_physmap:
+      if (startExtent !== 0) return -XEN_EINVAL;
+      return removeFromPhysmap(hv, ld, arg);
+    case XENMEM_acquire_resource:
+      return acquireResource(hv, ld, arg, startExtent);
+    default:
+      return -XEN_ENOSYS;
+  }
+}
+
+function addToPhysmap(hv: Hypervisor, ld: Domain, arg: number): number {
   const xatp = copyStructFromGuest(hv, ld, arg, xen_add_to_physmap);
   if (xatp === null) return -XEN_EFAULT;
   if (xatp.space === XENMAPSPACE_gmfn_foreign) return -XEN_ENOSYS;
@@ -48,6 +70,37 @@ export function memoryOp(hv: Hypervisor, ld: Domain, cmd: number, arg: number): 
   }
   if (xatp.space !== XENMAPSPACE_grant_table) return -XEN_ENOSYS;
   return addGrantFrameToPhysmap(hv, d, xatp.idx, xatp.gpfn);
+}
+
+/**
+ * XENMEM_remove_from_physmap: the entry at gpfn leaves a translated domain's
+ * P2M (guest_physmap_remove_page). RAM stays allocated to the domain, a
+ * Xen-heap frame of its own is at no GFN, a foreign mapping drops its
+ * reference; a grant mapping just goes (its pin and handle stay until an
+ * unmap, which now fails, or the grantee's death).
+ */
+function removeFromPhysmap(hv: Hypervisor, ld: Domain, arg: number): number {
+  const xrfp = copyStructFromGuest(hv, ld, arg, xen_remove_from_physmap);
+  if (xrfp === null) return -XEN_EFAULT;
+  const d = hv.domainByAnyId(xrfp.domid, ld);
+  if (d === undefined) return -XEN_ESRCH;
+  if (!d.translated) return -XEN_EACCES;
+  if (!hv.xsmTarget(ld, d)) return -XEN_EPERM;
+  const gfn = xrfp.gpfn;
+  const p2m = d.p2m!;
+  // get_page_from_gfn(P2M_ALLOC): nothing there, or a page being paged in, is -ENOENT.
+  const e = Number.isSafeInteger(gfn) ? p2m.get(gfn) : undefined;
+  if (e === undefined || e.type === P2M_RAM_PAGED) return -XEN_ENOENT;
+  if (isForeignP2m(e.type)) {
+    removeForeignEntry(hv, d, gfn);
+    return 0;
+  }
+  if (!isGrantP2m(e.type)) {
+    const slot = findXenHeapSlot(d, e.mfn);
+    if (slot !== null && slot.get() === gfn) slot.set(NO_GFN);
+  }
+  p2m.delete(gfn);
+  return 0;
 }
 
 /** Where a Xen-heap frame shared with a domain is placed in its P2M. */
@@ -85,23 +138,15 @@ function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn:
     gt.version === 2
   ) {
     const idx = rawIdx - XENMAPIDX_grant_table_status;
-    if (idx >= gt.nrStatusFrames) {
-      // Grow so that status frame idx exists: 8 grant frames per status frame. As in
-      // gnttab_get_status_frame_mfn, a size above the maximum grows nothing (-EINVAL).
-      const frames = Math.ceil(((idx + 1) * GRANT_STATUS_PER_FRAME) / GRANT_PER_FRAME_V2);
-      if (frames > gt.maxGrantFrames || !hv.growTable(d, frames) || idx >= gt.nrStatusFrames)
-        return -XEN_EINVAL;
-    }
-    mfn = gt.status[idx]!;
+    mfn = getStatusFrameMfn(hv, d, idx);
     slot = arraySlot(gt.statusGfn, idx);
   } else {
     // In v1 the status bit just makes idx too large.
     const idx = rawIdx;
-    if (idx >= gt.nrGrantFrames && (idx >= gt.maxGrantFrames || !hv.growTable(d, idx + 1)))
-      return -XEN_EINVAL;
-    mfn = gt.shared[idx]!;
+    mfn = getSharedFrameMfn(hv, d, idx);
     slot = arraySlot(gt.sharedGfn, idx);
   }
+  if (mfn < 0) return mfn;
   return placeXenHeapFrame(hv, d, mfn, slot, gpfn);
 }
 
@@ -112,16 +157,20 @@ function placeXenHeapFrame(hv: Hypervisor, d: Domain, mfn: number, slot: GfnSlot
   if (!p2m.ensure(gpfn)) return -XEN_ENOMEM;
   const prev = p2m.get(gpfn);
   if (prev !== undefined && prev.mfn !== mfn) {
-    if (isGrantP2m(prev.type)) return -XEN_ENXIO; // guest_remove_page cannot take a foreign page
-    const other = findXenHeapSlot(d, prev.mfn);
-    if (other !== null) {
-      // A Xen-heap frame there is simply unhooked.
-      other.set(NO_GFN);
-      p2m.delete(gpfn);
+    const xenHeap = (hv.frames.flags[prev.mfn]! & PGC_xen_heap) !== 0;
+    if (isForeignP2m(prev.type) && xenHeap) {
+      // Another domain's Xen-heap frame (acquire_resource) is a special page:
+      // unhooked, its reference dropped.
+      removeForeignEntry(hv, d, gpfn);
+    } else if (isGrantP2m(prev.type) || isForeignP2m(prev.type)) {
+      return -XEN_ENXIO; // guest_remove_page cannot take a page d does not own
     } else {
-      // Normal memory there is freed (its allocation reference dropped).
+      const other = findXenHeapSlot(d, prev.mfn);
       p2m.delete(gpfn);
-      hv.dropAllocation(prev.mfn);
+      // A Xen-heap frame of d's is simply unhooked; normal memory is freed
+      // (its allocation reference dropped).
+      if (other !== null) other.set(NO_GFN);
+      else hv.dropAllocation(prev.mfn);
     }
   }
   // Unmap from the old location, then map at the new one.

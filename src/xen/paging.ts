@@ -10,8 +10,10 @@ import {
   MMU_ENTRIES,
   P2M_GRANT_MAP_RO,
   P2M_GRANT_MAP_RW,
+  P2M_MAP_FOREIGN,
   P2M_RAM_PAGED,
   P2M_RAM_RW,
+  P2M_TYPE_MASK,
   P2M_VALID,
   PAGE_SHIFT,
   PTE_PRESENT,
@@ -21,12 +23,30 @@ import {
   writeTableEntry,
 } from '../machine/mmu.ts';
 
-export { ADDRESS_SPACE_PAGES, P2M_GRANT_MAP_RO, P2M_GRANT_MAP_RW, P2M_RAM_PAGED, P2M_RAM_RW };
+export {
+  ADDRESS_SPACE_PAGES,
+  P2M_GRANT_MAP_RO,
+  P2M_GRANT_MAP_RW,
+  P2M_MAP_FOREIGN,
+  P2M_RAM_PAGED,
+  P2M_RAM_RW,
+  P2M_TYPE_MASK,
+};
 
-export type P2mType = 0 | 1 | 2 | 3;
+export type P2mType = 0 | 1 | 2 | 3 | 4;
 
 export function isGrantP2m(t: number): boolean {
   return t === P2M_GRANT_MAP_RW || t === P2M_GRANT_MAP_RO;
+}
+
+/** p2m_is_foreign: a frame of another domain (XENMEM_acquire_resource), holding a page reference. */
+export function isForeignP2m(t: number): boolean {
+  return t === P2M_MAP_FOREIGN;
+}
+
+/** p2m_is_grant || p2m_is_foreign: entries Xen refuses to overwrite or free as RAM. */
+export function isGrantOrForeignP2m(t: number): boolean {
+  return isGrantP2m(t) || isForeignP2m(t);
 }
 
 /**
@@ -126,7 +146,7 @@ export class P2m {
     if (!(gfn >= 0 && gfn < ADDRESS_SPACE_PAGES)) return undefined;
     const e = this.t.raw(gfn);
     if ((e & P2M_VALID) === 0) return undefined;
-    return { mfn: e >>> PAGE_SHIFT, type: ((e >>> 1) & 3) as P2mType };
+    return { mfn: e >>> PAGE_SHIFT, type: ((e >>> 1) & P2M_TYPE_MASK) as P2mType };
   }
   /** Makes room for an entry at gfn; false when out of machine memory. */
   ensure(gfn: number): boolean {
@@ -141,9 +161,10 @@ export class P2m {
   translate(gfn: number, write: boolean): number {
     return translate(this.machine, 'hvm', this.t.root, gfn * 4096, write);
   }
-  /** [gfn, mfn * 4 + type] for every entry. */
+  /** [gfn, mfn * 8 + type] for every entry (P2M_TYPE_MASK + 1 = 8). */
   *entries(): IterableIterator<[number, number]> {
-    for (const [gfn, e] of this.t.entries()) yield [gfn, (e >>> PAGE_SHIFT) * 4 + ((e >>> 1) & 3)];
+    for (const [gfn, e] of this.t.entries())
+      yield [gfn, (e >>> PAGE_SHIFT) * 8 + ((e >>> 1) & P2M_TYPE_MASK)];
   }
   clear(): void {
     for (const [gfn] of [...this.t.entries()]) this.t.write(gfn, 0);

@@ -1,8 +1,12 @@
 // update_va_mapping (PV): write one PTE of the caller's page table, as Xen's
-// mod_l1_entry does (xen/arch/x86/mm.c). The PTE is x86's 64-bit form: frame in
+// mod_l1_entry does (xen/arch/x86/mm.c). update_va_mapping_otherdomain does the
+// same with another domain as the page owner (a foreign frame the caller may map,
+// as dom0 maps frames it got from XENMEM_acquire_resource). The PTE is x86's 64-bit form: frame in
 // bits 12-51, flags in bits 0-11 and 52-63. A zero PTE unmaps. Grant PTEs are
 // made by GNTTABOP_map_grant_ref only; an ordinary update may still change or
 // zap one, which in a release build is no different from any other PTE.
+
+import { DOMID_IO, DOMID_SELF, DOMID_XEN } from '../abi/domid.ts';
 import {
   _PAGE_ACCESSED,
   _PAGE_AVAIL,
@@ -20,9 +24,10 @@ import {
   XEN_ENOMEM,
   XEN_ENOSYS,
   XEN_EPERM,
+  XEN_ESRCH,
 } from '../abi/hypercall.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
-import type { Domain } from './domain.ts';
+import { DOM_IO, type Domain, type PageOwner } from './domain.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, makePte, pteFlags, pteFrame } from './paging.ts';
 import type { Register } from './registers.ts';
@@ -63,8 +68,39 @@ export function updateVaMapping(hv: Hypervisor, d: Domain, va: number, pte: Regi
   return modL1Entry(hv, d, va, l1eFromRegister(pte), d);
 }
 
+/**
+ * do_update_va_mapping_otherdomain: get_pg_owner(domid), then
+ * __do_update_va_mapping's xsm_update_va_mapping (the caller itself or the
+ * control domain) and mod_l1_entry with that page owner.
+ */
+export function updateVaMappingOtherdomain(
+  hv: Hypervisor,
+  d: Domain,
+  va: number,
+  pte: Register | undefined,
+  domid: number,
+): number {
+  if (d.pt === null) return -XEN_ENOSYS;
+  const pgOwner = getPgOwner(hv, d, domid);
+  if (pgOwner === null) return -XEN_ESRCH;
+  if (!hv.xsmTarget(d, pgOwner)) return -XEN_EPERM;
+  return modL1Entry(hv, d, va, l1eFromRegister(pte), pgOwner);
+}
+
+/**
+ * get_pg_owner: DOMID_SELF is the caller; its own id, DOMID_XEN and an
+ * unknown domain are refused; DOMID_IO is dom_io.
+ */
+function getPgOwner(hv: Hypervisor, curr: Domain, domid: number): PageOwner | null {
+  if (domid === DOMID_SELF) return curr;
+  if (domid === curr.domid) return null; // "Cannot specify itself as foreign domain"
+  if (domid === DOMID_IO) return DOM_IO;
+  if (domid === DOMID_XEN) return null;
+  return hv.domainById(domid) ?? null;
+}
+
 /** mod_l1_entry for the PTE mapping `va` in d's page table; pgOwner owns the frames it may map. */
-export function modL1Entry(hv: Hypervisor, d: Domain, va: number, nl1e: L1e, pgOwner: Domain): number {
+export function modL1Entry(hv: Hypervisor, d: Domain, va: number, nl1e: L1e, pgOwner: PageOwner): number {
   const pt = d.pt!;
   const vpn = Math.floor(va / XEN_PAGE_SIZE);
   // map_guest_l1e: an address outside the address space has no L1 entry.
@@ -106,13 +142,13 @@ export function modL1Entry(hv: Hypervisor, d: Domain, va: number, nl1e: L1e, pgO
  * may map (-EPERM; INVALID_MFN itself -EINVAL); a free frame, or one owned by
  * anyone else, "could not pin" (-EBUSY).
  */
-function getPageFromL1e(hv: Hypervisor, nl1e: L1e, l1eOwner: Domain, pgOwner: Domain): number {
+function getPageFromL1e(hv: Hypervisor, nl1e: L1e, l1eOwner: Domain, pgOwner: PageOwner): number {
   const f = hv.frames;
   const mfn = nl1e.mfn;
   if (!f.isValid(mfn)) return mfn === INVALID_L1_MFN ? -XEN_EINVAL : -XEN_EPERM;
   // page_get_owner_and_reference: no reference on a free page.
   if (f.count[mfn]! <= 0) return -XEN_EBUSY;
-  let owner = pgOwner;
+  let owner: PageOwner = pgOwner;
   if (f.owner[mfn] !== pgOwner.domid) {
     // A privileged pg_owner may hand on the right to map its target's pages.
     const real = hv.domains.get(f.owner[mfn]!);
