@@ -20,7 +20,11 @@ import {
   encodeStruct,
   GNTMAP_host_map,
   GNTTAB_RESERVED_XENSTORE,
+  GNTTABOP_map_grant_ref,
+  GNTTABOP_set_version,
   GTF_permit_access,
+  gnttab_map_grant_ref,
+  gnttab_set_version,
   Host,
   MEMOP_EXTENT_SHIFT,
   XEN_EACCES,
@@ -42,7 +46,16 @@ import {
   xen_mem_acquire_resource,
   xen_remove_from_physmap,
 } from '../../src/index.ts';
-import { addToPhysmap, MAP_VA, mapGrantTable, mapRef, scratch, setVersion, uva } from '../helpers/guest.ts';
+import {
+  addToPhysmap,
+  gnttabOp,
+  MAP_VA,
+  mapGrantTable,
+  mapRef,
+  scratch,
+  setVersion,
+  uva,
+} from '../helpers/guest.ts';
 
 const SHARED = XENMEM_resource_grant_table_id_shared;
 const STATUS = XENMEM_resource_grant_table_id_status;
@@ -407,4 +420,206 @@ describe('update_va_mapping_otherdomain (do_update_va_mapping_otherdomain, get_p
       -XEN_ENOSYS,
     );
   });
+});
+
+describe('acquire_resource: a translated caller gets foreign P2M entries (set_foreign_p2m_entry)', () => {
+  for (const kindU of ['pv', 'hvm'] as const) {
+    it(`an HVM dom0 sees a ${kindU} domU's grant frames at the GFNs it named; each entry holds a reference`, () => {
+      const { host, dom0, domU } = setup('hvm', kindU);
+      const mfns = acquireAndMap(dom0, domU, SHARED, 2);
+      assert.deepEqual(mfns, domU.xen.gt.shared.slice(0, 2));
+      const f = host.hypervisor.frames;
+      // The allocation, plus the foreign entry (p2m_entry_modify: a general reference, no type).
+      assert.equal(f.count[mfns[1]!], 2);
+      assert.equal(f.typeCount[mfns[1]!], 1);
+      clean(host);
+      mapGrantTable(domU, 2);
+      domU.memory.writeU32(0xc000_0000 + 4096 + 12, 0xfeed);
+      assert.equal(dom0.memory.readU32(ACQ_VA + 4096 + 12), 0xfeed);
+      dom0.memory.writeU32(ACQ_VA + 20, 0xbeef);
+      assert.equal(domU.memory.readU32(0xc000_0000 + 20), 0xbeef);
+      clean(host);
+    });
+  }
+
+  it('status frames of a v2 domU, placed the same way', () => {
+    const { host, dom0, domU } = setup('hvm', 'hvm');
+    assert.equal(setVersion(domU, 2).rc, 0);
+    const mfns = acquireAndMap(dom0, domU, STATUS, 1);
+    assert.deepEqual(mfns, domU.xen.gt.status.slice(0, 1));
+    clean(host);
+  });
+
+  it('an unreadable GFN list is -EFAULT and nothing is placed', () => {
+    const { host, dom0, domU } = setup('hvm', 'pv');
+    assert.equal(acquire(dom0, { domid: domU.domid, nr_frames: 1, frame_list: 0x9000_0000 }).rc, -XEN_EFAULT);
+    assert.equal(dom0.xen.p2m!.get(0x9000_0000 / 4096), undefined);
+    clean(host);
+  });
+
+  it('a failure after the first entry of a batch is -EIO; the first entry stays', () => {
+    const { host, dom0, domU } = setup('hvm', 'pv');
+    const list = listAddr(dom0);
+    dom0.memory.writeU64(list, ACQ_GFN);
+    dom0.memory.writeU64(list + 8, 2n ** 40n); // beyond the physical address space
+    assert.equal(acquire(dom0, { domid: domU.domid, nr_frames: 2, frame_list: list }).rc, -XEN_EIO);
+    assert.equal(dom0.xen.p2m!.get(ACQ_GFN)?.mfn, domU.xen.gt.shared[0]);
+    // The first entry's own failure says why.
+    dom0.memory.writeU64(list, 2n ** 40n);
+    assert.equal(acquire(dom0, { domid: domU.domid, nr_frames: 1, frame_list: list }).rc, -XEN_EINVAL);
+    clean(host);
+  });
+
+  it('over a foreign or grant entry Xen crashes the caller (set_typed_p2m_entry: -ENOENT)', () => {
+    const { host, dom0, domU } = setup('hvm', 'pv');
+    acquireAndMap(dom0, domU, SHARED, 1);
+    assert.equal(
+      acquire(dom0, { domid: domU.domid, nr_frames: 1, frame_list: listAddr(dom0) }).rc,
+      -XEN_ENOENT,
+    );
+    assert.equal(dom0.alive, false);
+    // The crash released the foreign entry's reference.
+    assert.equal(host.hypervisor.frames.count[domU.xen.gt.shared[0]!], 1);
+    clean(host);
+  });
+
+  it("over the caller's RAM the page is unhooked and stays allocated to it", () => {
+    const { host, dom0, domU } = setup('hvm', 'pv');
+    const ram = dom0.xen.p2m!.get(5)!.mfn;
+    const before = dom0.xen.totPages;
+    dom0.memory.writeU64(listAddr(dom0), 5);
+    assert.equal(acquire(dom0, { domid: domU.domid, nr_frames: 1, frame_list: listAddr(dom0) }).rc, 0);
+    assert.equal(dom0.xen.p2m!.get(5)?.mfn, domU.xen.gt.shared[0]);
+    assert.equal(dom0.xen.totPages, before);
+    assert.equal(host.hypervisor.frames.owner[ram], dom0.domid);
+    clean(host);
+  });
+
+  it('XENMEM_remove_from_physmap drops the foreign reference; checks and -ENOENT', () => {
+    const { host, dom0, domU } = setup('hvm', 'pv');
+    const [mfn] = acquireAndMap(dom0, domU, SHARED, 1);
+    const f = host.hypervisor.frames;
+    assert.equal(f.count[mfn!], 2);
+    assert.equal(removeFromPhysmap(dom0, DOMID_SELF, ACQ_GFN, 1), -XEN_EINVAL);
+    assert.equal(removeFromPhysmap(dom0, 0x7000, ACQ_GFN), -XEN_ESRCH);
+    assert.equal(removeFromPhysmap(dom0, domU.domid, 0), -XEN_EACCES); // a PV domain has no P2M
+    assert.equal(removeFromPhysmap(dom0, DOMID_SELF, ACQ_GFN), 0);
+    assert.equal(f.count[mfn!], 1);
+    assert.equal(dom0.xen.p2m!.get(ACQ_GFN), undefined);
+    assert.equal(removeFromPhysmap(dom0, DOMID_SELF, ACQ_GFN), -XEN_ENOENT);
+    clean(host);
+  });
+
+  it('add_to_physmap over a foreign entry of a Xen-heap page unhooks it and drops its reference', () => {
+    const { host, dom0, domU } = setup('hvm', 'pv');
+    const [mfn] = acquireAndMap(dom0, domU, SHARED, 1);
+    assert.equal(addToPhysmap(dom0, 0, ACQ_GFN), 0);
+    assert.equal(dom0.xen.p2m!.get(ACQ_GFN)?.mfn, dom0.xen.gt.shared[0]);
+    assert.equal(host.hypervisor.frames.count[mfn!], 1);
+    clean(host);
+  });
+
+  it('a grant map over a foreign entry crashes the grantee (p2m_add_page)', () => {
+    const { host, dom0, domU } = setup('hvm', 'pv');
+    acquireAndMap(dom0, domU, SHARED, 1);
+    mapGrantTable(domU);
+    const page = scratch(domU, 8);
+    const a = 0xc000_0000 + 8 * 10;
+    domU.memory.writeU16(a + 2, 0);
+    domU.memory.writeU32(a + 4, domU.frameOf(page));
+    domU.memory.writeU16(a, GTF_permit_access);
+    const r = gnttabOp(dom0, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
+      { host_addr: ACQ_VA, flags: GNTMAP_host_map, ref: 10, dom: domU.domid },
+    ]);
+    assert.equal(r.rc, 0);
+    assert.equal(dom0.alive, false);
+    clean(host);
+  });
+});
+
+describe('seeding the reserved entries, as a toolstack does', () => {
+  for (const [kindU, version] of [
+    ['pv', 1],
+    ['pv', 2],
+    ['hvm', 1],
+    ['hvm', 2],
+  ] as const) {
+    for (const kind0 of ['pv', 'hvm'] as const) {
+      it(`${kind0} dom0 writes GNTTAB_RESERVED_XENSTORE of a v${version} ${kindU} domU; its backend maps it`, () => {
+        const { host, dom0, domU } = setup(kind0, kindU);
+        assert.equal(setVersion(domU, version).rc, 0);
+        // The guest's xenstore ring page, with something in it.
+        const ring = scratch(domU, 9);
+        domU.memory.write(ring, new TextEncoder().encode('xenstore ring'));
+        const frame = domU.frameOf(ring);
+        acquireAndMap(dom0, domU, SHARED, 1);
+        const e = ACQ_VA + GNTTAB_RESERVED_XENSTORE * (version === 1 ? 8 : 16);
+        dom0.memory.writeU16(e + 2, 0); // xenstored runs in dom0
+        if (version === 1) dom0.memory.writeU32(e + 4, frame);
+        else dom0.memory.writeU64(e + 8, frame);
+        dom0.memory.writeU16(e, GTF_permit_access);
+        // xenstored maps the guest's ref 1 (map_grant_ref) and reads the ring.
+        const m = mapRef(dom0, domU, GNTTAB_RESERVED_XENSTORE, MAP_VA);
+        assert.equal(m.status, 0);
+        assert.equal(new TextDecoder().decode(dom0.memory.read(MAP_VA, 13)), 'xenstore ring');
+        clean(host);
+      });
+    }
+  }
+});
+
+describe('lifetime (gnttab_unpopulate_status_frames, XSA-255; destroy of either side)', () => {
+  for (const kind0 of ['pv', 'hvm'] as const) {
+    it(`set_version(1) while a ${kind0} dom0 maps an acquired status frame: -EBUSY, a PV owner carries on`, () => {
+      const { host, dom0, domU } = setup(kind0, 'pv');
+      assert.equal(setVersion(domU, 2).rc, 0);
+      acquireAndMap(dom0, domU, STATUS, 1);
+      assert.deepEqual(setVersion(domU, 1), { rc: -XEN_EBUSY, version: 2 });
+      assert.equal(domU.alive, true);
+      clean(host);
+      // Once dom0 lets go, the switch goes through.
+      if (kind0 === 'pv') assert.equal(uvaOther(dom0, ACQ_VA, 0, domU.domid), 0);
+      else assert.equal(removeFromPhysmap(dom0, DOMID_SELF, ACQ_GFN), 0);
+      assert.deepEqual(setVersion(domU, 1), { rc: 0, version: 1 });
+      clean(host);
+    });
+
+    it(`set_version(1) while a ${kind0} dom0 maps an acquired status frame crashes a translated owner`, () => {
+      const { host, dom0, domU } = setup(kind0, 'hvm');
+      assert.equal(setVersion(domU, 2).rc, 0);
+      const [mfn] = acquireAndMap(dom0, domU, STATUS, 1);
+      assert.equal(gnttabOp(domU, GNTTABOP_set_version, gnttab_set_version, [{ version: 1 }]).rc, -XEN_EBUSY);
+      assert.equal(domU.alive, false);
+      // The owner is a zombie while dom0 still maps its frame; then it goes.
+      assert.equal(host.hypervisor.domains.has(domU.domid), true);
+      clean(host);
+      if (kind0 === 'pv') assert.equal(uvaOther(dom0, ACQ_VA, 0, domU.domid), 0);
+      else assert.equal(removeFromPhysmap(dom0, DOMID_SELF, ACQ_GFN), 0);
+      assert.equal(host.hypervisor.domains.has(domU.domid), false);
+      assert.equal(host.hypervisor.frames.owner[mfn!], -1);
+      clean(host);
+    });
+
+    it(`destroying a ${kind0} dom0 that maps acquired frames releases their references`, () => {
+      const { host, dom0, domU } = setup(kind0, 'hvm');
+      const mfns = acquireAndMap(dom0, domU, SHARED, 3);
+      host.destroyDomain(dom0.domid);
+      for (const mfn of mfns) assert.equal(host.hypervisor.frames.count[mfn], 1);
+      clean(host);
+    });
+
+    it(`destroying the domU first leaves it a zombie until the ${kind0} dom0 lets go`, () => {
+      const { host, dom0, domU } = setup(kind0, 'pv');
+      const mfns = acquireAndMap(dom0, domU, SHARED, 2);
+      host.destroyDomain(domU.domid);
+      assert.equal(host.hypervisor.domains.has(domU.domid), true);
+      clean(host);
+      // dom0 still reads the frame (nobody reuses it).
+      dom0.memory.readU32(ACQ_VA + 4096);
+      host.destroyDomain(dom0.domid);
+      assert.equal(host.hypervisor.domains.has(domU.domid), false);
+      for (const mfn of mfns) assert.equal(host.hypervisor.frames.owner[mfn], -1);
+      clean(host);
+    });
+  }
 });
