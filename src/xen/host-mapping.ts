@@ -96,7 +96,8 @@ export function createGrantHostMapping(
   // Xen refuses to replace a grant or foreign entry this way, and crashes the
   // domain for trying (p2m_add_page: "not permitted", domain_crash).
   if (old !== undefined && isGrantOrForeignP2m(old.type)) {
-    hv.crashDomain(ld, `grant map over the grant or foreign mapping at GFN 0x${gfn.toString(16)}`);
+    const what = isGrantP2m(old.type) ? 'grant' : 'foreign';
+    hv.crashDomain(ld, `grant map over the ${what} mapping at GFN 0x${gfn.toString(16)}`);
     return GNTST_general_error;
   }
   // RAM there is unhooked from the physical map (it stays allocated to the

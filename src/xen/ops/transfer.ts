@@ -9,7 +9,7 @@ import type { Domain } from '../domain.ts';
 import { NO_GFN } from '../grant-table.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { findXenHeapSlot } from '../memory-op.ts';
-import { ADDRESS_SPACE_PAGES, isGrantOrForeignP2m, P2M_RAM_RW } from '../paging.ts';
+import { ADDRESS_SPACE_PAGES, isGrantOrForeignP2m, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
 import { readU64 } from './map-grant-ref.ts';
 
 /**
@@ -86,7 +86,8 @@ export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, 
     // be unmapping grant/foreign maps this way").
     if (!(Number.isSafeInteger(dest) && dest < ADDRESS_SPACE_PAGES)) added = false;
     else if (isGrantOrForeignP2m(e.p2m.get(dest)?.type ?? P2M_RAM_RW)) {
-      hv.crashDomain(e, `transfer into the grant or foreign mapping at GFN 0x${dest.toString(16)}`);
+      const what = isGrantP2m(e.p2m.get(dest)!.type) ? 'grant' : 'foreign';
+      hv.crashDomain(e, `transfer into the ${what} mapping at GFN 0x${dest.toString(16)}`);
       added = false;
     } else if (!e.p2m.ensure(dest)) added = false;
     else {
