@@ -11,7 +11,7 @@ const ROUNDS = 8;
 /** GFNs of d's P2M that hold `mfn`. */
 export function gfnsOf(d: LabDomain, mfn: number): number[] {
   const out: number[] = [];
-  for (const [gfn, e] of d.dom.xen.p2m!.entries()) if (Math.floor(e / 4) === mfn) out.push(gfn);
+  for (const [gfn, e] of d.dom.xen.p2m!.entries()) if (Math.floor(e / 8) === mfn) out.push(gfn);
   return out;
 }
 
