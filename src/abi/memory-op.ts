@@ -10,6 +10,7 @@ export const xen_add_to_physmap = defineStruct('xen_add_to_physmap', 24, {
   gpfn: [16, 'u64'],
 });
 
+/** XENMEM_remove_from_physmap: the entry at gpfn leaves domid's physical map (xen/include/public/memory.h). */
 export const xen_remove_from_physmap = defineStruct('xen_remove_from_physmap', 16, {
   domid: [0, 'u16'],
   gpfn: [8, 'u64'],
