@@ -5,6 +5,11 @@
 export * from './abi/index.ts';
 export type { DomainKind, GuestClock, GuestContext, StartInfo, WaitResult } from './guest/context.ts';
 export { EventChannels, EventWaiter } from './guest/events.ts';
+export {
+  type ForeignMapping,
+  mapForeignRefs,
+  unmapForeignRefs,
+} from './guest/gnttab/backend.ts';
 export { Gntalloc } from './guest/gnttab/gntalloc.ts';
 export {
   Gntdev,
@@ -70,6 +75,31 @@ export {
 } from './io/xenstore/api.ts';
 export { XsRingClient } from './io/xenstore/client.ts';
 export { GuestFault, GuestMemory } from './machine/guest-memory.ts';
+export {
+  ATTACK_RING,
+  type AttackFinding,
+  type AttackLogEntry,
+  type AttackOptions,
+  type AttackProtocol,
+  type AttackReport,
+  type AttackRole,
+  attack,
+  fillByte,
+  KEY_EVENT_CHANNEL,
+  KEY_RING_REF,
+  OP_READ,
+  OP_WRITE,
+  parseU32,
+  peerClosed,
+  REQ_GREF,
+  REQ_ID,
+  REQ_LENGTH,
+  REQ_OFFSET,
+  REQ_OP,
+  RSP_ID,
+  RSP_STATUS,
+  type VictimArgs,
+} from './toolkit/attack/index.ts';
 export {
   type Board,
   defineScenario,
