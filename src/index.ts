@@ -102,12 +102,17 @@ export {
 } from './toolkit/attack/index.ts';
 export {
   type Board,
+  checkRevoke,
   defineScenario,
   type ExploreArgs,
   type ExploreFailure,
   type ExploreOptions,
   type ExploreResult,
   explore,
+  mappingBackend,
+  type RevokeParams,
+  revokeScenario,
+  revokingFrontend,
   type Scenario,
   type ScenarioRun,
   type TraceStep,

@@ -45,6 +45,7 @@ export const testFiles = [
   'test/cli/cli.test.ts',
   'test/cli/terminal.test.ts',
   'test/cli/run-tests.test.ts',
+  'test/cli/toolkit-cli.test.ts',
   'test/conformance/raw-abi.test.ts',
   'test/readme.test.ts',
 ];
@@ -65,4 +66,5 @@ export const slowFiles = [
   'test/cli/run-tests.test.ts',
   'test/toolkit/xsa-threads.test.ts',
   'test/cli/xsa-cli.test.ts',
+  'test/cli/toolkit-cli.test.ts',
 ];

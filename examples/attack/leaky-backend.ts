@@ -20,7 +20,7 @@ import {
   RSP_ID,
   RSP_STATUS,
   type VictimArgs,
-} from '../../src/index.ts';
+} from 'gnttab';
 
 export default async function leakyBackend(ctx: GuestContext, a: VictimArgs): Promise<string> {
   const { pages, events, xs } = connectVchanServices(ctx);

@@ -6,8 +6,7 @@
 // backend still maps it, and the backend reads what the frontend writes next.
 //
 //   gnttab explore examples/racy-revoke/scenario.ts
-import { GTF_reading, GTF_writing, layout } from '../../src/index.ts';
-import { defineScenario, revokeScenario } from '../../src/toolkit/explore/index.ts';
+import { defineScenario, GTF_reading, GTF_writing, layout, revokeScenario } from 'gnttab';
 
 const racyRevoke = revokeScenario((gt, ref) => {
   const flags = gt.ctx.mem.load16(layout.GNTTAB_SHARED_VA + ref * 8);

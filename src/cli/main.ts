@@ -8,6 +8,7 @@ import { DecodeError, decodeGrantFrames } from '../host/decode.ts';
 import { Host } from '../host/host.ts';
 import { snapshotTables } from '../host/snapshot.ts';
 import { importUserModule } from '../host/user-module.ts';
+import { attackCommand } from './attack.ts';
 import { type DemoProgress, runDemo, validRingSize } from './demo.ts';
 import { exploreCommand } from './explore.ts';
 import {
@@ -267,8 +268,11 @@ export function buildProgram(): Command {
       if (opts.json) process.stdout.write(`${JSON.stringify({ layout: opts.layout, entries }, null, 2)}\n`);
       else process.stdout.write(`${formatDecoded(entries, opts.layout, outputWidth())}\n`);
     });
-  program.addCommand(exploreCommand());
+  // Commands built on their own inherit the program's settings only when asked
+  // (exitOverride among them, so that their usage errors exit 2 too).
+  program.addCommand(exploreCommand().copyInheritedSettings(program));
   program.addCommand(xsaCommand());
+  program.addCommand(attackCommand().copyInheritedSettings(program));
 
   return program;
 }

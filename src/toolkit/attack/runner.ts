@@ -22,8 +22,9 @@ export interface AttackOptions {
   /** Seed of the attacker's choices (default 1). */
   seed?: number;
   /**
-   * Wall-clock budget of the attack in ms (default 10 000). Without `moves`
-   * the attacker is killed at a moment the seed picks in the second half of it.
+   * Wall-clock budget of the attack in ms from the attacker's first move
+   * (default 10 000). Without `moves` the attacker is killed at a moment the
+   * seed picks in the second half of it.
    */
   timeMs?: number;
   /**
@@ -63,6 +64,14 @@ export interface AttackReport {
   as: AttackRole;
   protocol: AttackProtocol;
   seed: number;
+  /** The options that shape the run (give them again, with the seed, for the same moves). */
+  options: {
+    moves: number | null;
+    timeMs: number;
+    graceMs: number;
+    victimKind: 'pv' | 'hvm';
+    gnttabVersion: 1 | 2;
+  };
   /** No finding. */
   ok: boolean;
   findings: AttackFinding[];
@@ -125,6 +134,9 @@ async function tree(
   }
   return out;
 }
+
+/** Longest wait for the attacker's thread to make its first move. */
+const STARTUP_MS = 60_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -207,8 +219,15 @@ export async function attack(o: AttackOptions): Promise<AttackReport> {
     );
     const moves = () => parseConsole(wh.consoleOf(att.domid)).log.length;
     const elapsed = () => performance.now() - t0;
+    // The budget counts from the attacker's first move, not from the threads'
+    // start (loading a module takes seconds on a busy machine).
     const limit = dieAt !== null ? timeMs : killAt;
-    while (attackerDone === null && victimDone === null && elapsed() < limit) {
+    const spawned = performance.now();
+    let started: number | null = null;
+    while (attackerDone === null && victimDone === null) {
+      if (started === null && wh.consoleOf(att.domid).length > 0) started = performance.now();
+      const since = started ?? spawned;
+      if (performance.now() - since >= (started === null ? STARTUP_MS : limit)) break;
       await sleep(50);
       o.onProgress?.({ elapsedMs: elapsed(), moves: moves() });
     }
@@ -315,6 +334,13 @@ export async function attack(o: AttackOptions): Promise<AttackReport> {
       as: o.as,
       protocol,
       seed,
+      options: {
+        moves: o.moves ?? null,
+        timeMs,
+        graceMs,
+        victimKind,
+        gnttabVersion: victimArgs.gnttabVersion,
+      },
       ok: findings.length === 0,
       findings,
       attacker,
