@@ -93,15 +93,16 @@ export function attackCommand(): Command {
       'after',
       [
         '',
-        'Your module runs as a guest in its own domain: export default async (ctx, args) => ...',
-        'with args = { role, protocol, peer, path, gnttabVersion }. It connects through xenstore',
-        'under args.path (ring-ref and event-channel, written by the frontend), and returns once',
-        'the toolstack writes "closed" to <path>/state, having released everything it held.',
+        'Your module runs as a guest in its own domain: export default async (ctx, args)',
+        '=> ..., with args = { role, protocol, peer, path, gnttabVersion }. It connects',
+        'through xenstore under args.path (ring-ref and event-channel, written by the',
+        'frontend) and returns once the toolstack writes "closed" to <path>/state,',
+        'having released everything it held.',
         '',
         'Examples:',
         '  gnttab attack ring --as frontend',
         '  gnttab attack examples/attack/leaky-backend.ts --as frontend --moves 100',
-        '  gnttab attack ./my-frontend.ts --as backend --protocol vchan --seed 7 --time 30s --json',
+        '  gnttab attack ./my-frontend.ts --as backend --protocol vchan --seed 7 --json',
       ].join('\n'),
     )
     .action(

@@ -2,7 +2,7 @@
 // through bin/gnttab.mjs, on the shipped examples, on a user's own .ts module
 // outside the checkout, with --replay, --json and usage errors (exit 2).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -38,7 +38,11 @@ describe('gnttab explore (subprocess)', () => {
   });
 
   it("explores a user's .ts module outside the checkout (TypeScript syntax, loaded through tsx): the real driver passes", () => {
-    const file = join(dir, 'my-scenario.ts');
+    // A user's ESM project of its own (package.json "type": "module").
+    const proj = join(dir, 'my-project');
+    mkdirSync(proj);
+    writeFileSync(join(proj, 'package.json'), '{ "name": "my-project", "type": "module" }\n');
+    const file = join(proj, 'my-scenario.ts');
     const lib = pathToFileURL(join(root, 'src', 'index.ts')).href;
     writeFileSync(
       file,
