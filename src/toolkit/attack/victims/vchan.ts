@@ -4,6 +4,7 @@
 // says closed, then libxenvchan_close, the deferred ends of access, and the
 // xenstore connection closed.
 import type { GuestContext } from '../../../guest/context.ts';
+import { XenError } from '../../../guest/xen-error.ts';
 import { connectVchanServices } from '../../../io/vchan/services.ts';
 import { Vchan } from '../../../io/vchan/vchan.ts';
 import { KEY_EVENT_CHANNEL, parseU32, peerClosed, type VictimArgs } from '../victim.ts';
@@ -67,15 +68,21 @@ export default async function vchanVictim(ctx: GuestContext, a: VictimArgs): Pro
       let work = false;
       if (v.isOpen() === 0) r.sawPeerClose = true;
       else {
-        const n = await v.read(buf);
-        if (n > 0) {
-          r.bytesRead += n;
-          work = true;
-        }
-        const w = await v.write(out);
-        if (w > 0) {
-          r.bytesWritten += w;
-          work = true;
+        try {
+          const n = await v.read(buf);
+          if (n > 0) {
+            r.bytesRead += n;
+            work = true;
+          }
+          const w = await v.write(out);
+          if (w > 0) {
+            r.bytesWritten += w;
+            work = true;
+          }
+        } catch (e) {
+          // libxenvchan's -1 (EPIPE: the peer closed; a failed notification): wait for the toolstack.
+          if (!(e instanceof XenError)) throw e;
+          r.sawPeerClose = true;
         }
       }
       svc.events.poll();
