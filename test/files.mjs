@@ -48,6 +48,7 @@ export const testFiles = [
   'test/cli/toolkit-cli.test.ts',
   'test/conformance/raw-abi.test.ts',
   'test/readme.test.ts',
+  'test/web/browser.test.ts',
 ];
 
 // Left out by `node test/run.mjs --fast` (the subset CI runs on the other Node
@@ -67,4 +68,5 @@ export const slowFiles = [
   'test/toolkit/xsa-threads.test.ts',
   'test/cli/xsa-cli.test.ts',
   'test/cli/toolkit-cli.test.ts',
+  'test/web/browser.test.ts',
 ];

@@ -20,6 +20,8 @@ export const BACKEND_DONE = I32_BASE + 2;
 export const MAY_CLOSE = I32_BASE + 3;
 /** Set by the backend once it has closed (unmapped everything): the frontend closes after it. */
 export const BACKEND_CLOSED = I32_BASE + 4;
+/** Set by the frontend once its vchan is published in xenstore (paced mode waits for it). */
+export const FRONTEND_PUBLISHED = I32_BASE + 5;
 export const PROGRESS_BYTES = 128;
 
 /** A clock every thread agrees on. */
@@ -35,6 +37,13 @@ export interface DemoGuestArgs {
   chunk: number;
   layout: 1 | 2;
   path: string;
+  /**
+   * Paced mode (`gnttab demo --serve`): each side pauses this many ms at each
+   * step (granted but not mapped, mapped before the data, unmapped but still
+   * granted) and between chunks a twentieth of it, so a viewer sees every
+   * state. 0: full speed.
+   */
+  paceMs: number;
 }
 
 /** The byte at stream offset i: varies within a page and from page to page. */

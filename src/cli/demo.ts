@@ -30,6 +30,14 @@ export interface DemoOptions {
   ringSize: number;
   frontend: 'pv' | 'hvm';
   backend: 'pv' | 'hvm';
+  /** Paced mode, for a viewer (see DemoGuestArgs.paceMs); default 0, full speed. */
+  paceMs?: number;
+}
+
+/** For `gnttab demo --serve`: a trace ring for the host, and the host once it runs. */
+export interface DemoHooks {
+  traceSab?: SharedArrayBuffer;
+  onHost?: (host: WorkerHost) => void;
 }
 
 export interface DemoProgress {
@@ -68,7 +76,11 @@ function guestUrl(name: string): URL {
   return new URL(`./guests/${name}.${ext}`, import.meta.url);
 }
 
-export async function runDemo(o: DemoOptions, onProgress?: (p: DemoProgress) => void): Promise<DemoReport> {
+export async function runDemo(
+  o: DemoOptions,
+  onProgress?: (p: DemoProgress) => void,
+  hooks: DemoHooks = {},
+): Promise<DemoReport> {
   if (!validRingSize(o.ringSize))
     throw new RangeError(
       `the ring size must be a power of two from 1024 to 1048576 bytes, got ${o.ringSize}`,
@@ -77,7 +89,13 @@ export async function runDemo(o: DemoOptions, onProgress?: (p: DemoProgress) => 
     throw new RangeError(`the size must be a positive number of bytes, got ${o.size}`);
   const ringPages = Math.max(1, o.ringSize / 4096);
   const frontKiB = 2048 + ringPages * 4;
-  const host = await WorkerHost.start({ memoryMiB: 64 + Math.ceil(frontKiB / 1024), xenstore: true });
+  const host = await WorkerHost.start({
+    memoryMiB: 64 + Math.ceil(frontKiB / 1024),
+    xenstore: true,
+    ...(hooks.traceSab !== undefined ? { traceSab: hooks.traceSab } : {}),
+  });
+  hooks.onHost?.(host);
+  const paceMs = o.paceMs ?? 0;
   try {
     const back: ThreadDomain = await host.createDomain({ kind: o.backend, memoryKiB: 2048 });
     const front: ThreadDomain = await host.createDomain({ kind: o.frontend, memoryKiB: frontKiB });
@@ -85,7 +103,7 @@ export async function runDemo(o: DemoOptions, onProgress?: (p: DemoProgress) => 
     const { f64, i32 } = views(progress);
     const path = `/local/domain/${front.domid}/data/vchan`;
     const chunk = Math.min(64 * 1024, o.ringSize * 4);
-    const common = { progress, size: o.size, ringSize: o.ringSize, chunk, layout: o.layout, path };
+    const common = { progress, size: o.size, ringSize: o.ringSize, chunk, layout: o.layout, path, paceMs };
     const backArgs: DemoGuestArgs = { ...common, peer: front.domid };
     const frontArgs: DemoGuestArgs = { ...common, peer: back.domid };
     const backDone = host.spawn(back, guestUrl('demo-backend'), backArgs);
@@ -114,6 +132,8 @@ export async function runDemo(o: DemoOptions, onProgress?: (p: DemoProgress) => 
     const elapsedMs = Math.max(0.001, f64[DONE_AT]! - f64[CONNECTED_AT]!);
     // The channel is still up: look at both grant tables now.
     const tables = (await host.snapshot()).filter((t) => t.domid === front.domid || t.domid === back.domid);
+    // Paced: the channel stays up, all data through, for a while.
+    if (paceMs > 0) await new Promise((r) => setTimeout(r, paceMs));
     Atomics.store(i32, MAY_CLOSE, 1);
     await Promise.all([backDone, frontDone]);
     onProgress?.({ received: f64[BYTES_RECEIVED]!, size: o.size, elapsedMs });

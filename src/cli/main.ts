@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DecodeError, decodeGrantFrames } from '../host/decode.ts';
 import { Host } from '../host/host.ts';
+import { hostState, stateJson } from '../host/host-state.ts';
 import { snapshotTables } from '../host/snapshot.ts';
 import { importUserModule } from '../host/user-module.ts';
 import { attackCommand } from './attack.ts';
@@ -20,6 +21,7 @@ import {
   sizeText,
   wrap,
 } from './format.ts';
+import { paceArg, portArg, SERVE_DEMO_SIZE, serveCommand, serveDemo } from './serve.ts';
 import { runTour, type TourOptions } from './tour.ts';
 import { formatUnreadable, formatXenDmesgReport, readXenDmesg } from './xen-dmesg.ts';
 import { xsaCommand } from './xsa.ts';
@@ -75,19 +77,38 @@ export function buildProgram(): Command {
       new Option('--backend <kind>', 'kind of the backend domain').choices(['pv', 'hvm']).default('pv'),
     )
     .option('--json', 'print one JSON object instead of text (no progress)')
+    .option('--serve', 'run it paced and show it live in the browser (see gnttab serve; 4M unless --size)')
+    .addOption(
+      new Option('--pace <ms>', 'with --serve: the pause at each step, so every state can be seen')
+        .default(1500)
+        .argParser(paceArg),
+    )
+    .addOption(
+      new Option('--port <n>', 'with --serve: TCP port (0 picks a free one)')
+        .default(8080)
+        .argParser(portArg),
+    )
+    .addOption(new Option('--host <address>', 'with --serve: address to listen on').default('127.0.0.1'))
     .addHelpText(
       'after',
-      '\nExamples:\n  gnttab demo\n  gnttab demo --size 8M --layout 2 --ring-size 1M\n  gnttab demo --size 1M --json',
+      '\nExamples:\n  gnttab demo\n  gnttab demo --size 8M --layout 2 --ring-size 1M\n  gnttab demo --size 1M --json\n  gnttab demo --serve --port 9000',
     )
     .action(
-      async (opts: {
-        size: number;
-        layout: 1 | 2;
-        ringSize: number;
-        frontend: 'pv' | 'hvm';
-        backend: 'pv' | 'hvm';
-        json?: boolean;
-      }) => {
+      async (
+        opts: {
+          size: number;
+          layout: 1 | 2;
+          ringSize: number;
+          frontend: 'pv' | 'hvm';
+          backend: 'pv' | 'hvm';
+          json?: boolean;
+          serve?: boolean;
+          pace: number;
+          port: number;
+          host: string;
+        },
+        cmd: Command,
+      ) => {
         const o = {
           size: opts.size,
           layout: opts.layout,
@@ -95,6 +116,11 @@ export function buildProgram(): Command {
           frontend: opts.frontend,
           backend: opts.backend,
         };
+        if (opts.serve === true) {
+          if (cmd.getOptionValueSource('size') === 'default') o.size = SERVE_DEMO_SIZE;
+          await serveDemo({ ...o, paceMs: opts.pace }, { port: opts.port, host: opts.host });
+          return;
+        }
         const tty = process.stdout.isTTY === true && opts.json !== true;
         const width = outputWidth();
         let nextMark = 0.25;
@@ -214,11 +240,12 @@ export function buildProgram(): Command {
       }
       const host = new Host({ memoryMiB: opts.memory });
       await (mod.default as (h: Host) => unknown)(host);
-      const tables = snapshotTables(host.hypervisor, opts.all === true);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ tables, invariants: host.checkInvariants() }, null, 2)}\n`);
+        // The same value `gnttab serve` answers on /api/state.
+        process.stdout.write(`${stateJson(hostState(host.hypervisor, host.xenstored, opts.all === true))}\n`);
         return;
       }
+      const tables = snapshotTables(host.hypervisor, opts.all === true);
       process.stdout.write("(XEN) gnttab_usage_print_all [ key 'g' pressed\n");
       for (const t of tables)
         for (const line of formatXenDebugKey(t).split('\n')) process.stdout.write(`(XEN) ${line}\n`);
@@ -273,6 +300,15 @@ export function buildProgram(): Command {
   program.addCommand(exploreCommand().copyInheritedSettings(program));
   program.addCommand(xsaCommand());
   program.addCommand(attackCommand().copyInheritedSettings(program));
+  program.addCommand(
+    serveCommand(() => ({
+      size: SERVE_DEMO_SIZE,
+      layout: 1,
+      ringSize: 65536,
+      frontend: 'hvm',
+      backend: 'pv',
+    })).copyInheritedSettings(program),
+  );
 
   return program;
 }

@@ -9,6 +9,7 @@ import type { Domain } from '../xen/domain.ts';
 import { type CreateDomainOptions, Hypervisor, type HypervisorOptions } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { boolOption } from '../xen/options.ts';
+import { hostState } from './host-state.ts';
 import { HypercallChannel, MAX_SLOTS, SPIN } from './hypercall-channel.ts';
 import { type DomainProbe, pageInfo, probeDomain } from './introspect.ts';
 import { snapshotTables } from './snapshot.ts';
@@ -32,6 +33,7 @@ export type ControlRequest =
   | { id: number; op: 'destroy'; domid: number }
   | { id: number; op: 'invariants'; options?: InvariantOptions }
   | { id: number; op: 'snapshot' }
+  | { id: number; op: 'state' }
   | { id: number; op: 'stats' }
   | { id: number; op: 'page-info'; mfn: number }
   | { id: number; op: 'probe'; domid: number; probe: DomainProbe }
@@ -118,6 +120,8 @@ function control(req: ControlRequest): unknown {
       return xenstored.stats();
     case 'snapshot':
       return snapshotTables(hv);
+    case 'state':
+      return hostState(hv, xenstored);
     case 'stats': {
       // The hypervisor thread's own heap (its isolate), collected first when the process runs --expose-gc.
       (globalThis as { gc?: () => void }).gc?.();

@@ -13,6 +13,7 @@ import { type CreateDomainOptions, hypervisorOptions, machineFrames } from '../x
 import type { InvariantOptions } from '../xen/invariants.ts';
 import { boolOption } from '../xen/options.ts';
 import type { DomainThreadData } from './domain-thread.ts';
+import type { HostState } from './host-state.ts';
 import { HypercallChannel } from './hypercall-channel.ts';
 import type { ControlRequest, HypervisorThreadData, WorkerHostOptions } from './hypervisor-thread.ts';
 import type { DomainProbe, InjectedFault, P2mEntry, PageInfo } from './introspect.ts';
@@ -403,6 +404,11 @@ export class WorkerHost implements AsyncDisposable {
   /** Every domain's grant table, decoded (what `gnttab demo` prints). */
   snapshot(): Promise<TableSnapshot[]> {
     return this.request({ op: 'snapshot' } as ControlRequest) as Promise<TableSnapshot[]>;
+  }
+
+  /** What `gnttab dump --json` shows: tables, invariants, event channels, the xenstore tree. */
+  state(): Promise<HostState> {
+    return this.request({ op: 'state' } as ControlRequest) as Promise<HostState>;
   }
 
   /**

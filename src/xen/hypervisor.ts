@@ -29,6 +29,7 @@ import { releaseMappings } from './lifecycle.ts';
 import { boolOption, intOption, objectOption } from './options.ts';
 import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
 import type { Register } from './registers.ts';
+import { subOp, TRC_DOM_CREATE, TRC_DOM_DESTROY, TRC_HYPERCALL, TraceBuffer } from './trace.ts';
 
 /** The hypervisor's grant-table options (Xen's gnttab= command line and domain limits). */
 export interface GnttabOptions {
@@ -63,6 +64,11 @@ export interface HypervisorOptions {
   gnttab?: GnttabOptions;
   /** Seed of the hypervisor's random choices (maptrack stealing); runs are deterministic per seed. */
   seed?: number;
+  /**
+   * A trace ring's SharedArrayBuffer (TraceBuffer.sab): every hypercall and
+   * every domain created or destroyed is recorded there. Default none (off).
+   */
+  traceSab?: SharedArrayBuffer;
 }
 
 export interface CreateDomainOptions {
@@ -191,6 +197,8 @@ export class Hypervisor {
    * throws is recorded in internalErrors.
    */
   readonly domainDestroyed: ((d: Domain) => void)[] = [];
+  /** The trace ring records go to (xentrace's buffers), or null: tracing off, the default. */
+  trace: TraceBuffer | null = null;
   private readonly domids = new DomidAllocator();
   /** The first domain of the host is the boot domain, d0 (domid_alloc never picks 0 itself). */
   private booted = false;
@@ -205,6 +213,11 @@ export class Hypervisor {
     this.machine = new MachineMemory(nrFrames, options.machineSab);
     this.frames = new FrameTable(nrFrames, XEN_RESERVED_FRAMES);
     this.rngState = seed >>> 0 || 1;
+    if (options.traceSab !== undefined) {
+      if (!(options.traceSab instanceof SharedArrayBuffer))
+        throw new TypeError('traceSab must be the SharedArrayBuffer of a TraceBuffer (its .sab)');
+      this.trace = TraceBuffer.fromSab(options.traceSab);
+    }
   }
 
   /** xorshift32: deterministic per seed. */
@@ -237,6 +250,8 @@ export class Hypervisor {
       const x = this.pendingCrashes.pop()!;
       if (!x.isDying) this.destroyDomain(x);
     }
+    // The sub-op is the first argument of every multiplexed hypercall this host has.
+    this.trace?.record(TRC_HYPERCALL, d.domid, subOp(nr), subOp(args[0]), rc);
     return rc;
   }
 
@@ -359,6 +374,7 @@ export class Hypervisor {
     d.sharedInfoMfn = this.allocXenHeapFrame(d);
     if (d.sharedInfoMfn < 0) throw new RangeError('out of machine memory for the shared-info page');
     if (maxEvtchnPort !== DEFAULT_MAX_EVTCHN_PORT) d.evtchn = new EventChannelTable(maxEvtchnPort, vcpus);
+    this.trace?.record(TRC_DOM_CREATE, domid, 0, 0, 0);
     return d;
   }
 
@@ -393,6 +409,7 @@ export class Hypervisor {
   destroyDomain(d: Domain): void {
     if (d.isDying) return;
     d.isDying = true;
+    this.trace?.record(TRC_DOM_DESTROY, d.domid, 0, 0, 0);
     // evtchn_destroy: its ports close; interdomain peers go back to unbound.
     destroyEventChannels(this, d);
     releaseMappings(this, d);

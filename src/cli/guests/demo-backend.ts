@@ -14,6 +14,7 @@ import {
   type DemoGuestArgs,
   DONE_AT,
   FIRST_MISMATCH,
+  FRONTEND_PUBLISHED,
   MAY_CLOSE,
   MISMATCHES,
   views,
@@ -27,6 +28,11 @@ export default async function backend(
   const { f64, i32 } = views(a.progress);
   f64[FIRST_MISMATCH] = -1;
   const svc = connectVchanServices(ctx);
+  // Paced: once the frontend has granted and published its rings, they stand unmapped for a while.
+  if (a.paceMs > 0) {
+    while (Atomics.load(i32, FRONTEND_PUBLISHED) === 0) await ctx.clock.sleep(10);
+    await ctx.clock.sleep(a.paceMs);
+  }
   // The server publishes ring-ref and event-channel under its path; connect once it has.
   let v: Vchan | null = null;
   for (let tries = 0; v === null; tries++) {
@@ -40,6 +46,8 @@ export default async function backend(
     }
   }
   v.blocking = true;
+  // Paced: mapped, before the first byte.
+  if (a.paceMs > 0) await ctx.clock.sleep(a.paceMs);
   f64[CONNECTED_AT] = wallMs();
   Atomics.store(i32, BACKEND_CONNECTED, 1);
   const buf = new Uint8Array(a.chunk);

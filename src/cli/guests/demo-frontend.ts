@@ -8,6 +8,7 @@ import {
   BYTES_SENT,
   type DemoGuestArgs,
   FRONTEND_DONE,
+  FRONTEND_PUBLISHED,
   fillPattern,
   MAY_CLOSE,
   views,
@@ -22,6 +23,7 @@ export default async function frontend(
   // Server: a small receive ring, a send ring of the size asked for.
   const v = await Vchan.serverInit(svc, a.peer, a.path, 1024, a.ringSize);
   v.blocking = true;
+  Atomics.store(i32, FRONTEND_PUBLISHED, 1);
   const buf = new Uint8Array(a.chunk);
   let sent = 0;
   while (sent < a.size) {
@@ -32,11 +34,14 @@ export default async function frontend(
     if (w !== n) throw new Error(`vchan write returned ${w} after ${sent} bytes (the backend went away?)`);
     sent += n;
     f64[BYTES_SENT] = sent;
+    if (a.paceMs > 0) await ctx.clock.sleep(a.paceMs / 20);
   }
   Atomics.store(i32, FRONTEND_DONE, 1);
   // The backend closes first (unmapping the rings), so ending access never has to wait.
   while (Atomics.load(i32, MAY_CLOSE) === 0 || Atomics.load(i32, BACKEND_CLOSED) === 0)
     await ctx.clock.sleep(2);
+  // Paced: unmapped by the backend, still granted.
+  if (a.paceMs > 0) await ctx.clock.sleep(a.paceMs);
   await v.close();
   await svc.xs.close();
   // Should the backend still map a page, its end of access is deferred (XSA-396): wait it out.
