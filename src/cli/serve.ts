@@ -68,7 +68,7 @@ async function start(source: ViewSource, o: ServeOptions, stop: () => Promise<vo
 
 /** The demo, paced, with its host's trace; the page keeps the last state once it has ended. */
 export async function serveDemo(demo: DemoOptions, o: ServeOptions): Promise<void> {
-  const trace = new TraceBuffer(1 << 16);
+  const trace = new TraceBuffer(1 << 18);
   let host: WorkerHost | null = null;
   let last: HostState = { tables: [], invariants: [], eventChannels: [], xenstore: null };
   const source: ViewSource = {
@@ -107,7 +107,7 @@ export async function serveScenario(file: string, o: ServeOptions & { memory: nu
       `${file} must export a default function taking a Host, e.g. export default (host) => { ... }`,
     );
   const host = new Host({ memoryMiB: o.memory });
-  host.hypervisor.trace = new TraceBuffer(1 << 16);
+  host.hypervisor.trace = new TraceBuffer(1 << 18);
   const source: ViewSource = {
     title: file,
     trace: host.hypervisor.trace,

@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TraceBuffer } from '../xen/trace.ts';
+import { TRC_DOM_CREATE, TRC_HYPERCALL, type TraceBuffer } from '../xen/trace.ts';
 import { type HostState, stateJson } from './host-state.ts';
 import { hypercallName, returnName } from './hypercall-names.ts';
 
@@ -33,7 +33,10 @@ export interface ViewServerOptions {
 /** One trace record in a batch: [time ms, domid, hypercall/sub-op or domain event, return]. */
 export type TimelineRecord = [number, number, string, string];
 
-const MAX_RECORDS_PER_BATCH = 2000;
+/** Records sent per tick at most (the newest; the others are counted as skipped). */
+const MAX_RECORDS_PER_BATCH = 500;
+/** The state is looked at no more often than this while hypercalls keep coming. */
+const STATE_EVERY_MS = 500;
 const HISTORY = 20_000;
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -64,12 +67,14 @@ export class ViewServer {
   private readonly clients = new Set<ServerResponse>();
   private readonly tickMs: number;
   private timer: NodeJS.Timeout | null = null;
+  private stopClock: (() => void) | null = null;
   /** Sequence number of the last message sent on the stream (every client gets every message). */
   private seq = 0;
   private lastStateText = '';
   private lastState: HostState | null = null;
   private stateDirty = true;
   private polling = false;
+  private lastPoll = 0;
   private readonly history: TimelineRecord[] = [];
   private hypercalls = 0;
   private readonly options: ViewServerOptions;
@@ -93,6 +98,7 @@ export class ViewServer {
         resolve();
       });
     });
+    this.stopClock = this.source.trace?.startClock() ?? null;
     this.timer = setInterval(() => void this.tick(), this.tickMs);
     await this.tick();
     const a = this.server.address() as AddressInfo;
@@ -109,6 +115,8 @@ export class ViewServer {
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    this.stopClock?.();
+    this.stopClock = null;
     for (const c of this.clients) c.end();
     this.clients.clear();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -129,24 +137,28 @@ export class ViewServer {
   private async tick(): Promise<void> {
     const trace = this.source.trace;
     if (trace !== null) {
-      const recs = trace.drain();
-      if (recs.length > 0) {
+      const { records: kept, skipped } = trace.drain(MAX_RECORDS_PER_BATCH);
+      if (kept.length > 0) {
         this.stateDirty = true;
-        this.hypercalls += recs.length;
-        const kept = recs.length > MAX_RECORDS_PER_BATCH ? recs.slice(-MAX_RECORDS_PER_BATCH) : recs;
+        this.hypercalls += kept.length + skipped;
         const batch: TimelineRecord[] = kept.map((r) => [
           Math.round(r.time * 1000) / 1000,
           r.domid,
-          r.event === 1 ? hypercallName(r.nr, r.cmd) : r.event === 2 ? 'domain created' : 'domain destroyed',
+          r.event === TRC_HYPERCALL
+            ? hypercallName(r.nr, r.cmd)
+            : r.event === TRC_DOM_CREATE
+              ? 'domain created'
+              : 'domain destroyed',
           returnName(r.rc),
         ]);
         for (const b of batch) this.history.push(b);
         if (this.history.length > HISTORY) this.history.splice(0, this.history.length - HISTORY);
-        this.send('hypercalls', { records: batch, skipped: recs.length - kept.length, lost: trace.lost });
+        this.send('hypercalls', { records: batch, skipped, lost: trace.lost });
       }
     }
-    if (this.stateDirty && !this.polling) {
+    if (this.stateDirty && !this.polling && performance.now() - this.lastPoll >= STATE_EVERY_MS) {
       this.stateDirty = false;
+      this.lastPoll = performance.now();
       this.polling = true;
       try {
         const s = await this.source.state();

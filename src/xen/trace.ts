@@ -4,6 +4,7 @@
 // a SharedArrayBuffer, and a reader in any thread drains them in batches. A
 // full ring drops new records and counts them (Xen's t_buf "lost records"),
 // so a slow reader never slows the hypervisor down.
+import { Worker } from 'node:worker_threads';
 
 /** Record kinds (the event field, like Xen's TRC_* classes). */
 export const TRC_HYPERCALL = 1;
@@ -17,11 +18,26 @@ export function subOp(arg: unknown): number {
   return 0;
 }
 
-/** Header words (Int32): records written, records read, records lost. */
+/** Header words (Int32): records written, records read, records lost, the clock's stop word. */
 const HEAD = 0;
 const TAIL = 1;
 const LOST = 2;
-const HEADER_BYTES = 16;
+const CLOCK_STOP = 3;
+/** Then one Float64: the time a clock thread keeps current (0: no clock, each record reads its own). */
+const CLOCK_BYTE = 16;
+const HEADER_BYTES = 24;
+/** The clock thread: writes the time into the header every millisecond until told to stop. */
+const CLOCK_THREAD = `
+const { workerData } = require('node:worker_threads');
+const hdr = new Int32Array(workerData.sab, 0, 4);
+const clock = new Float64Array(workerData.sab, ${CLOCK_BYTE}, 1);
+for (;;) {
+  clock[0] = performance.timeOrigin + performance.now();
+  if (Atomics.wait(hdr, ${CLOCK_STOP}, 0, 1) !== 'timed-out') break;
+}
+clock[0] = 0;
+`;
+
 /** Per record: four Int32 words (event<<16 | domid, nr, cmd, rc) and one Float64 (time, ms). */
 const RECORD_WORDS = 4;
 
@@ -50,6 +66,7 @@ export class TraceBuffer {
   private readonly hdr: Int32Array;
   private readonly words: Int32Array;
   private readonly times: Float64Array;
+  private readonly clock: Float64Array;
   /** The writer's copies: its own head, and the reader's tail as last seen. */
   private head: number;
   private seenTail: number;
@@ -71,6 +88,7 @@ export class TraceBuffer {
         `a trace ring of ${capacity} records is ${bytes} bytes, got ${this.sab.byteLength}`,
       );
     this.hdr = new Int32Array(this.sab, 0, 4);
+    this.clock = new Float64Array(this.sab, CLOCK_BYTE, 1);
     this.times = new Float64Array(this.sab, HEADER_BYTES, capacity);
     this.words = new Int32Array(this.sab, HEADER_BYTES + capacity * 8, capacity * RECORD_WORDS);
     this.head = Atomics.load(this.hdr, HEAD);
@@ -99,10 +117,29 @@ export class TraceBuffer {
     this.words[w + 1] = nr;
     this.words[w + 2] = cmd;
     this.words[w + 3] = rc;
-    this.times[slot] = performance.timeOrigin + performance.now();
+    // Reading the clock costs more than the rest of the record: a clock thread
+    // keeps a coarse copy in the header (startClock); without one, each record reads it.
+    const now = this.clock[0]!;
+    this.times[slot] = now !== 0 ? now : performance.timeOrigin + performance.now();
     this.head = (head + 1) | 0;
     // Publishes the record: the reader loads HEAD before the record's words.
     Atomics.store(this.hdr, HEAD, this.head);
+  }
+
+  /**
+   * Starts a thread that keeps the header's clock current (every ms), so that
+   * writing a record reads a word instead of the system clock, as xentrace's
+   * records take the TSC. Resolves with a function that stops it.
+   */
+  startClock(): () => void {
+    const w = new Worker(CLOCK_THREAD, { eval: true, workerData: { sab: this.sab } });
+    w.unref();
+    return () => {
+      Atomics.store(this.hdr, CLOCK_STOP, 1);
+      Atomics.notify(this.hdr, CLOCK_STOP);
+      void w.terminate();
+      this.clock[0] = 0;
+    };
   }
 
   /** Records lost to a full ring so far. */
@@ -115,16 +152,23 @@ export class TraceBuffer {
     return Atomics.load(this.hdr, HEAD);
   }
 
-  /** Reader: every record written since the last drain, oldest first. */
-  drain(max = this.capacity): TraceRecord[] {
+  /**
+   * Reader: the records written since the last drain, oldest first; of more
+   * than `keep`, only the newest `keep` are decoded and the others counted in
+   * `skipped` (a view cannot show a million a second one by one anyway).
+   */
+  drain(keep = this.capacity): { records: TraceRecord[]; skipped: number } {
     const head = Atomics.load(this.hdr, HEAD);
     let tail = Atomics.load(this.hdr, TAIL);
-    const out: TraceRecord[] = [];
-    while (tail !== head && out.length < max) {
+    const waiting = (head - tail) | 0;
+    const skipped = Math.max(0, waiting - keep);
+    tail = (tail + skipped) | 0;
+    const records: TraceRecord[] = [];
+    while (tail !== head) {
       const slot = tail & (this.capacity - 1);
       const w = slot * RECORD_WORDS;
       const ev = this.words[w]!;
-      out.push({
+      records.push({
         event: ev >>> 16,
         domid: ev & 0xffff,
         nr: this.words[w + 1]!,
@@ -136,6 +180,6 @@ export class TraceBuffer {
     }
     // Frees the slots: the writer may reuse them once it sees TAIL move.
     Atomics.store(this.hdr, TAIL, tail);
-    return out;
+    return { records, skipped };
   }
 }
