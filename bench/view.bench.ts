@@ -9,9 +9,9 @@
 //   npx tsx bench/view.bench.ts [--json] [--calls N] [--rounds R]
 import os from 'node:os';
 import { setImmediate as yieldToTimers } from 'node:timers/promises';
-import { __HYPERVISOR_grant_table_op, GNTTABOP_query_size, Host } from '../src/index.ts';
 import { hostState } from '../src/host/host-state.ts';
 import { ViewServer } from '../src/host/view-server.ts';
+import { __HYPERVISOR_grant_table_op, GNTTABOP_query_size, Host } from '../src/index.ts';
 import { TraceBuffer } from '../src/xen/trace.ts';
 
 const json = process.argv.includes('--json');

@@ -42,6 +42,7 @@ export const testFiles = [
   'test/host/hypercall-registers.test.ts',
   'test/host/destroy-leak.test.ts',
   'test/host/introspection.test.ts',
+  'test/host/view.test.ts',
   'test/cli/cli.test.ts',
   'test/cli/terminal.test.ts',
   'test/cli/run-tests.test.ts',
