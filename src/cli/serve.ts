@@ -79,9 +79,12 @@ export async function serveDemo(demo: DemoOptions, o: ServeOptions): Promise<voi
       return last;
     },
   };
-  await start(source, o, async () => {
+  const server = await start(source, o, async () => {
     await host?.shutdown();
   });
+  // The demo begins once a page watches, so that it is seen from its first grant.
+  process.stdout.write('gnttab serve: open the page to start the demo\n');
+  await server.firstClient;
   const r = await runDemo(demo, undefined, {
     traceSab: trace.sab,
     onHost: (h) => {

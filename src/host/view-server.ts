@@ -78,6 +78,11 @@ export class ViewServer {
   private readonly history: TimelineRecord[] = [];
   private hypercalls = 0;
   private readonly options: ViewServerOptions;
+  private onFirstClient: (() => void) | null = null;
+  /** Resolves when the first page has connected to the event stream. */
+  readonly firstClient: Promise<void> = new Promise((resolve) => {
+    this.onFirstClient = resolve;
+  });
 
   constructor(source: ViewSource, options: ViewServerOptions = {}) {
     this.source = source;
@@ -119,7 +124,10 @@ export class ViewServer {
     this.stopClock = null;
     for (const c of this.clients) c.end();
     this.clients.clear();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Event streams and keep-alive sockets would hold close() open.
+    this.server.closeAllConnections();
+    await closed;
   }
 
   /** Marks the state for a fresh look at the next tick (a host without trace calls this on changes). */
@@ -218,6 +226,8 @@ export class ViewServer {
         };
         res.write(`id: ${this.seq}\nevent: hello\ndata: ${JSON.stringify(hello)}\n\n`);
         this.clients.add(res);
+        this.onFirstClient?.();
+        this.onFirstClient = null;
         req.on('close', () => this.clients.delete(res));
         return;
       }

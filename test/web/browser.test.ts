@@ -49,7 +49,8 @@ describe('gnttab serve in chromium (the paced demo)', {
   const profile = mkdtempSync(join(tmpdir(), 'gnttab-chromium-'));
 
   before(async () => {
-    server = spawn(process.execPath, [bin, 'serve', '--port', '0', '--pace', '3000'], {
+    // --conditions=source: the command in this process, not behind the bin's re-exec (which would outlive a SIGTERM).
+    server = spawn(process.execPath, ['--conditions=source', bin, 'serve', '--port', '0', '--pace', '3000'], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -73,7 +74,14 @@ describe('gnttab serve in chromium (the paced demo)', {
 
   after(async () => {
     await context?.close();
-    server?.kill('SIGTERM');
+    if (server !== undefined && server.exitCode === null) {
+      const exited = new Promise((resolve) => server.once('exit', resolve));
+      server.kill('SIGTERM');
+      // A guard against a server that does not stop, not a claim about time.
+      const guard = setTimeout(() => server.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(guard);
+    }
     rmSync(profile, { recursive: true, force: true });
   });
 
