@@ -18,14 +18,19 @@ if (useDist) {
   }
   const mod = await import(new URL('../dist/cli/main.js', import.meta.url).href);
   await mod.main(process.argv);
-} else if (!process.execArgv.includes('--conditions=source')) {
+} else if (!process.execArgv.includes('--conditions=gnttab-source')) {
   // Scenarios and guests import 'gnttab': in a checkout that must be the sources
-  // too (the `source` export condition), in this thread and in every worker, so
+  // too (the `gnttab-source` export condition), in this thread and in every worker, so
   // run again with the condition set (workers inherit execArgv).
   process.on('SIGINT', () => {}); // the child gets the terminal's signal itself
   const r = spawnSync(
     process.execPath,
-    [...process.execArgv, '--conditions=source', fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    [
+      ...process.execArgv,
+      '--conditions=gnttab-source',
+      fileURLToPath(import.meta.url),
+      ...process.argv.slice(2),
+    ],
     { stdio: 'inherit' },
   );
   process.exit(r.status ?? (r.signal === 'SIGINT' ? 130 : 1));

@@ -92,7 +92,7 @@ const res = spawnSync(
     '--import',
     'tsx',
     // Resolve `import ... from 'gnttab'` (the package root) to the TypeScript sources.
-    '--conditions=source',
+    '--conditions=gnttab-source',
     // A fixed fast-check seed unless GNTTAB_FC_SEED says otherwise.
     '--import',
     './test/fc-setup.mjs',
