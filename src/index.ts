@@ -3,6 +3,7 @@
 // guest side built on them: the grant-table driver, event channels, xenstore,
 // ring.h rings and vchan.
 export * from './abi/index.ts';
+export type { GuestReport, LeftBehind, RunGuestArgs, RunReport } from './cli/run.ts';
 export type { DomainKind, GuestClock, GuestContext, StartInfo, WaitResult } from './guest/context.ts';
 export { EventChannels, EventWaiter } from './guest/events.ts';
 export {
@@ -43,6 +44,7 @@ export {
   type JobResult,
 } from './host/host.ts';
 export type { InjectedFault, P2mEntry, P2mTypeName, PageInfo } from './host/introspect.ts';
+export type { PortSnapshot } from './host/port-snapshot.ts';
 export { snapshotTables, type TableSnapshot } from './host/snapshot.ts';
 export {
   GuestCrash,
@@ -52,7 +54,15 @@ export {
   type WorkerHostOptions,
 } from './host/worker-host.ts';
 export { FlexRing } from './io/flex-ring.ts';
-export { BackRing, FrontRing, ringSize, SharedRing, sharedRingInit, shouldNotify } from './io/ring.ts';
+export {
+  BackRing,
+  FrontRing,
+  type RingLayout,
+  ringSize,
+  SharedRing,
+  sharedRingInit,
+  shouldNotify,
+} from './io/ring.ts';
 export {
   connectVchanServices,
   openVchanServices,

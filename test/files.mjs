@@ -37,6 +37,8 @@ export const testFiles = [
   'test/cli/xsa-cli.test.ts',
   'test/toolkit/attack.test.ts',
   'examples/racy-revoke/racy-revoke.test.ts',
+  'examples/one-thread/ring-frontend.test.ts',
+  'test/examples/examples.test.ts',
   'test/host/host-api.test.ts',
   'test/host/xen-dmesg.test.ts',
   'test/host/hypercall-registers.test.ts',
@@ -47,6 +49,7 @@ export const testFiles = [
   'test/cli/terminal.test.ts',
   'test/cli/run-tests.test.ts',
   'test/cli/toolkit-cli.test.ts',
+  'test/cli/run.test.ts',
   'test/conformance/raw-abi.test.ts',
   'test/readme.test.ts',
   'test/web/browser.test.ts',
@@ -70,4 +73,5 @@ export const slowFiles = [
   'test/cli/xsa-cli.test.ts',
   'test/cli/toolkit-cli.test.ts',
   'test/web/browser.test.ts',
+  'test/cli/run.test.ts',
 ];

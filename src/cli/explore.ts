@@ -28,7 +28,11 @@ export function exploreCommand(): Command {
     .addOption(new Option('--strategy <name>', 'pct or dfs').choices(['pct', 'dfs']).default('pct'))
     .addOption(new Option('--depth <d>', 'PCT bug depth, or DFS preemption bound').argParser(intArg))
     .option('--replay <token>', 'run exactly the schedule of a replay token')
-    .option('--layout <n>', 'grant-table layout of the built-in revoke scenario (1 or 2)', '1')
+    .addOption(
+      new Option('--layout <n>', 'grant-table layout of the built-in revoke scenario')
+        .choices(['1', '2'])
+        .default('1'),
+    )
     .option('--json', 'print one JSON object instead of text (no progress)')
     .addHelpText(
       'after',

@@ -1,6 +1,6 @@
 // The `gnttab` command: thin; it parses arguments and calls the library.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -21,6 +21,7 @@ import {
   sizeText,
   wrap,
 } from './format.ts';
+import { type RunReport, runPair } from './run.ts';
 import { paceArg, portArg, SERVE_DEMO_SIZE, serveCommand, serveDemo } from './serve.ts';
 import { runTour, type TourOptions } from './tour.ts';
 import { formatUnreadable, formatXenDmesgReport, readXenDmesg } from './xen-dmesg.ts';
@@ -295,6 +296,87 @@ export function buildProgram(): Command {
       if (opts.json) process.stdout.write(`${JSON.stringify({ layout: opts.layout, entries }, null, 2)}\n`);
       else process.stdout.write(`${formatDecoded(entries, opts.layout, outputWidth())}\n`);
     });
+  program
+    .command('run')
+    .description(
+      'run your own frontend and backend guest modules as two domains in worker threads; show their consoles, both grant tables while they run, what each left behind and the invariant check',
+    )
+    .argument('<frontend>', "the frontend's guest module (.mjs, .js or .ts): default export (ctx, args)")
+    .argument('<backend>', "the backend's guest module, the same way")
+    .argument('[args...]', 'after --: words passed to both guests as args.argv')
+    .addOption(
+      new Option('--frontend-kind <kind>', 'kind of the frontend domain')
+        .choices(['pv', 'hvm'])
+        .default('hvm'),
+    )
+    .addOption(
+      new Option('--backend-kind <kind>', 'kind of the backend domain').choices(['pv', 'hvm']).default('pv'),
+    )
+    .addOption(
+      new Option('--memory <MiB>', 'machine memory of the host (1 to 4096)').default(64).argParser(memoryArg),
+    )
+    .addOption(
+      new Option('--timeout <seconds>', 'stop both guests and fail when they have not returned by then')
+        .default(60)
+        .argParser(secondsArg),
+    )
+    .option('--json', 'print one JSON object instead of text (the consoles are in it)')
+    .addHelpText(
+      'after',
+      "\nEach guest's default export is called as (ctx, args), args being { role, self, peer,\n" +
+        'frontend, backend, argv }; the backend is d0, the frontend d1, and xenstore runs.\n' +
+        'Exit status: 0 when both returned and left nothing behind, 1 on a crash, a timeout,\n' +
+        'a leak or a broken invariant, 2 on a usage error.\n\n' +
+        'Examples:\n  gnttab run examples/ring/frontend.ts examples/ring/backend.ts\n' +
+        '  gnttab run front.mjs back.mjs --json -- --requests 100',
+    )
+    .action(
+      async (
+        frontend: string,
+        backend: string,
+        argv: string[],
+        opts: {
+          frontendKind: 'pv' | 'hvm';
+          backendKind: 'pv' | 'hvm';
+          memory: number;
+          timeout: number;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        for (const f of [frontend, backend])
+          if (!f.startsWith('file:') && !existsSync(f))
+            cmd.error(`gnttab run: no such guest module: ${f} (give the path of a .mjs, .js or .ts file)`);
+        const width = outputWidth();
+        const json = opts.json === true;
+        const tag = (role: string, domid: number) => `d${domid} ${role.padEnd(8)}|`;
+        if (!json)
+          process.stdout.write(
+            `${wrap(`gnttab run: ${frontend} as the frontend (${article(opts.frontendKind)}, d1), ${backend} as the backend (${article(opts.backendKind)}, d0)`, width)}\n\n`,
+          );
+        const r = await runPair(
+          {
+            frontend,
+            backend,
+            argv,
+            frontendKind: opts.frontendKind,
+            backendKind: opts.backendKind,
+            memoryMiB: opts.memory,
+            domainKiB: 4096,
+            timeoutMs: opts.timeout * 1000,
+          },
+          json
+            ? {}
+            : {
+                console: (role, domid, line) =>
+                  process.stdout.write(`${wrap(`${tag(role, domid)} ${line}`, width, '             ')}\n`),
+              },
+        );
+        if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        else process.stdout.write(formatRun(r, width));
+        if (!r.ok) process.exitCode = 1;
+      },
+    );
   // Commands built on their own inherit the program's settings only when asked
   // (exitOverride among them, so that their usage errors exit 2 too).
   program.addCommand(exploreCommand().copyInheritedSettings(program));
@@ -356,6 +438,48 @@ function decodeXenDmesg(file: string, json: boolean): void {
     process.stderr.write(`${formatUnreadable(r, file === '-' ? 'stdin' : file, width)}\n`);
     process.exitCode = 1;
   }
+}
+
+function secondsArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 86400)
+    throw new InvalidArgumentError('a number of seconds, more than 0 and at most 86400');
+  return n;
+}
+
+/** The end of `gnttab run`'s text: outcomes, the tables seen, leftovers, invariants. */
+function formatRun(r: RunReport, width: number): string {
+  const out: string[] = [''];
+  for (const g of [r.frontend, r.backend]) {
+    const who = `d${g.domid} (${g.role}, ${g.module})`;
+    const what =
+      g.outcome === 'returned'
+        ? `returned ${g.result === undefined ? 'nothing' : JSON.stringify(g.result)}`
+        : g.outcome === 'crashed'
+          ? `crashed: ${g.error ?? ''}`
+          : g.outcome === 'timed out'
+            ? 'was still running at the timeout and was stopped (raise --timeout if it is slow)'
+            : 'was stopped a second after its peer crashed';
+    out.push(wrap(`${who} ${what}`, width));
+  }
+  out.push('');
+  if (r.tables.length > 0) {
+    out.push('Grant tables while they ran (the busiest moment sampled):', '');
+    for (const t of r.tables) out.push(formatTable(t, width), '');
+  } else out.push('Grant tables while they ran: none was sampled (the guests ended first)', '');
+  if (r.leftovers.length === 0) {
+    const some = r.frontend.leftBehind !== null || r.backend.leftBehind !== null;
+    if (some) out.push(wrap('left behind: nothing (no grant, mapping, port or xenstore key)', width));
+  } else {
+    out.push('left behind:');
+    for (const l of r.leftovers) out.push(wrap(`  ${l}`, width, '    '));
+  }
+  out.push(
+    r.invariants.length === 0
+      ? 'invariants: all hold'
+      : `invariants violated:\n${r.invariants.map((l) => wrap(`  ${l}`, width, '    ')).join('\n')}`,
+  );
+  return `${out.join('\n')}\n`;
 }
 
 function readInput(file: string): Uint8Array {

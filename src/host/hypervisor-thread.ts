@@ -12,6 +12,7 @@ import { boolOption } from '../xen/options.ts';
 import { hostState } from './host-state.ts';
 import { HypercallChannel, MAX_SLOTS, SPIN } from './hypercall-channel.ts';
 import { type DomainProbe, pageInfo, probeDomain } from './introspect.ts';
+import { snapshotPorts } from './port-snapshot.ts';
 import { snapshotTables } from './snapshot.ts';
 import { NO_STORE, XenstoreService } from './xenstore-service.ts';
 
@@ -34,6 +35,7 @@ export type ControlRequest =
   | { id: number; op: 'invariants'; options?: InvariantOptions }
   | { id: number; op: 'snapshot' }
   | { id: number; op: 'state' }
+  | { id: number; op: 'ports' }
   | { id: number; op: 'stats' }
   | { id: number; op: 'page-info'; mfn: number }
   | { id: number; op: 'probe'; domid: number; probe: DomainProbe }
@@ -122,6 +124,8 @@ function control(req: ControlRequest): unknown {
       return snapshotTables(hv);
     case 'state':
       return hostState(hv, xenstored);
+    case 'ports':
+      return snapshotPorts(hv);
     case 'stats': {
       // The hypervisor thread's own heap (its isolate), collected first when the process runs --expose-gc.
       (globalThis as { gc?: () => void }).gc?.();

@@ -17,6 +17,7 @@ import type { HostState } from './host-state.ts';
 import { HypercallChannel } from './hypercall-channel.ts';
 import type { ControlRequest, HypervisorThreadData, WorkerHostOptions } from './hypervisor-thread.ts';
 import type { DomainProbe, InjectedFault, P2mEntry, PageInfo } from './introspect.ts';
+import type { PortSnapshot } from './port-snapshot.ts';
 import type { TableSnapshot } from './snapshot.ts';
 import { resolveWorkerEntry } from './worker-entry.ts';
 import type { XsServiceStats } from './xenstore-service.ts';
@@ -409,6 +410,11 @@ export class WorkerHost implements AsyncDisposable {
   /** What `gnttab dump --json` shows: tables, invariants, event channels, the xenstore tree. */
   state(): Promise<HostState> {
     return this.request({ op: 'state' } as ControlRequest) as Promise<HostState>;
+  }
+
+  /** Every domain's event-channel ports in use (Xen's debug key 'e'). */
+  ports(): Promise<PortSnapshot[]> {
+    return this.request({ op: 'ports' } as ControlRequest) as Promise<PortSnapshot[]>;
   }
 
   /**

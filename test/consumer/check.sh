@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs a packed gnttab tarball into an empty folder and uses it as the README
 # says, with every Node given: the CLI (demo, dump of a .ts scenario, explore of the
-# racy-revoke example and its replay, attack of the leaky-backend example), a plain .mjs
-# consumer of the host example, a .ts guest in a worker; then a strict TypeScript
+# racy-revoke example and its replay, attack of the leaky-backend example, `gnttab run`
+# of the ring example's .ts frontend and backend), a plain .mjs consumer of the host
+# example, a .ts guest in a worker; then a strict TypeScript
 # consumer (node16 resolution, @types/node) under tsc --noEmit.
 #   test/consumer/check.sh gnttab-0.1.0.tgz [dir-with-a-node-binary ...]
 # With no directory, the node on PATH is used.
@@ -24,6 +25,7 @@ cp "$here"/{readme-host.mjs,check-demo.mjs,check-readme-host.mjs,spawn-ts.mjs,gu
 cp "$root/examples/scenario.ts" scenario.ts
 cp "$root/examples/racy-revoke/scenario.ts" racy-revoke.ts
 cp "$root/examples/attack/leaky-backend.ts" leaky-backend.ts
+cp -r "$root/examples/ring" ring
 echo "installed: $(du -sh node_modules/gnttab | cut -f1) in node_modules/gnttab, $(ls node_modules | wc -l) packages"
 
 for dir in "${nodes[@]}"; do
@@ -54,6 +56,9 @@ for dir in "${nodes[@]}"; do
   npx gnttab attack ring --as frontend --moves 40 --json | node -e \
     'let s="";process.stdin.on("data",(d)=>s+=d).on("end",()=>{if(!JSON.parse(s).ok)process.exit(1)})'
   echo 'gnttab attack leaky-backend.ts, ring: ok'
+  npx gnttab run ring/frontend.ts ring/backend.ts -- 20 >run.txt || { cat run.txt; exit 1; }
+  grep -q '^left behind: nothing' run.txt && grep -q '^invariants: all hold' run.txt
+  echo 'gnttab run ring/frontend.ts ring/backend.ts (the ring example, .ts guests): ok'
 done
 
 node "$root/node_modules/typescript/bin/tsc" -p tsconfig.json
