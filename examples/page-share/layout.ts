@@ -2,6 +2,7 @@
 // notifications clear, and two messages.
 export const MAPPER_ALIVE = 0; // set by the mapper; its unmap notification clears it
 export const SHARER_ALIVE = 1; // set by the sharer; its unshare notification clears it
+export const REPLY_READ = 2; // set by the sharer once it has read the reply: the mapper may unmap
 export const GREETING = 64; // the sharer's message, NUL-terminated
 export const REPLY = 2048; // the mapper's reply, NUL-terminated
 

@@ -3,7 +3,7 @@
 // byte and signals the port), reads the greeting, writes a reply, unmaps, and
 // waits for the sharer's own notification that it unshared.
 import { connectVchanServices, type GuestContext, type RunGuestArgs, Xengnttab } from 'gnttab';
-import { GREETING, getString, MAPPER_ALIVE, putString, REPLY, sharePath } from './layout.ts';
+import { GREETING, getString, MAPPER_ALIVE, putString, REPLY, REPLY_READ, sharePath } from './layout.ts';
 
 export default async function mapper(ctx: GuestContext, args: RunGuestArgs): Promise<{ greeting: string }> {
   const { gntdev, events, waiter, xs } = connectVchanServices(ctx);
@@ -21,9 +21,10 @@ export default async function mapper(ctx: GuestContext, args: RunGuestArgs): Pro
   }
   const port = events.bindInterdomain(args.peer, remotePort);
   if (port < 0) throw new Error(`bind_interdomain failed (${port})`);
-  let unshared = false;
+  // The sharer signals twice: once it has read the reply, and when it unshares.
+  let kicked = false;
   events.bind(port, () => {
-    unshared = true;
+    kicked = true;
   });
 
   using gnttab = Xengnttab.open(gntdev);
@@ -35,11 +36,13 @@ export default async function mapper(ctx: GuestContext, args: RunGuestArgs): Pro
   ctx.mem.write(mapping.addr + REPLY, reply);
   ctx.mem.write(mapping.addr + MAPPER_ALIVE, new Uint8Array([1])); // the flag last
   events.send(port);
+  await waiter.until(() => kicked && ctx.mem.read(mapping.addr + REPLY_READ, 1)[0] === 1);
 
-  // Unmapping clears MAPPER_ALIVE through the mapping and signals the sharer.
+  // Unmapping clears MAPPER_ALIVE through the mapping and signals the sharer;
+  // the next kick is the sharer's unshare notification.
+  kicked = false;
   mapping.unmap();
-  unshared = false;
-  await waiter.until(() => unshared);
+  await waiter.until(() => kicked);
   ctx.log('the sharer unshared the page');
   events.unbind(port);
   events.close(port);

@@ -5,7 +5,16 @@
 // before it unshares, which in turn notifies the mapper.
 //   gnttab run examples/page-share/sharer.ts examples/page-share/mapper.ts
 import { connectVchanServices, type GuestContext, type RunGuestArgs, Xengntshr } from 'gnttab';
-import { GREETING, getString, MAPPER_ALIVE, putString, REPLY, SHARER_ALIVE, sharePath } from './layout.ts';
+import {
+  GREETING,
+  getString,
+  MAPPER_ALIVE,
+  putString,
+  REPLY,
+  REPLY_READ,
+  SHARER_ALIVE,
+  sharePath,
+} from './layout.ts';
 
 export default async function sharer(ctx: GuestContext, args: RunGuestArgs): Promise<{ reply: string }> {
   const { gntalloc, events, waiter, xs } = connectVchanServices(ctx);
@@ -24,10 +33,13 @@ export default async function sharer(ctx: GuestContext, args: RunGuestArgs): Pro
   await xs.write(`${sharePath(args.self)}/port`, String(port));
   ctx.log(`shared ref ${share.refs[0]} with d${args.peer}, port ${port}`);
 
-  // The mapper sets its flag with its reply, then its unmap clears the flag.
+  // The mapper sets its flag with its reply; once told the reply was read, it
+  // unmaps, and its unmap notification clears the flag again.
   await waiter.until(() => byteAt(MAPPER_ALIVE) === 1);
   const reply = getString(ctx.mem.read(share.addr, 4096), REPLY);
   ctx.log(`the mapper replied ${JSON.stringify(reply)}`);
+  ctx.mem.write(share.addr + REPLY_READ, new Uint8Array([1]));
+  events.send(port);
   await waiter.until(() => byteAt(MAPPER_ALIVE) === 0);
   ctx.log('unmap notification: the mapper has let go of the page');
 

@@ -48,6 +48,12 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version', 'print the version and exit')
     .option('--verbose', 'on a failure, print the stack (of a scenario or guest too)')
     .showHelpAfterError('(run with --help for usage)')
+    // run's term without its [args...], so the command list still wraps at 80 columns
+    // (commander stops wrapping when fewer than 40 columns are left for descriptions).
+    .configureHelp({
+      subcommandTerm: (c) =>
+        c.name() === 'run' ? 'run [options] <frontend> <backend>' : `${c.name()} ${c.usage()}`.trimEnd(),
+    })
     // Usage errors exit 2 (see main), failures 1; subcommands inherit this.
     .exitOverride();
 
@@ -304,6 +310,7 @@ export function buildProgram(): Command {
     .argument('<frontend>', "the frontend's guest module (.mjs, .js or .ts): default export (ctx, args)")
     .argument('<backend>', "the backend's guest module, the same way")
     .argument('[args...]', 'after --: words passed to both guests as args.argv')
+    .usage('[options] <frontend> <backend> [-- args...]')
     .addOption(
       new Option('--frontend-kind <kind>', 'kind of the frontend domain')
         .choices(['pv', 'hvm'])
@@ -320,7 +327,7 @@ export function buildProgram(): Command {
         .default(60)
         .argParser(secondsArg),
     )
-    .option('--json', 'print one JSON object instead of text (the consoles are in it)')
+    .option('--json', 'print one JSON object instead of text (the consoles are in it, and on stderr)')
     .addHelpText(
       'after',
       "\nEach guest's default export is called as (ctx, args), args being { role, self, peer,\n" +
@@ -365,12 +372,13 @@ export function buildProgram(): Command {
             domainKiB: 4096,
             timeoutMs: opts.timeout * 1000,
           },
-          json
-            ? {}
-            : {
-                console: (role, domid, line) =>
-                  process.stdout.write(`${wrap(`${tag(role, domid)} ${line}`, width, '             ')}\n`),
-              },
+          {
+            // With --json the consoles are in the JSON; as they come, they go to stderr.
+            console: (role, domid, line) =>
+              (json ? process.stderr : process.stdout).write(
+                `${wrap(`${tag(role, domid)} ${line}`, width, '             ')}\n`,
+              ),
+          },
         );
         if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         else process.stdout.write(formatRun(r, width));
