@@ -3,8 +3,9 @@
 // after `npm ci`) it runs the TypeScript sources through tsx, so an old dist/
 // never hides an edit; installed from the package (no src/), it runs dist/.
 // GNTTAB_USE_DIST=1 runs dist/ even in a checkout (to test the build).
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const sources = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -22,8 +23,9 @@ if (useDist) {
   // Scenarios and guests import 'gnttab': in a checkout that must be the sources
   // too (the `gnttab-source` export condition), in this thread and in every worker, so
   // run again with the condition set (workers inherit execArgv).
-  process.on('SIGINT', () => {}); // the child gets the terminal's signal itself
-  const r = spawnSync(
+  // The child gets a terminal's SIGINT itself (same process group); a SIGTERM or
+  // SIGHUP sent to this process alone is passed on, so the command never outlives it.
+  const child = spawn(
     process.execPath,
     [
       ...process.execArgv,
@@ -33,7 +35,11 @@ if (useDist) {
     ],
     { stdio: 'inherit' },
   );
-  process.exit(r.status ?? (r.signal === 'SIGINT' ? 130 : 1));
+  process.on('SIGINT', () => {});
+  for (const sig of ['SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => {
+    process.exit(code ?? (signal === 'SIGINT' ? 130 : signal !== null ? 128 + (constants.signals[signal] ?? 0) : 1));
+  });
 } else {
   const { register } = await import('tsx/esm/api');
   register();

@@ -49,11 +49,15 @@ describe('gnttab serve in chromium (the paced demo)', {
   const profile = mkdtempSync(join(tmpdir(), 'gnttab-chromium-'));
 
   before(async () => {
-    // --conditions=source: the command in this process, not behind the bin's re-exec (which would outlive a SIGTERM).
-    server = spawn(process.execPath, ['--conditions=source', bin, 'serve', '--port', '0', '--pace', '3000'], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // --conditions=gnttab-source: the command in this process, not behind the bin's re-exec.
+    server = spawn(
+      process.execPath,
+      ['--conditions=gnttab-source', bin, 'serve', '--port', '0', '--pace', '3000'],
+      {
+        cwd: root,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     server.stderr?.on('data', (b: Buffer) => process.stderr.write(b));
     url = await new Promise<string>((resolve, reject) => {
       server.stdout?.on('data', (b: Buffer) => {
