@@ -38,7 +38,9 @@ if (useDist) {
   process.on('SIGINT', () => {});
   for (const sig of ['SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => {
-    process.exit(code ?? (signal === 'SIGINT' ? 130 : signal !== null ? 128 + (constants.signals[signal] ?? 0) : 1));
+    process.exit(
+      code ?? (signal === 'SIGINT' ? 130 : signal !== null ? 128 + (constants.signals[signal] ?? 0) : 1),
+    );
   });
 } else {
   const { register } = await import('tsx/esm/api');
