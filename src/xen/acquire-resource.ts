@@ -109,9 +109,9 @@ export function acquireResource(hv: Hypervisor, currd: Domain, arg: number, star
   // Batches of 32. Xen may stop between batches with a continuation; this
   // model never preempts a hypercall, so the batches run to the end.
   while (left > 0) {
-    const todo = Math.min(ACQUIRE_RESOURCE_BATCH, left);
+    const batch = Math.min(ACQUIRE_RESOURCE_BATCH, left);
     const mfns: number[] = [];
-    const done = gnttabAcquireResource(hv, d, xmar.id, frame, todo, mfns);
+    const done = gnttabAcquireResource(hv, d, xmar.id, frame, batch, mfns);
     if (done < 0) return done;
     if (!currd.translated) {
       if (!hv.copyToGuest(currd, list, u64Array(mfns))) return -XEN_EFAULT;
