@@ -17,7 +17,7 @@ import {
 } from './layout.ts';
 
 export default async function sharer(ctx: GuestContext, args: RunGuestArgs): Promise<{ reply: string }> {
-  const { gntalloc, events, waiter, xs } = connectVchanServices(ctx);
+  const { gntalloc, gnttab, events, waiter, xs } = connectVchanServices(ctx);
   const port = events.allocUnbound(args.peer);
   if (port < 0) throw new Error(`alloc_unbound failed (${port})`);
   events.bind(port, () => {});
@@ -43,8 +43,14 @@ export default async function sharer(ctx: GuestContext, args: RunGuestArgs): Pro
   await waiter.until(() => byteAt(MAPPER_ALIVE) === 0);
   ctx.log('unmap notification: the mapper has let go of the page');
 
-  // Unsharing now ends access at once (nothing maps the page), and signals the port.
+  // Unsharing signals the port and ends access. The mapper's byte is cleared
+  // before its unmap hypercall (as gntdev's __unmap_grant_pages does), so the
+  // page may still be mapped for a moment: then the end of access is deferred,
+  // and the grant driver retries it every second. Wait that out before the
+  // domain goes.
   share.unshare();
+  for (let i = 0; i < 100 && gnttab.deferredCount > 0; i++) await ctx.clock.sleep(100);
+  if (gnttab.deferredCount > 0) throw new Error('the mapper still maps the page 10 s after unsharing');
   events.unbind(port);
   events.close(port);
   await xs.rm(sharePath(args.self));
