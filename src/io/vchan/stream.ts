@@ -2,7 +2,11 @@
 // blocking libxenvchan_read at a time), writes push into the write ring (a
 // blocking libxenvchan_write each, or one writev for a corked batch). The end
 // of the peer's data (EPIPE once closed and drained) is the end of the
-// readable side; the stream owns the channel and closes it when destroyed.
+// readable side, and with it of the writable side (allowHalfOpen false: a
+// closed peer takes no more data), so the stream then finishes, destroys
+// itself and closes the channel; the stream owns the channel and closes it
+// whenever it is destroyed. (Whether leaving a for-await loop destroys a
+// half-open Duplex differs between Node lines; this does not depend on it.)
 import { Duplex } from 'node:stream';
 import { XenError } from '../../guest/xen-error.ts';
 
@@ -34,6 +38,7 @@ export function vchanStream(v: Closable, o: VchanStreamOptions, io: VchanStreamI
   const chunk = o.chunkSize ?? 64 * 1024;
   let reading = false;
   const d: Duplex = new Duplex({
+    allowHalfOpen: false,
     readableHighWaterMark: o.readableHighWaterMark ?? 64 * 1024,
     writableHighWaterMark: o.writableHighWaterMark ?? 64 * 1024,
     read() {
