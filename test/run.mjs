@@ -97,6 +97,9 @@ const res = spawnSync(
     '--import',
     './test/fc-setup.mjs',
     '--test',
+    // A hang fails its test instead of running into CI's time limit (10 minutes
+    // per test or suite; GNTTAB_TEST_TIMEOUT_MS changes it).
+    `--test-timeout=${process.env.GNTTAB_TEST_TIMEOUT_MS ?? 600000}`,
     ...names.map((n) => `--test-name-pattern=${n}`),
     ...passThrough,
     '--test-reporter=spec',
