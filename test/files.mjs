@@ -51,6 +51,7 @@ export const testFiles = [
   'test/cli/toolkit-cli.test.ts',
   'test/cli/run.test.ts',
   'test/conformance/raw-abi.test.ts',
+  'test/conformance/imports.test.ts',
   'test/readme.test.ts',
   'test/web/browser.test.ts',
 ];

@@ -7,8 +7,8 @@ import { XEN_EBUSY, XEN_EINVAL, XEN_ENOENT, XEN_ENOMEM } from '../abi/hypercall.
 import type { Domain } from './domain.ts';
 import { NO_GFN } from './grant-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
-import { findXenHeapSlot } from './memory-op.ts';
 import { ADDRESS_SPACE_PAGES, isForeignP2m, isGrantOrForeignP2m, P2M_MAP_FOREIGN } from './paging.ts';
+import { findXenHeapSlot } from './xen-heap.ts';
 
 /**
  * set_foreign_p2m_entry (set_typed_p2m_entry with p2m_map_foreign): places

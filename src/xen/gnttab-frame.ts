@@ -5,6 +5,7 @@
 import { XEN_EINVAL } from '../abi/hypercall.ts';
 import { GRANT_PER_FRAME_V2, GRANT_STATUS_PER_FRAME } from '../abi/limits.ts';
 import type { Domain } from './domain.ts';
+import { NO_GFN } from './grant-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
 
 /** The MFN of shared frame idx, or -EINVAL when the table cannot grow that far. */
@@ -29,4 +30,11 @@ export function getStatusFrameMfn(hv: Hypervisor, d: Domain, idx: number): numbe
     if (idx >= gt.nrStatusFrames) return -XEN_EINVAL;
   }
   return gt.status[idx]!;
+}
+
+/** The frame number a domain sees for one of its grant-table frames (gnttab_shared_gfn). */
+export function frameNumberFor(d: Domain, mfn: number, gfn: number): number {
+  if (!d.translated) return mfn;
+  // -1 stands for Xen's INVALID_GFN (all ones): a frame not placed in the physical map.
+  return gfn === NO_GFN ? -1 : gfn;
 }

@@ -30,7 +30,6 @@ import { GNTST_general_error, GNTST_okay } from '../abi/status.ts';
 import type { Domain } from './domain.ts';
 import { NO_GFN } from './grant-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
-import { findXenHeapSlot } from './memory-op.ts';
 import {
   ADDRESS_SPACE_PAGES,
   isGrantOrForeignP2m,
@@ -42,6 +41,7 @@ import {
   pteFlags,
   pteFrame,
 } from './paging.ts';
+import { findXenHeapSlot } from './xen-heap.ts';
 
 function pageOf(addr: number): number {
   const pfn = Math.floor(addr / XEN_PAGE_SIZE);

@@ -35,6 +35,7 @@ import { NO_GFN } from './grant-table.ts';
 import { copyStructFromGuest } from './guest-io.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, isForeignP2m, isGrantP2m, P2M_RAM_PAGED, P2M_RAM_RW } from './paging.ts';
+import { arraySlot, findXenHeapSlot, type GfnSlot, sharedInfoSlot } from './xen-heap.ts';
 
 /** XENMAPSPACE_gmfn_foreign: only through add_to_physmap_batch. */
 const XENMAPSPACE_gmfn_foreign = 4;
@@ -103,30 +104,6 @@ function removeFromPhysmap(hv: Hypervisor, ld: Domain, arg: number): number {
   return 0;
 }
 
-/** Where a Xen-heap frame shared with a domain is placed in its P2M. */
-export interface GfnSlot {
-  get(): number;
-  set(gfn: number): void;
-}
-
-function arraySlot(gfns: number[], i: number): GfnSlot {
-  return {
-    get: () => gfns[i]!,
-    set: (gfn) => {
-      gfns[i] = gfn;
-    },
-  };
-}
-
-function sharedInfoSlot(d: Domain): GfnSlot {
-  return {
-    get: () => d.sharedInfoGfn,
-    set: (gfn) => {
-      d.sharedInfoGfn = gfn;
-    },
-  };
-}
-
 /** gnttab_map_frame plus the P2M update of xenmem_add_to_physmap_one. */
 function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn: number): number {
   const gt = d.gt;
@@ -179,15 +156,4 @@ function placeXenHeapFrame(hv: Hypervisor, d: Domain, mfn: number, slot: GfnSlot
   p2m.set(gpfn, mfn, P2M_RAM_RW);
   slot.set(gpfn);
   return 0;
-}
-
-/** The slot of one of d's Xen-heap frames (grant, status, shared info), if mfn is one. */
-export function findXenHeapSlot(d: Domain, mfn: number): GfnSlot | null {
-  const gt = d.gt;
-  let i = gt.shared.indexOf(mfn);
-  if (i >= 0) return arraySlot(gt.sharedGfn, i);
-  i = gt.status.indexOf(mfn);
-  if (i >= 0) return arraySlot(gt.statusGfn, i);
-  if (mfn === d.sharedInfoMfn) return sharedInfoSlot(d);
-  return null;
 }

@@ -19,7 +19,7 @@ import { GNTST_bad_domain, GNTST_bad_gntref, GNTST_general_error, GNTST_okay } f
 import type { Domain } from '../domain.ts';
 import { getPagedMfn, reduceStatusForPin, setStatus } from '../helpers.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-import { readU64 } from './map-grant-ref.ts';
+import { readU64 } from '../shared-entry.ts';
 
 const V1 = grant_entry_v1.fields;
 const V2_FULL = grant_entry_v2_full_page.fields;

@@ -10,9 +10,9 @@ import {
   GNTST_permission_denied,
 } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
+import { frameNumberFor } from '../gnttab-frame.ts';
 import { copyFieldToGuest, copyStructFromGuest, copyU64ToGuest, guestHandleOkay } from '../guest-io.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-import { frameNumberFor } from './setup-table.ts';
 
 export function getStatusFrames(hv: Hypervisor, ld: Domain, uop: number, count: number): number {
   if (count !== 1) return -XEN_EINVAL;

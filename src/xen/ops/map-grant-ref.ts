@@ -28,6 +28,7 @@ import type { Domain } from '../domain.ts';
 import { getPagedFrame, reduceStatusForPin, setStatus } from '../helpers.ts';
 import { createGrantHostMapping, replaceGrantHostMapping } from '../host-mapping.ts';
 import type { Hypervisor } from '../hypervisor.ts';
+import { readU64 } from '../shared-entry.ts';
 
 export interface MapOp {
   host_addr: number;
@@ -161,10 +162,4 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
   mt.ref[handle] = ref;
   mt.flags[handle] = flags & 0xffff;
   return { status: GNTST_okay, handle, devBusAddr: mfn * XEN_PAGE_SIZE };
-}
-
-/** A 64-bit frame field of a v2 entry (the guest writes it before publishing the flags). */
-export function readU64(hv: Hypervisor, addr: number): number {
-  const w = hv.machine.words;
-  return w.load32(addr) + w.load32(addr + 4) * 0x1_0000_0000;
 }

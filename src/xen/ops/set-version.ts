@@ -23,7 +23,7 @@ import type { Domain } from '../domain.ts';
 import { NO_GFN } from '../grant-table.ts';
 import { copyStructFromGuest, copyStructToGuest } from '../guest-io.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-import { readU64 } from './map-grant-ref.ts';
+import { readU64 } from '../shared-entry.ts';
 
 interface ReservedEntry {
   flags: number;

@@ -11,16 +11,9 @@ import {
   GNTST_permission_denied,
 } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
-import { NO_GFN } from '../grant-table.ts';
+import { frameNumberFor } from '../gnttab-frame.ts';
 import { copyFieldToGuest, copyStructFromGuest, copyU64ToGuest, guestHandleOkay } from '../guest-io.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-
-/** The frame number a domain sees for one of its grant-table frames (gnttab_shared_gfn). */
-export function frameNumberFor(d: Domain, mfn: number, gfn: number): number {
-  if (!d.translated) return mfn;
-  // -1 stands for Xen's INVALID_GFN (all ones): a frame not placed in the physical map.
-  return gfn === NO_GFN ? -1 : gfn;
-}
 
 export function setupTable(hv: Hypervisor, ld: Domain, uop: number, count: number): number {
   if (count !== 1) return -XEN_EINVAL;

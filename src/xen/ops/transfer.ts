@@ -8,9 +8,9 @@ import { OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../../machine/frame-tab
 import type { Domain } from '../domain.ts';
 import { NO_GFN } from '../grant-table.ts';
 import type { Hypervisor } from '../hypervisor.ts';
-import { findXenHeapSlot } from '../memory-op.ts';
 import { ADDRESS_SPACE_PAGES, isGrantOrForeignP2m, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
-import { readU64 } from './map-grant-ref.ts';
+import { readU64 } from '../shared-entry.ts';
+import { findXenHeapSlot } from '../xen-heap.ts';
 
 /**
  * steal_page: the page must be d's, not a Xen-heap page, and hold exactly its
