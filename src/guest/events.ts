@@ -13,6 +13,7 @@
 //
 // This client serves one vCPU (vCPU 0 unless told otherwise): ports Xen
 // notifies on another vCPU raise that vCPU's selector, not ours.
+
 import { DOMID_SELF } from '../abi/domid.ts';
 import {
   BITS_PER_EVTCHN_WORD,
@@ -52,11 +53,12 @@ import {
   XENMAPSPACE_shared_info,
   XENMEM_add_to_physmap,
 } from '../abi/hypercall.ts';
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import { xen_add_to_physmap } from '../abi/memory-op.ts';
 import { decodeStruct, encodeStruct, type StructDef, type StructValue } from '../abi/struct.ts';
 import { abortable, isAborted } from './abort.ts';
 import type { GuestContext } from './context.ts';
-import { hypercallArgArea, PAGE_SIZE, SHARED_INFO_VA } from './layout.ts';
+import { hypercallArgArea, SHARED_INFO_VA } from './layout.ts';
 
 export type EventHandler = (port: number) => void;
 
@@ -135,7 +137,7 @@ export class EventChannels {
     this.vcpu = o.vcpu ?? 0;
     if (!Number.isInteger(this.vcpu) || this.vcpu < 0 || this.vcpu >= XEN_LEGACY_MAX_VCPUS)
       throw new RangeError(`vcpu must be 0..${XEN_LEGACY_MAX_VCPUS - 1} (a vcpu_info in shared_info)`);
-    this.argAddr = o.argAddr ?? hypercallArgArea(ctx.start.ramBytes) + 3 * PAGE_SIZE;
+    this.argAddr = o.argAddr ?? hypercallArgArea(ctx.start.ramBytes) + 3 * XEN_PAGE_SIZE;
     this.sharedInfo = o.sharedInfoVa ?? SHARED_INFO_VA;
     this.mapSharedInfo();
     // No port is live yet (Linux's xen_init_IRQ masks them all).
@@ -152,7 +154,7 @@ export class EventChannels {
       rc = this.ctx.hypercall(
         __HYPERVISOR_update_va_mapping,
         this.sharedInfo,
-        start.sharedInfoFrame * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW),
+        start.sharedInfoFrame * XEN_PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW),
         0,
       );
     } else {
@@ -162,7 +164,7 @@ export class EventChannels {
           domid: DOMID_SELF,
           space: XENMAPSPACE_shared_info,
           idx: 0,
-          gpfn: this.sharedInfo / PAGE_SIZE,
+          gpfn: this.sharedInfo / XEN_PAGE_SIZE,
         }),
       );
       rc = this.ctx.hypercall(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, this.argAddr);

@@ -23,6 +23,7 @@ import {
   GNTTABOP_setup_table,
   XENMEM_add_to_physmap,
 } from '../abi/hypercall.ts';
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import { xen_add_to_physmap } from '../abi/memory-op.ts';
 import {
   decodeStruct,
@@ -35,10 +36,10 @@ import {
   writeStruct,
 } from '../abi/struct.ts';
 import type { GuestContext } from './context.ts';
-import { HYPERCALL_ARG_PAGES, hypercallArgArea, PAGE_SIZE } from './layout.ts';
+import { HYPERCALL_ARG_PAGES, hypercallArgArea } from './layout.ts';
 
 /** Bytes of the hypercall argument area. */
-export const ARG_AREA_BYTES = HYPERCALL_ARG_PAGES * PAGE_SIZE;
+export const ARG_AREA_BYTES = HYPERCALL_ARG_PAGES * XEN_PAGE_SIZE;
 
 /** Start of the hypercall argument area of this guest. */
 export function argArea(ctx: GuestContext): number {

@@ -2,15 +2,14 @@
 // addresses; HVM: guest-physical). RAM sits at 0..ramBytes; everything else
 // lives in the unpopulated space above it, as Linux uses its unpopulated
 // ranges. All guest code agrees on these.
-
-export const PAGE_SIZE = 4096;
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 
 /** Pages at the top of RAM kept for hypercall argument structs. */
 export const HYPERCALL_ARG_PAGES = 4;
 
 /** Start of the hypercall argument area for a domain with `ramBytes` of RAM. */
 export function hypercallArgArea(ramBytes: number): number {
-  return ramBytes - HYPERCALL_ARG_PAGES * PAGE_SIZE;
+  return ramBytes - HYPERCALL_ARG_PAGES * XEN_PAGE_SIZE;
 }
 
 /** The shared-info page (event channel pending and mask bits). */

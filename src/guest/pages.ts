@@ -5,9 +5,10 @@
 // unpopulated address ranges above RAM for foreign mappings
 // (xen_alloc_unpopulated_pages), with the foreign (domid, gref) record Linux
 // keeps in such pages.
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { GuestContext } from './context.ts';
 import { ENOMEM } from './gnttab/errno.ts';
-import { FOREIGN_MAP_END, FOREIGN_MAP_VA, hypercallArgArea, PAGE_SIZE } from './layout.ts';
+import { FOREIGN_MAP_END, FOREIGN_MAP_VA, hypercallArgArea } from './layout.ts';
 
 export interface ForeignPage {
   domid: number;
@@ -34,11 +35,11 @@ export class PageAllocator {
 
   constructor(ctx: GuestContext) {
     this.ctx = ctx;
-    this.nrPages = Math.floor(hypercallArgArea(ctx.start.ramBytes) / PAGE_SIZE);
+    this.nrPages = Math.floor(hypercallArgArea(ctx.start.ramBytes) / XEN_PAGE_SIZE);
     if (this.nrPages <= 0) throw new RangeError(`d${ctx.start.domid}: no RAM outside the argument area`);
     this.refcount = new Int32Array(this.nrPages);
     this.nrFree = this.nrPages;
-    this.holes = [[FOREIGN_MAP_VA / PAGE_SIZE, FOREIGN_MAP_END / PAGE_SIZE]];
+    this.holes = [[FOREIGN_MAP_VA / XEN_PAGE_SIZE, FOREIGN_MAP_END / XEN_PAGE_SIZE]];
   }
 
   /** Pages currently free. */
@@ -54,8 +55,8 @@ export class PageAllocator {
     this.refcount[i] = 1;
     this.nrFree--;
     this.lowestFree = i + 1;
-    const addr = i * PAGE_SIZE;
-    if (zero) this.ctx.mem.fill(addr, PAGE_SIZE, 0);
+    const addr = i * XEN_PAGE_SIZE;
+    if (zero) this.ctx.mem.fill(addr, XEN_PAGE_SIZE, 0);
     return addr;
   }
 
@@ -68,7 +69,7 @@ export class PageAllocator {
   }
 
   private index(addr: number): number {
-    const i = addr / PAGE_SIZE;
+    const i = addr / XEN_PAGE_SIZE;
     if (!Number.isInteger(i) || i < 0 || i >= this.nrPages)
       throw new RangeError(`d${this.ctx.start.domid}: 0x${addr.toString(16)} is not a RAM page`);
     return i;
@@ -76,7 +77,7 @@ export class PageAllocator {
 
   /** True when addr is the start of a page this allocator manages. */
   isRamPage(addr: number): boolean {
-    const i = addr / PAGE_SIZE;
+    const i = addr / XEN_PAGE_SIZE;
     return Number.isInteger(i) && i >= 0 && i < this.nrPages;
   }
 
@@ -109,9 +110,9 @@ export class PageAllocator {
 
   /** The frame number Xen knows the page at addr by (xen_page_to_gfn): PV its MFN, HVM its GFN. */
   gfnOf(addr: number): number {
-    const page = Math.floor(addr / PAGE_SIZE);
+    const page = Math.floor(addr / XEN_PAGE_SIZE);
     if (this.ctx.start.kind === 'hvm') return page;
-    const mfn = this.ctx.mem.virtToMfn(page * PAGE_SIZE);
+    const mfn = this.ctx.mem.virtToMfn(page * XEN_PAGE_SIZE);
     if (mfn < 0) throw new RangeError(`d${this.ctx.start.domid}: nothing mapped at 0x${addr.toString(16)}`);
     return mfn;
   }
@@ -119,13 +120,13 @@ export class PageAllocator {
   /** The RAM page Xen's frame number `gfn` stands for (gfn_to_pfn), or -1 if none. */
   addrOfGfn(gfn: number): number {
     if (this.ctx.start.kind === 'hvm') {
-      return Number.isSafeInteger(gfn) && gfn >= 0 && gfn < this.nrPages ? gfn * PAGE_SIZE : -1;
+      return Number.isSafeInteger(gfn) && gfn >= 0 && gfn < this.nrPages ? gfn * XEN_PAGE_SIZE : -1;
     }
     if (this.m2p === null) {
       this.m2p = new Map();
       for (let i = 0; i < this.nrPages; i++) {
-        const mfn = this.ctx.mem.virtToMfn(i * PAGE_SIZE);
-        if (mfn >= 0) this.m2p.set(mfn, i * PAGE_SIZE);
+        const mfn = this.ctx.mem.virtToMfn(i * XEN_PAGE_SIZE);
+        if (mfn >= 0) this.m2p.set(mfn, i * XEN_PAGE_SIZE);
       }
     }
     const a = this.m2p.get(gfn);
@@ -145,7 +146,7 @@ export class PageAllocator {
         const base = h[0];
         h[0] += n;
         if (h[0] === h[1]) this.holes.splice(k, 1);
-        return base * PAGE_SIZE;
+        return base * XEN_PAGE_SIZE;
       }
     }
     return -ENOMEM;
@@ -153,9 +154,9 @@ export class PageAllocator {
 
   /** Returns a range from allocUnpopulated. */
   freeUnpopulated(addr: number, n: number): void {
-    const s = addr / PAGE_SIZE;
+    const s = addr / XEN_PAGE_SIZE;
     const e = s + n;
-    if (!Number.isInteger(s) || s < FOREIGN_MAP_VA / PAGE_SIZE || e > FOREIGN_MAP_END / PAGE_SIZE)
+    if (!Number.isInteger(s) || s < FOREIGN_MAP_VA / XEN_PAGE_SIZE || e > FOREIGN_MAP_END / XEN_PAGE_SIZE)
       throw new RangeError(`0x${addr.toString(16)} is not an unpopulated range`);
     let k = 0;
     while (k < this.holes.length && this.holes[k]![0] < s) k++;
@@ -182,15 +183,15 @@ export class PageAllocator {
 
   /** SetPageForeign: the page at addr now maps (domid, gref). */
   setForeign(addr: number, domid: number, gref: number): void {
-    this.foreignPages.set(Math.floor(addr / PAGE_SIZE), { domid, gref });
+    this.foreignPages.set(Math.floor(addr / XEN_PAGE_SIZE), { domid, gref });
   }
 
   clearForeign(addr: number): void {
-    this.foreignPages.delete(Math.floor(addr / PAGE_SIZE));
+    this.foreignPages.delete(Math.floor(addr / XEN_PAGE_SIZE));
   }
 
   /** What the page at addr maps, if it holds a foreign mapping. */
   foreign(addr: number): ForeignPage | undefined {
-    return this.foreignPages.get(Math.floor(addr / PAGE_SIZE));
+    return this.foreignPages.get(Math.floor(addr / XEN_PAGE_SIZE));
   }
 }

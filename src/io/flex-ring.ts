@@ -10,11 +10,12 @@
 // FlexRing adds the index handling around them as pvcalls does (indices read
 // with atomics and a barrier before the data is touched; the data written or
 // read before the index moves, with a barrier in between).
+import { XEN_PAGE_SHIFT } from '../abi/limits.ts';
 import type { GuestMemory } from '../machine/guest-memory.ts';
 import type { RingIdx } from './ring.ts';
 
 /** XEN_PAGE_SHIFT as ring.h defines it: 12, whatever the OS page size. */
-export const FLEX_XEN_PAGE_SHIFT = 12;
+export const FLEX_XEN_PAGE_SHIFT = XEN_PAGE_SHIFT;
 
 // ---- data-interface page (`struct <name>_data_intf`) --------------------------------------------
 

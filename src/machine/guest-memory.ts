@@ -5,11 +5,10 @@
 // fault. Words shared with other parties (grant flags, status words, ring
 // indices, event words) are accessed through the atomic operations, which go
 // through the one SharedWords module.
+import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { ByteAccess } from '../abi/struct.ts';
 import type { MachineMemory } from './machine-memory.ts';
 import { type MmuKind, translate } from './mmu.ts';
-
-const PAGE = 4096;
 
 /** A guest access to an address it may not touch (unmapped, or a write through a read-only mapping). */
 export class GuestFault extends Error {
@@ -99,7 +98,7 @@ export class GuestMemory implements ByteAccess {
     this.checkAddr(addr);
     if (addr % size !== 0)
       throw new RangeError(`d${this.domid}: unaligned ${size * 8}-bit atomic at 0x${addr.toString(16)}`);
-    return this.page(addr, write) + (addr % PAGE);
+    return this.page(addr, write) + (addr % XEN_PAGE_SIZE);
   }
 
   /**
@@ -109,7 +108,7 @@ export class GuestMemory implements ByteAccess {
    */
   frameOf(addr: number): number {
     const base = this.page(addr, false);
-    return this.kind === 'pv' ? base / PAGE : Math.floor(addr / PAGE);
+    return this.kind === 'pv' ? base / XEN_PAGE_SIZE : Math.floor(addr / XEN_PAGE_SIZE);
   }
 
   /** True when addr can be accessed (read, or written) without a fault. */
@@ -132,7 +131,7 @@ export class GuestMemory implements ByteAccess {
   virtToMfn(addr: number): number {
     if (this.kind !== 'pv') throw new TypeError(`d${this.domid}: a translated guest has no MFNs`);
     if (!this.mapped(addr)) return -1;
-    return translate(this.machine, this.kind, this.root, addr, false) / PAGE;
+    return translate(this.machine, this.kind, this.root, addr, false) / XEN_PAGE_SIZE;
   }
 
   read(addr: number, len: number): Uint8Array {
@@ -152,8 +151,8 @@ export class GuestMemory implements ByteAccess {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const off = a % PAGE;
-      const n = Math.min(len - done, PAGE - off);
+      const off = a % XEN_PAGE_SIZE;
+      const n = Math.min(len - done, XEN_PAGE_SIZE - off);
       const base = this.page(a, false) + off;
       out.set(u8.subarray(base, base + n), done);
       done += n;
@@ -168,8 +167,8 @@ export class GuestMemory implements ByteAccess {
     let done = 0;
     while (done < bytes.length) {
       const a = addr + done;
-      const off = a % PAGE;
-      const n = Math.min(bytes.length - done, PAGE - off);
+      const off = a % XEN_PAGE_SIZE;
+      const n = Math.min(bytes.length - done, XEN_PAGE_SIZE - off);
       u8.set(bytes.subarray(done, done + n), this.page(a, true) + off);
       done += n;
     }
@@ -181,8 +180,8 @@ export class GuestMemory implements ByteAccess {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const off = a % PAGE;
-      const n = Math.min(len - done, PAGE - off);
+      const off = a % XEN_PAGE_SIZE;
+      const n = Math.min(len - done, XEN_PAGE_SIZE - off);
       const base = this.page(a, true) + off;
       this.machine.u8.fill(value, base, base + n);
       done += n;
@@ -197,24 +196,24 @@ export class GuestMemory implements ByteAccess {
 
   readU8(addr: number): number {
     this.checkAddr(addr);
-    return this.machine.u8[this.page(addr, false) + (addr % PAGE)]!;
+    return this.machine.u8[this.page(addr, false) + (addr % XEN_PAGE_SIZE)]!;
   }
   readU16(addr: number): number {
     this.checkAddr(addr);
-    return addr % PAGE <= PAGE - 2
-      ? this.machine.view.getUint16(this.page(addr, false) + (addr % PAGE), true)
+    return addr % XEN_PAGE_SIZE <= XEN_PAGE_SIZE - 2
+      ? this.machine.view.getUint16(this.page(addr, false) + (addr % XEN_PAGE_SIZE), true)
       : this.dv(addr, 2).getUint16(0, true);
   }
   readU32(addr: number): number {
     this.checkAddr(addr);
-    return addr % PAGE <= PAGE - 4
-      ? this.machine.view.getUint32(this.page(addr, false) + (addr % PAGE), true)
+    return addr % XEN_PAGE_SIZE <= XEN_PAGE_SIZE - 4
+      ? this.machine.view.getUint32(this.page(addr, false) + (addr % XEN_PAGE_SIZE), true)
       : this.dv(addr, 4).getUint32(0, true);
   }
   readU64(addr: number): bigint {
     this.checkAddr(addr);
-    return addr % PAGE <= PAGE - 8
-      ? this.machine.view.getBigUint64(this.page(addr, false) + (addr % PAGE), true)
+    return addr % XEN_PAGE_SIZE <= XEN_PAGE_SIZE - 8
+      ? this.machine.view.getBigUint64(this.page(addr, false) + (addr % XEN_PAGE_SIZE), true)
       : this.dv(addr, 8).getBigUint64(0, true);
   }
   private dv(addr: number, len: number): DataView {
@@ -222,12 +221,12 @@ export class GuestMemory implements ByteAccess {
   }
   writeU8(addr: number, v: number): void {
     this.checkAddr(addr);
-    this.machine.u8[this.page(addr, true) + (addr % PAGE)] = v & 0xff;
+    this.machine.u8[this.page(addr, true) + (addr % XEN_PAGE_SIZE)] = v & 0xff;
   }
   writeU16(addr: number, v: number): void {
     this.checkAddr(addr);
-    if (addr % PAGE <= PAGE - 2)
-      this.machine.view.setUint16(this.page(addr, true) + (addr % PAGE), v & 0xffff, true);
+    if (addr % XEN_PAGE_SIZE <= XEN_PAGE_SIZE - 2)
+      this.machine.view.setUint16(this.page(addr, true) + (addr % XEN_PAGE_SIZE), v & 0xffff, true);
     else
       this.write(
         addr,
@@ -236,8 +235,8 @@ export class GuestMemory implements ByteAccess {
   }
   writeU32(addr: number, v: number): void {
     this.checkAddr(addr);
-    if (addr % PAGE <= PAGE - 4)
-      this.machine.view.setUint32(this.page(addr, true) + (addr % PAGE), v >>> 0, true);
+    if (addr % XEN_PAGE_SIZE <= XEN_PAGE_SIZE - 4)
+      this.machine.view.setUint32(this.page(addr, true) + (addr % XEN_PAGE_SIZE), v >>> 0, true);
     else
       this.write(
         addr,
@@ -247,8 +246,8 @@ export class GuestMemory implements ByteAccess {
   writeU64(addr: number, v: number | bigint): void {
     this.checkAddr(addr);
     const x = BigInt.asUintN(64, BigInt(v));
-    if (addr % PAGE <= PAGE - 8)
-      this.machine.view.setBigUint64(this.page(addr, true) + (addr % PAGE), x, true);
+    if (addr % XEN_PAGE_SIZE <= XEN_PAGE_SIZE - 8)
+      this.machine.view.setBigUint64(this.page(addr, true) + (addr % XEN_PAGE_SIZE), x, true);
     else
       this.write(
         addr,

@@ -10,9 +10,9 @@
 //   PV  (x86 PTE): the low 12 bits as x86 (bit 0 present, bit 1 writable), except
 //                  bit 8, which marks a grant PTE in a Xen debug build (src/xen/paging.ts).
 //   HVM (P2M):     bit 0 valid, bits 1-3 the p2m type.
+import { XEN_PAGE_SHIFT, XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from './machine-memory.ts';
 
-export const PAGE_SHIFT = 12;
 export const MMU_ENTRIES = 1024;
 /** Pages in a domain's address space: 4 GiB. */
 export const ADDRESS_SPACE_PAGES = MMU_ENTRIES * MMU_ENTRIES;
@@ -37,7 +37,7 @@ export function walk(machine: MachineMemory, root: number, pfn: number): number 
   const u32 = machine.u32;
   const l2 = Atomics.load(u32, root * 1024 + (pfn >>> 10));
   if ((l2 & PTE_PRESENT) === 0) return 0;
-  return Atomics.load(u32, (l2 >>> PAGE_SHIFT) * 1024 + (pfn & 1023));
+  return Atomics.load(u32, (l2 >>> XEN_PAGE_SHIFT) * 1024 + (pfn & 1023));
 }
 
 /** Writes a table entry (the hypervisor only). */
@@ -61,7 +61,7 @@ export function translate(
   addr: number,
   write: boolean,
 ): number {
-  const pfn = Math.floor(addr / 4096);
+  const pfn = Math.floor(addr / XEN_PAGE_SIZE);
   if (!(pfn >= 0 && pfn < ADDRESS_SPACE_PAGES)) return -1;
   const e = walk(machine, root, pfn);
   if ((e & 1) === 0) return -1;
@@ -71,5 +71,5 @@ export function translate(
     const type = (e >>> 1) & P2M_TYPE_MASK;
     if (type === P2M_RAM_PAGED || (write && type === P2M_GRANT_MAP_RO)) return -1;
   }
-  return (e >>> PAGE_SHIFT) * 4096;
+  return (e >>> XEN_PAGE_SHIFT) * XEN_PAGE_SIZE;
 }

@@ -3,7 +3,7 @@
 // ((mfn, p2m type)). Both live in machine memory as two-level tables
 // (src/machine/mmu.ts) in frames owned by Xen, so guest code in any thread can
 // walk them as its MMU; only the hypervisor writes them.
-import { XEN_PAGE_SIZE } from '../abi/limits.ts';
+import { XEN_PAGE_SHIFT, XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from '../machine/machine-memory.ts';
 import {
   ADDRESS_SPACE_PAGES,
@@ -15,7 +15,6 @@ import {
   P2M_RAM_RW,
   P2M_TYPE_MASK,
   P2M_VALID,
-  PAGE_SHIFT,
   PTE_PRESENT,
   readTableEntry,
   translate,
@@ -103,7 +102,7 @@ class TwoLevelTable {
     const leaf = this.alloc();
     if (leaf < 0) return false;
     this.leaves.set(i, leaf);
-    writeTableEntry(this.machine, this.root, i, leaf * 4096 + PTE_PRESENT);
+    writeTableEntry(this.machine, this.root, i, leaf * XEN_PAGE_SIZE + PTE_PRESENT);
     return true;
   }
 
@@ -146,25 +145,25 @@ export class P2m {
     if (!(gfn >= 0 && gfn < ADDRESS_SPACE_PAGES)) return undefined;
     const e = this.t.raw(gfn);
     if ((e & P2M_VALID) === 0) return undefined;
-    return { mfn: e >>> PAGE_SHIFT, type: ((e >>> 1) & P2M_TYPE_MASK) as P2mType };
+    return { mfn: e >>> XEN_PAGE_SHIFT, type: ((e >>> 1) & P2M_TYPE_MASK) as P2mType };
   }
   /** Makes room for an entry at gfn; false when out of machine memory. */
   ensure(gfn: number): boolean {
     return this.t.ensure(gfn);
   }
   set(gfn: number, mfn: number, type: P2mType): void {
-    this.t.write(gfn, mfn * 4096 + (type << 1) + P2M_VALID);
+    this.t.write(gfn, mfn * XEN_PAGE_SIZE + (type << 1) + P2M_VALID);
   }
   delete(gfn: number): void {
     this.t.write(gfn, 0);
   }
   translate(gfn: number, write: boolean): number {
-    return translate(this.machine, 'hvm', this.t.root, gfn * 4096, write);
+    return translate(this.machine, 'hvm', this.t.root, gfn * XEN_PAGE_SIZE, write);
   }
   /** [gfn, mfn * 8 + type] for every entry (P2M_TYPE_MASK + 1 = 8). */
   *entries(): IterableIterator<[number, number]> {
     for (const [gfn, e] of this.t.entries())
-      yield [gfn, (e >>> PAGE_SHIFT) * 8 + ((e >>> 1) & P2M_TYPE_MASK)];
+      yield [gfn, (e >>> XEN_PAGE_SHIFT) * 8 + ((e >>> 1) & P2M_TYPE_MASK)];
   }
   clear(): void {
     for (const [gfn] of [...this.t.entries()]) this.t.write(gfn, 0);
@@ -199,7 +198,7 @@ export class PvPageTable {
     this.t.write(vpn, pte);
   }
   translate(vpn: number, write: boolean): number {
-    return translate(this.machine, 'pv', this.t.root, vpn * 4096, write);
+    return translate(this.machine, 'pv', this.t.root, vpn * XEN_PAGE_SIZE, write);
   }
   *entries(): IterableIterator<[number, number]> {
     for (const [vpn, e] of this.t.entries()) yield [vpn, e >>> 0];

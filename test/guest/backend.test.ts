@@ -4,6 +4,7 @@
 // mapping with the unmap notification (§5.5).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { XEN_PAGE_SIZE as PAGE_SIZE } from '../../src/abi/limits.ts';
 import type { GuestContext } from '../../src/guest/context.ts';
 import {
   type CopyOp,
@@ -21,7 +22,7 @@ import { EINVAL, ENOENT } from '../../src/guest/gnttab/errno.ts';
 import { Gntdev } from '../../src/guest/gnttab/gntdev.ts';
 import { UNMAP_NOTIFY_CLEAR_BYTE, UNMAP_NOTIFY_SEND_EVENT } from '../../src/guest/gnttab/unmap-notify.ts';
 import { Xengnttab } from '../../src/guest/gnttab/xengnttab.ts';
-import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA, GNTTAB_STATUS_VA, PAGE_SIZE } from '../../src/guest/layout.ts';
+import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA, GNTTAB_STATUS_VA } from '../../src/guest/layout.ts';
 import { PageAllocator } from '../../src/guest/pages.ts';
 import { XenError } from '../../src/guest/xen-error.ts';
 import {

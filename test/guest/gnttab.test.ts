@@ -5,6 +5,7 @@
 // page sharing with the unmap notification.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { XEN_PAGE_SIZE as PAGE_SIZE } from '../../src/abi/limits.ts';
 import type { GuestContext } from '../../src/guest/context.ts';
 import { EINVAL, ENOSPC, ENOSYS, EPERM } from '../../src/guest/gnttab/errno.ts';
 import { GNTTAB_LIST_END, newFreeCallback } from '../../src/guest/gnttab/free-list.ts';
@@ -12,7 +13,7 @@ import { GNTALLOC_FLAG_WRITABLE, Gntalloc } from '../../src/guest/gnttab/gntallo
 import { Gnttab } from '../../src/guest/gnttab/grant-table.ts';
 import { UNMAP_NOTIFY_CLEAR_BYTE, UNMAP_NOTIFY_SEND_EVENT } from '../../src/guest/gnttab/unmap-notify.ts';
 import { Xengntshr } from '../../src/guest/gnttab/xengntshr.ts';
-import { GNTTAB_SHARED_VA, GNTTAB_STATUS_VA, hypercallArgArea, PAGE_SIZE } from '../../src/guest/layout.ts';
+import { GNTTAB_SHARED_VA, GNTTAB_STATUS_VA, hypercallArgArea } from '../../src/guest/layout.ts';
 import {
   __HYPERVISOR_grant_table_op,
   __HYPERVISOR_update_va_mapping,

@@ -2,6 +2,7 @@
 // arch/x86/xen/grant-table.c and the auto-translated branch of gnttab_map):
 // PV maps the frames Xen names with update_va_mapping at GNTTAB_SHARED_VA and
 // GNTTAB_STATUS_VA; HVM asks Xen to place them there with add_to_physmap.
+
 import { DOMID_SELF } from '../../abi/domid.ts';
 import {
   _PAGE_PRESENT,
@@ -9,9 +10,10 @@ import {
   XENMAPIDX_grant_table_status,
   XENMAPSPACE_grant_table,
 } from '../../abi/hypercall.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import type { GuestContext } from '../context.ts';
 import { addToPhysmap, updateVaMapping } from '../hypercall.ts';
-import { GNTTAB_SHARED_VA, GNTTAB_STATUS_VA, PAGE_SIZE } from '../layout.ts';
+import { GNTTAB_SHARED_VA, GNTTAB_STATUS_VA } from '../layout.ts';
 
 /** Address of grant entry `ref` of `entrySize` bytes (frames lie back to back). */
 export function entryAddr(ref: number, entrySize: number): number {
@@ -25,8 +27,8 @@ export function statusAddr(ref: number): number {
 
 function mapAt(ctx: GuestContext, va: number, frames: readonly number[], writable: boolean): number {
   for (let i = 0; i < frames.length; i++) {
-    const pte = frames[i]! * PAGE_SIZE + _PAGE_PRESENT + (writable ? _PAGE_RW : 0);
-    const rc = updateVaMapping(ctx, va + i * PAGE_SIZE, pte);
+    const pte = frames[i]! * XEN_PAGE_SIZE + _PAGE_PRESENT + (writable ? _PAGE_RW : 0);
+    const rc = updateVaMapping(ctx, va + i * XEN_PAGE_SIZE, pte);
     if (rc !== 0) return rc;
   }
   return 0;
@@ -44,7 +46,7 @@ export function archMapStatus(ctx: GuestContext, frames: readonly number[]): num
 
 /** arch_gnttab_unmap (PV): zero PTEs for n frames from va. */
 export function archUnmap(ctx: GuestContext, va: number, n: number): void {
-  for (let i = 0; i < n; i++) updateVaMapping(ctx, va + i * PAGE_SIZE, 0);
+  for (let i = 0; i < n; i++) updateVaMapping(ctx, va + i * XEN_PAGE_SIZE, 0);
 }
 
 /**
@@ -61,7 +63,13 @@ export function autoXlatMap(
   statusEnd: number,
 ): number {
   for (let i = end; i >= start; i--) {
-    const rc = addToPhysmap(ctx, DOMID_SELF, XENMAPSPACE_grant_table, i, GNTTAB_SHARED_VA / PAGE_SIZE + i);
+    const rc = addToPhysmap(
+      ctx,
+      DOMID_SELF,
+      XENMAPSPACE_grant_table,
+      i,
+      GNTTAB_SHARED_VA / XEN_PAGE_SIZE + i,
+    );
     if (rc !== 0) {
       ctx.log(`grant table add_to_physmap failed, err=${rc}`);
       return rc;
@@ -73,7 +81,7 @@ export function autoXlatMap(
       DOMID_SELF,
       XENMAPSPACE_grant_table,
       XENMAPIDX_grant_table_status + i,
-      GNTTAB_STATUS_VA / PAGE_SIZE + i,
+      GNTTAB_STATUS_VA / XEN_PAGE_SIZE + i,
     );
     if (rc !== 0) {
       ctx.log(`grant table add_to_physmap(status) failed, err=${rc}`);

@@ -4,9 +4,11 @@
 // ..., 255 ms and becomes GNTST_bad_page if it never succeeds. Every element's
 // status is looked at on its own: a batch is never all-or-nothing (XSA-361,
 // XSA-362), so undoing a failed batch unmaps exactly the elements that mapped.
+
 import { GNTMAP_host_map, GNTMAP_readonly } from '../../abi/flags.ts';
 import { gnttab_copy, gnttab_map_grant_ref, gnttab_unmap_grant_ref } from '../../abi/gnttab-ops.ts';
 import { GNTTABOP_copy, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref } from '../../abi/hypercall.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import {
   GNTST_bad_page,
   GNTST_eagain,
@@ -17,7 +19,6 @@ import {
 import type { StructDef, StructValue } from '../../abi/struct.ts';
 import type { GuestContext } from '../context.ts';
 import { grantTableOp } from '../hypercall.ts';
-import { PAGE_SIZE } from '../layout.ts';
 import type { PageAllocator } from '../pages.ts';
 import { ENOENT, ENOMEM } from './errno.ts';
 
@@ -202,7 +203,7 @@ export async function mapForeignRefs(
   const addr = pages.allocUnpopulated(n);
   if (addr < 0) return { rc: -ENOMEM, mapping: null, status: [], leaked: false };
   const flags = GNTMAP_host_map | (readonly ? GNTMAP_readonly : 0);
-  const ops = refs.map((ref, i) => gnttabSetMapOp(addr + i * PAGE_SIZE, flags, ref, domid));
+  const ops = refs.map((ref, i) => gnttabSetMapOp(addr + i * XEN_PAGE_SIZE, flags, ref, domid));
   const rc = await gnttabMapRefs(ctx, ops, pages);
   const status = ops.map((o) => o.status);
   if (rc === 0 && status.every((s) => s === GNTST_okay)) {
@@ -235,7 +236,7 @@ export function unmapForeignRefs(
   m: ForeignMapping,
 ): UnmapForeignResult {
   const flags = GNTMAP_host_map | (m.readonly ? GNTMAP_readonly : 0);
-  const ops = m.handles.map((h, i) => gnttabSetUnmapOp(m.addr + i * PAGE_SIZE, flags, h));
+  const ops = m.handles.map((h, i) => gnttabSetUnmapOp(m.addr + i * XEN_PAGE_SIZE, flags, h));
   const rc = gnttabUnmapRefs(ctx, ops, pages);
   const status = ops.map((o) => o.status);
   if (rc !== 0) return { rc, status };

@@ -6,7 +6,7 @@
 // grant and gives the page back, or defers both while the peer still maps it
 // (XSA-396). libxengntshr over it is in xengntshr.ts.
 
-import { PAGE_SIZE } from '../layout.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { EINVAL, ENOENT, ENOMEM, ENOSPC } from './errno.ts';
 import type { Gnttab } from './grant-table.ts';
 import {
@@ -154,7 +154,7 @@ export class GntallocFile {
     if (i < 0 || count <= 0) return null;
     const run = this.list.slice(i, i + count);
     if (run.length !== count) return null;
-    for (let k = 0; k < count; k++) if (run[k]!.fileIndex !== index + k * PAGE_SIZE) return null;
+    for (let k = 0; k < count; k++) if (run[k]!.fileIndex !== index + k * XEN_PAGE_SIZE) return null;
     return run;
   }
 
@@ -165,7 +165,7 @@ export class GntallocFile {
     this.dev.cleanup();
     if (!this.dev.reserve(count)) return { rc: -ENOSPC, ...none };
     const index = this.index;
-    this.index += count * PAGE_SIZE;
+    this.index += count * XEN_PAGE_SIZE;
     const readonly = (flags & GNTALLOC_FLAG_WRITABLE) === 0;
     const gt = this.dev.gnttab;
     const made: GntallocGref[] = [];
@@ -190,7 +190,7 @@ export class GntallocFile {
       }
       const g: GntallocGref = {
         page,
-        fileIndex: index + i * PAGE_SIZE,
+        fileIndex: index + i * XEN_PAGE_SIZE,
         users: 1,
         grefId,
         notify: noNotify(),
@@ -219,7 +219,7 @@ export class GntallocFile {
 
   /** IOCTL_GNTALLOC_SET_UNMAP_NOTIFY: one notification per page; a new one replaces the old. */
   setUnmapNotify(index: number, action: number, port: number): number {
-    const pgoff = index & (PAGE_SIZE - 1);
+    const pgoff = index & (XEN_PAGE_SIZE - 1);
     const g = this.list.find((x) => x.fileIndex === index - pgoff);
     if (g === undefined) return -ENOENT;
     if (!checkNotifyAction(action, this.dev.notify)) return -EINVAL;

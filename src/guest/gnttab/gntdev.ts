@@ -7,11 +7,12 @@
 // it is unmapped and signals an event channel after. GRANT_COPY copies
 // between grants and this domain's own pages in batches of 16 GNTTABOP_copy.
 // libxengnttab over it is in xengnttab.ts.
+
 import { DOMID_SELF } from '../../abi/domid.ts';
 import { GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly } from '../../abi/flags.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { GNTST_okay } from '../../abi/status.ts';
 import type { GuestContext } from '../context.ts';
-import { PAGE_SIZE } from '../layout.ts';
 import type { PageAllocator } from '../pages.ts';
 import {
   type CopyOp,
@@ -155,11 +156,11 @@ export class GntdevFile {
       add.index = m.index + m.count;
     }
     this.maps.splice(at, 0, add);
-    return add.index * PAGE_SIZE;
+    return add.index * XEN_PAGE_SIZE;
   }
 
   private find(index: number, count: number): GrantMap | undefined {
-    const page = index / PAGE_SIZE;
+    const page = index / XEN_PAGE_SIZE;
     return this.maps.find((m) => m.index === page && (count === 0 || m.count === count));
   }
 
@@ -168,7 +169,7 @@ export class GntdevFile {
    * fails makes the whole mmap fail, after unmapping exactly those that mapped.
    */
   async mmap(index: number, count: number, writable: boolean): Promise<GntdevMmap> {
-    const m = this.maps.find((x) => x.index * PAGE_SIZE === index && x.count === count);
+    const m = this.maps.find((x) => x.index * XEN_PAGE_SIZE === index && x.count === count);
     if (m === undefined || m.addr !== -1 || this.mapped.has(m)) return { rc: -EINVAL, addr: -1, status: [] };
     const ro = writable ? 0 : GNTMAP_readonly;
     if (m.flags !== 0) {
@@ -185,7 +186,7 @@ export class GntdevFile {
     m.addr = addr;
     m.users++;
     this.mapped.add(m);
-    const ops = m.grants.map((g, i) => gnttabSetMapOp(addr + i * PAGE_SIZE, m.flags, g.ref, g.domid));
+    const ops = m.grants.map((g, i) => gnttabSetMapOp(addr + i * XEN_PAGE_SIZE, m.flags, g.ref, g.domid));
     const rc = await gnttabMapRefs(ctx, ops, pages);
     const status = ops.map((o) => o.status);
     ops.forEach((o, i) => {
@@ -208,7 +209,7 @@ export class GntdevFile {
   private unmapGrants(m: GrantMap): void {
     const { ctx, pages } = this.dev;
     if ((m.notify.flags & UNMAP_NOTIFY_CLEAR_BYTE) !== 0) {
-      const pgno = Math.floor(m.notify.offset / PAGE_SIZE);
+      const pgno = Math.floor(m.notify.offset / XEN_PAGE_SIZE);
       if (pgno < m.count && m.handles[pgno] !== INVALID_GRANT_HANDLE) {
         ctx.mem.writeU8(m.addr + m.notify.offset, 0);
         m.notify.flags &= ~UNMAP_NOTIFY_CLEAR_BYTE;
@@ -217,7 +218,7 @@ export class GntdevFile {
     const idx: number[] = [];
     for (let i = 0; i < m.count; i++) if (m.handles[i] !== INVALID_GRANT_HANDLE) idx.push(i);
     if (idx.length === 0) return;
-    const ops = idx.map((i) => gnttabSetUnmapOp(m.addr + i * PAGE_SIZE, m.flags, m.handles[i]!));
+    const ops = idx.map((i) => gnttabSetUnmapOp(m.addr + i * XEN_PAGE_SIZE, m.flags, m.handles[i]!));
     const rc = gnttabUnmapRefs(ctx, ops, pages);
     ops.forEach((o, k) => {
       if (rc === 0 && o.status === GNTST_okay) {
@@ -266,19 +267,21 @@ export class GntdevFile {
   /** IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR: the byte index and page count of the mapping at vaddr. */
   getOffsetForVaddr(vaddr: number): { rc: number; offset: number; count: number } {
     for (const m of this.mapped) {
-      if (vaddr >= m.addr && vaddr < m.addr + m.count * PAGE_SIZE)
-        return { rc: 0, offset: m.index * PAGE_SIZE, count: m.count };
+      if (vaddr >= m.addr && vaddr < m.addr + m.count * XEN_PAGE_SIZE)
+        return { rc: 0, offset: m.index * XEN_PAGE_SIZE, count: m.count };
     }
     return { rc: -EINVAL, offset: 0, count: 0 };
   }
 
   /** IOCTL_GNTDEV_SET_UNMAP_NOTIFY: one per map, replacing any previous one. */
   setUnmapNotify(index: number, action: number, port: number): number {
-    const m = this.maps.find((x) => index >= x.index * PAGE_SIZE && index < (x.index + x.count) * PAGE_SIZE);
+    const m = this.maps.find(
+      (x) => index >= x.index * XEN_PAGE_SIZE && index < (x.index + x.count) * XEN_PAGE_SIZE,
+    );
     if (m === undefined) return -ENOENT;
     if (!checkNotifyAction(action, this.dev.notify)) return -EINVAL;
     if ((action & UNMAP_NOTIFY_CLEAR_BYTE) !== 0 && (m.flags & GNTMAP_readonly) !== 0) return -EINVAL;
-    m.notify = { flags: action, offset: index - m.index * PAGE_SIZE, port };
+    m.notify = { flags: action, offset: index - m.index * XEN_PAGE_SIZE, port };
     return 0;
   }
 
@@ -317,19 +320,24 @@ export class GntdevFile {
       }
       if (!('virt' in e)) return null;
       const virt = e.virt + copied;
-      const off = virt & (PAGE_SIZE - 1);
+      const off = virt & (XEN_PAGE_SIZE - 1);
       const base = virt - off;
       if (!pages.isRamPage(base)) return -EFAULT;
-      return { u: pages.gfnOf(base), domid: DOMID_SELF, offset: off, len: Math.min(len, PAGE_SIZE - off) };
+      return {
+        u: pages.gfnOf(base),
+        domid: DOMID_SELF,
+        offset: off,
+        len: Math.min(len, XEN_PAGE_SIZE - off),
+      };
     };
     for (const seg of segs) {
       const srcGref = (seg.flags & GNTCOPY_source_gref) !== 0;
       const dstGref = (seg.flags & GNTCOPY_dest_gref) !== 0;
       if (!srcGref && !dstGref) return -EINVAL;
       if (!Number.isInteger(seg.len) || seg.len < 0 || seg.len > 0xffff) return -EINVAL;
-      if (srcGref && (!('foreign' in seg.source) || seg.source.foreign.offset + seg.len > PAGE_SIZE))
+      if (srcGref && (!('foreign' in seg.source) || seg.source.foreign.offset + seg.len > XEN_PAGE_SIZE))
         return -EINVAL;
-      if (dstGref && (!('foreign' in seg.dest) || seg.dest.foreign.offset + seg.len > PAGE_SIZE))
+      if (dstGref && (!('foreign' in seg.dest) || seg.dest.foreign.offset + seg.len > XEN_PAGE_SIZE))
         return -EINVAL;
       seg.status = GNTST_okay;
       let copied = 0;

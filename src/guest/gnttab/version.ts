@@ -1,8 +1,8 @@
 // gnttab_request_version (guest-side.md §3.5), at init and at resume: ask for
 // v2 when told to or when it is needed, then use whatever set_version reports.
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import type { GuestContext } from '../context.ts';
 import { setVersion } from '../hypercall.ts';
-import { PAGE_SIZE } from '../layout.ts';
 import type { GnttabOps } from './ops.ts';
 import { GnttabV1Ops } from './ops-v1.ts';
 import { GnttabV2Ops } from './ops-v2.ts';
@@ -17,7 +17,7 @@ export type GnttabVersionOption = 1 | 2 | 'auto';
  * Machine memory and guest RAM here stay below 4 GiB, so neither ever holds.
  */
 export function gnttabNeedV2(ctx: GuestContext): boolean {
-  const maxPfn = Math.ceil(ctx.start.ramBytes / PAGE_SIZE) - 1;
+  const maxPfn = Math.ceil(ctx.start.ramBytes / XEN_PAGE_SIZE) - 1;
   return maxPfn >= 2 ** 32;
 }
 

@@ -5,7 +5,7 @@
 // pages live exactly as long as the mapping (the share). Where C returns NULL
 // or -1 with errno, these throw XenError. A share unshares when disposed, and
 // the handle closes when disposed.
-import { PAGE_SIZE } from '../layout.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { XenError } from '../xen-error.ts';
 import { EBADF, EINVAL, ENOMEM, ENOSPC } from './errno.ts';
 import { GNTALLOC_FLAG_WRITABLE, type Gntalloc, type GntallocFile, type GntallocVma } from './gntalloc.ts';
@@ -109,7 +109,7 @@ export class Xengntshr implements Disposable {
     if (a.rc !== 0) throw new XenError(op, a.rc, allocReason(a.rc, count));
     const vma = this.file.mmap(a.index, count);
     let rc = typeof vma === 'number' ? vma : 0;
-    const { action, offset } = notifyRequest(notifyOffset, notifyPort, PAGE_SIZE * count);
+    const { action, offset } = notifyRequest(notifyOffset, notifyPort, XEN_PAGE_SIZE * count);
     if (rc === 0 && action !== 0) rc = this.file.setUnmapNotify(a.index + offset, action, notifyPort);
     // The file lets go at once: the pages now live as long as the mapping.
     this.file.deallocGref(a.index, count);

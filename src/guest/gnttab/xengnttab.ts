@@ -6,8 +6,8 @@
 // an object that knows its address and page count and unmaps when disposed
 // (`using m = await xgt.mapGrantRef(...)`), and the handle closes when
 // disposed.
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { gntstName } from '../../abi/status.ts';
-import { PAGE_SIZE } from '../layout.ts';
 import { XenError } from '../xen-error.ts';
 import { EBADF, EINVAL, ENOTTY } from './errno.ts';
 import type { Gntdev, GntdevFile, GrantCopySegment, GrantRef } from './gntdev.ts';
@@ -153,7 +153,7 @@ export class Xengnttab implements Disposable {
       const reason = bad.length > 0 ? bad.join(', ') : 'no room in the foreign-map area';
       throw new XenError(op, mm.rc, reason, { status: mm.status });
     }
-    const { action, offset } = notifyRequest(notifyOffset, notifyPort, PAGE_SIZE * count);
+    const { action, offset } = notifyRequest(notifyOffset, notifyPort, XEN_PAGE_SIZE * count);
     if (action !== 0) {
       const rc = this.file.setUnmapNotify(index + offset, action, notifyPort);
       if (rc !== 0) {

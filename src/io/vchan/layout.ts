@@ -9,6 +9,7 @@
 // the control page at offset 1024, order 11 at offset 2048, orders 12..20 are
 // 2^(order-12) separately granted pages whose refs are listed in grants[]
 // (the left ring's pages first, then the right ring's).
+import { XEN_PAGE_SHIFT } from '../../abi/limits.ts';
 
 /** `struct ring_shared left`: cons, prod (u32 each). */
 export const VCHAN_LEFT_CONS = 0;
@@ -50,7 +51,6 @@ export const VCHAN_CLIENT_EXITED = 0;
 export const VCHAN_CLIENT_CONNECTED = 1;
 export const VCHAN_CLIENT_NOT_CONNECTED = 2;
 
-export const PAGE_SHIFT = 12;
 /** SMALL_RING_SHIFT: a 1 KiB ring inside the control page. */
 export const SMALL_RING_SHIFT = 10;
 /** LARGE_RING_SHIFT: a 2 KiB ring inside the control page. */
@@ -72,7 +72,7 @@ export interface VchanOrders {
 
 /** init.c min_order: the smallest n >= 12 with 2^n >= size. */
 export function minOrder(size: number): number {
-  let rv = PAGE_SHIFT;
+  let rv = XEN_PAGE_SHIFT;
   while (size > 2 ** rv) rv++;
   return rv;
 }
@@ -115,7 +115,7 @@ export function validateOrders(o: VchanOrders): string | null {
     if (v < SMALL_RING_SHIFT || v > MAX_RING_SHIFT)
       return `${name} order ${v} outside ${SMALL_RING_SHIFT}..${MAX_RING_SHIFT}`;
   }
-  if (o.left === o.right && o.left < PAGE_SHIFT)
+  if (o.left === o.right && o.left < XEN_PAGE_SHIFT)
     return `both rings in-page at the same offset (order ${o.left})`;
   return null;
 }
@@ -129,5 +129,5 @@ export function inPageOffset(order: number): number {
 
 /** Granted pages a ring of this order takes (0 for an in-page ring). */
 export function ringPages(order: number): number {
-  return order >= PAGE_SHIFT ? 1 << (order - PAGE_SHIFT) : 0;
+  return order >= XEN_PAGE_SHIFT ? 1 << (order - XEN_PAGE_SHIFT) : 0;
 }

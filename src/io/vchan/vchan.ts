@@ -46,17 +46,17 @@
 // position and goes on); a closed vchan throws EPIPE / answers 0 instead of
 // being freed memory; the server falls back to the connection's own domid
 // when the relative key `domid` is missing.
+
 import type { Duplex } from 'node:stream';
+import { XEN_PAGE_SHIFT, XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { EINVAL, EMSGSIZE, ENOENT, EPIPE } from '../../guest/gnttab/errno.ts';
 import { Xengntshr, type XengntshrShare } from '../../guest/gnttab/xengntshr.ts';
 import { Xengnttab, type XengnttabMapping } from '../../guest/gnttab/xengnttab.ts';
-import { PAGE_SIZE } from '../../guest/layout.ts';
 import { XenError } from '../../guest/xen-error.ts';
 import type { GuestMemory } from '../../machine/guest-memory.ts';
 import { XsError, type XsPerm } from '../xenstore/api.ts';
 import {
   inPageOffset,
-  PAGE_SHIFT,
   ringPages,
   serverOrders,
   VCHAN_CLI_LIVE,
@@ -294,7 +294,7 @@ export class Vchan {
     const ctrl = shr.sharePageNotify(this.peer, true, VCHAN_SRV_LIVE, this.port);
     const ring = ctrl.addr;
     const mem = this.mem;
-    mem.fill(ring, PAGE_SIZE, 0);
+    mem.fill(ring, XEN_PAGE_SIZE, 0);
     this.ring = ring;
     this.ringRef = ctrl.refs[0]!;
     this.ctrlShare = ctrl;
@@ -390,7 +390,7 @@ export class Vchan {
       grant += n;
       const m = await gt.mapDomainGrantRefs(this.peer, refs, writable);
       r.mapped = m;
-      r.pages = refs.map((_, i) => m.addr + i * PAGE_SIZE);
+      r.pages = refs.map((_, i) => m.addr + i * XEN_PAGE_SIZE);
     };
     try {
       const bad = validateOrders({ left: this.wr.order, right: this.rd.order });
@@ -524,9 +524,9 @@ export class Vchan {
       return;
     }
     while (len > 0) {
-      const po = off & (PAGE_SIZE - 1);
-      const n = Math.min(len, PAGE_SIZE - po);
-      mem.write(r.pages[off >>> PAGE_SHIFT]! + po, data.subarray(from, from + n));
+      const po = off & (XEN_PAGE_SIZE - 1);
+      const n = Math.min(len, XEN_PAGE_SIZE - po);
+      mem.write(r.pages[off >>> XEN_PAGE_SHIFT]! + po, data.subarray(from, from + n));
       off += n;
       from += n;
       len -= n;
@@ -540,9 +540,9 @@ export class Vchan {
       return;
     }
     while (len > 0) {
-      const po = off & (PAGE_SIZE - 1);
-      const n = Math.min(len, PAGE_SIZE - po);
-      mem.readInto(r.pages[off >>> PAGE_SHIFT]! + po, out.subarray(from, from + n));
+      const po = off & (XEN_PAGE_SIZE - 1);
+      const n = Math.min(len, XEN_PAGE_SIZE - po);
+      mem.readInto(r.pages[off >>> XEN_PAGE_SHIFT]! + po, out.subarray(from, from + n));
       off += n;
       from += n;
       len -= n;
@@ -846,7 +846,7 @@ export class Vchan {
 
   private teardown(crash: boolean): void {
     for (const r of [this.rd, this.wr]) {
-      if (r.order >= PAGE_SHIFT) {
+      if (r.order >= XEN_PAGE_SHIFT) {
         if (r.share?.shared) r.share.unshare();
         if (r.mapped?.mapped) r.mapped.unmap();
       }

@@ -17,12 +17,14 @@
 // taken off the ring whenever the domain's EventChannels is polled (by a
 // pending xenstore request, by XsRingClient.waitFor, or by any other code of
 // the domain waiting on its events). Everything hangs off the client object.
+
 import { __HYPERVISOR_update_va_mapping, _PAGE_PRESENT, _PAGE_RW } from '../../abi/hypercall.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { abortable } from '../../guest/abort.ts';
 import type { GuestContext } from '../../guest/context.ts';
 import { EventChannels, EventWaiter } from '../../guest/events.ts';
 import { EOPNOTSUPP } from '../../guest/gnttab/errno.ts';
-import { PAGE_SIZE, XENSTORE_RING_VA } from '../../guest/layout.ts';
+import { XENSTORE_RING_VA } from '../../guest/layout.ts';
 import { XenError } from '../../guest/xen-error.ts';
 import {
   type XsClient,
@@ -587,12 +589,12 @@ export class XsRingClient extends XsClientCore {
       const rc = ctx.hypercall(
         __HYPERVISOR_update_va_mapping,
         this.ring,
-        start.storeFrame * PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW),
+        start.storeFrame * XEN_PAGE_SIZE + (_PAGE_PRESENT | _PAGE_RW),
         0,
       );
       if (rc !== 0) throw new XsRingError(`d${start.domid}: cannot map the xenstore ring (${rc})`);
     } else {
-      this.ring = start.storeFrame * PAGE_SIZE;
+      this.ring = start.storeFrame * XEN_PAGE_SIZE;
       if (!ctx.mem.mapped(this.ring, true))
         throw new XsRingError(`d${start.domid}: no xenstore ring at GFN ${start.storeFrame}`);
     }

@@ -4,7 +4,7 @@
 // twice, copies with windows that leave the page, and writes garbage into the
 // ring and vchan indices the victim reads. Over vchan it is libxenvchan's
 // client.
-import { PAGE_SIZE } from '../../guest/layout.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { ringSize, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RING, SRING_RSP_PROD } from '../../io/ring.ts';
 import {
   VCHAN_GRANTS,
@@ -48,7 +48,7 @@ export async function attackAsBackend(p: Peer): Promise<void> {
     seenRefs.add(ringRef);
     const m = p.mapRef(p.peer, ringRef, false);
     ringAddr = m.mapping?.addr ?? -1;
-    if (m.mapping !== null) p.scan(m.mapping.addr, PAGE_SIZE, `the ring page (ref ${ringRef})`);
+    if (m.mapping !== null) p.scan(m.mapping.addr, XEN_PAGE_SIZE, `the ring page (ref ${ringRef})`);
     port = svc.events.bindInterdomain(p.peer, remotePort);
     p.log(
       'connect',
@@ -56,7 +56,7 @@ export async function attackAsBackend(p: Peer): Promise<void> {
       `${p.statusName(m.status)}, port ${port}`,
     );
   }
-  const size = ringSize(PAGE_SIZE, ATTACK_RING.entrySize);
+  const size = ringSize(XEN_PAGE_SIZE, ATTACK_RING.entrySize);
   const slot = (idx: number) => ringAddr + SRING_RING + (idx & (size - 1)) * ATTACK_RING.entrySize;
   let reqCons = 0;
   let rspProdPvt = 0;
@@ -144,11 +144,11 @@ export async function attackAsBackend(p: Peer): Promise<void> {
             seenRefs.add(gref);
             const m = p.mapRef(p.peer, gref, op !== OP_READ);
             if (m.mapping !== null) {
-              const end = Math.min(PAGE_SIZE, off + len);
+              const end = Math.min(XEN_PAGE_SIZE, off + len);
               if (op === OP_READ)
                 for (let k = off; k < end; k++)
                   mem.write(m.mapping.addr + k, Uint8Array.of(fillByte(id, k - off)));
-              p.scan(m.mapping.addr, PAGE_SIZE, `ref ${gref} of d${p.peer}, mapped`);
+              p.scan(m.mapping.addr, XEN_PAGE_SIZE, `ref ${gref} of d${p.peer}, mapped`);
               if (rng.chance(0.4) && p.unmap(m.mapping.addr, m.mapping.handle) === 0) m.mapping.live = false;
             }
             const bad = rng.weighted({ right: 8, random: 1, old: 1, twice: 1 });
@@ -202,7 +202,7 @@ export async function attackAsBackend(p: Peer): Promise<void> {
           p.log('repair-index', `rsp_prod back to ${rspProdPvt}`);
           break;
         case 'scribble': {
-          const at = rng.range(SRING_RING, PAGE_SIZE - 16);
+          const at = rng.range(SRING_RING, XEN_PAGE_SIZE - 16);
           mem.write(ringAddr + at, rng.bytes(16));
           p.log('scribble', `16 random bytes at offset ${at} of the shared page`);
           break;
@@ -211,7 +211,11 @@ export async function attackAsBackend(p: Peer): Promise<void> {
           // The client writes the left ring.
           const order = mem.readU16(ringAddr + VCHAN_LEFT_ORDER);
           const sz =
-            order === 10 || order === 11 ? 1 << order : order === 12 && vchanPages.length > 0 ? PAGE_SIZE : 0;
+            order === 10 || order === 11
+              ? 1 << order
+              : order === 12 && vchanPages.length > 0
+                ? XEN_PAGE_SIZE
+                : 0;
           if (sz === 0) break;
           const buf = order === 10 ? ringAddr + 1024 : order === 11 ? ringAddr + 2048 : vchanPages[0]!;
           const prod = mem.load32(ringAddr + VCHAN_LEFT_PROD);
@@ -230,7 +234,7 @@ export async function attackAsBackend(p: Peer): Promise<void> {
           const order = mem.readU16(ringAddr + VCHAN_RIGHT_ORDER);
           if (order === 11) p.scan(ringAddr + 2048, 2048, 'the right ring');
           else if (order === 10) p.scan(ringAddr + 1024, 1024, 'the right ring');
-          for (const pg of vchanPages) p.scan(pg, PAGE_SIZE, 'a vchan ring page');
+          for (const pg of vchanPages) p.scan(pg, XEN_PAGE_SIZE, 'a vchan ring page');
           const prod = mem.load32(ringAddr + VCHAN_RIGHT_PROD);
           mem.store32(ringAddr + VCHAN_RIGHT_CONS, prod);
           p.log('vchan-read', `right cons = ${prod}`, port >= 0 ? svc.events.send(port) : 'no port');
@@ -256,7 +260,7 @@ export async function attackAsBackend(p: Peer): Promise<void> {
               : rng.int(64);
           const ro = rng.chance(0.5);
           const m = p.mapRef(p.peer, ref, ro);
-          if (m.mapping !== null) p.scan(m.mapping.addr, PAGE_SIZE, `ref ${ref} of d${p.peer}, mapped`);
+          if (m.mapping !== null) p.scan(m.mapping.addr, XEN_PAGE_SIZE, `ref ${ref} of d${p.peer}, mapped`);
           p.log(
             'map',
             `ref ${ref} of d${p.peer}${ro ? ' read-only' : ''}, kept mapped`,
@@ -269,12 +273,12 @@ export async function attackAsBackend(p: Peer): Promise<void> {
           break;
         case 'copy': {
           const ref = seenRefs.size > 0 && rng.chance(0.8) ? rng.pick(refs()) : rng.int(64);
-          const off = rng.pick([0, 1, 2048, 4095, rng.int(PAGE_SIZE)]);
-          const len = rng.pick([1, 16, 4096 - off, 4096, 0xffff, rng.range(1, PAGE_SIZE)]);
+          const off = rng.pick([0, 1, 2048, 4095, rng.int(XEN_PAGE_SIZE)]);
+          const len = rng.pick([1, 16, 4096 - off, 4096, 0xffff, rng.range(1, XEN_PAGE_SIZE)]);
           const dest = svc.pages.alloc();
           if (dest < 0) break;
           const st = p.copyFrom(p.peer, ref, off, len, dest);
-          if (st === 0) p.scan(dest, PAGE_SIZE, `a copy of ref ${ref} of d${p.peer}`);
+          if (st === 0) p.scan(dest, XEN_PAGE_SIZE, `a copy of ref ${ref} of d${p.peer}`);
           svc.pages.free(dest);
           p.log('copy', `grant copy of ref ${ref} of d${p.peer}, ${off}+${len}`, p.statusName(st));
           break;

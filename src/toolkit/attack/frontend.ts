@@ -4,6 +4,7 @@
 // the ring and changes them after publishing (bait for a double fetch), and
 // writes garbage into ring and vchan indices. Over vchan it is libxenvchan's
 // server with a control page of its own making.
+
 import {
   GTF_accept_transfer,
   GTF_PCD,
@@ -12,7 +13,7 @@ import {
   GTF_sub_page,
   GTF_transitive,
 } from '../../abi/flags.ts';
-import { PAGE_SIZE } from '../../guest/layout.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import { FrontRing } from '../../io/ring.ts';
 import {
   VCHAN_GRANTS,
@@ -58,7 +59,7 @@ export async function attackAsFrontend(p: Peer): Promise<void> {
   const grant = (readonly = false): Grant => {
     const page = svc.pages.alloc();
     if (page < 0) throw new Error('the attacker ran out of pages');
-    mem.write(page, rng.bytes(PAGE_SIZE));
+    mem.write(page, rng.bytes(XEN_PAGE_SIZE));
     const frame = svc.pages.gfnOf(page);
     const ref = svc.gnttab.grantForeignAccess(p.peer, frame, readonly);
     if (ref < 0) throw new Error(`the attacker could not grant (${ref})`);
@@ -81,7 +82,7 @@ export async function attackAsFrontend(p: Peer): Promise<void> {
   let nextId = 1;
   const inFlight: number[] = [];
   if (p.a.protocol === 'ring') {
-    front = FrontRing.xenInit(mem, ring.page, PAGE_SIZE, ATTACK_RING);
+    front = FrontRing.xenInit(mem, ring.page, XEN_PAGE_SIZE, ATTACK_RING);
   } else {
     // libxenvchan's control page, with orders and grant refs of its choosing.
     const orders = rng.weighted({ small: 4, pages: 4, bad: 1 });
@@ -166,8 +167,8 @@ export async function attackAsFrontend(p: Peer): Promise<void> {
                     ? rng.int(4096)
                     : rng.pick(grants.slice(1)).ref;
             const bad = rng.chance(0.15);
-            const offset = bad ? rng.pick([4095, 4096, 0xffff, 4000]) : rng.int(PAGE_SIZE);
-            const length = bad ? rng.pick([0, 4096, 0xffff, 200]) : rng.range(1, PAGE_SIZE - offset);
+            const offset = bad ? rng.pick([4095, 4096, 0xffff, 4000]) : rng.int(XEN_PAGE_SIZE);
+            const length = bad ? rng.pick([0, 4096, 0xffff, 200]) : rng.range(1, XEN_PAGE_SIZE - offset);
             mem.writeU64(slot + REQ_ID, id);
             mem.writeU16(
               slot + REQ_OP,
@@ -329,7 +330,7 @@ export async function attackAsFrontend(p: Peer): Promise<void> {
         case 'vchanWrite': {
           // The server writes the right ring: data, then prod, then a notification.
           const order = mem.readU16(ring.page + VCHAN_RIGHT_ORDER);
-          const size = order === 10 || order === 11 ? 1 << order : order === 12 ? PAGE_SIZE : 0;
+          const size = order === 10 || order === 11 ? 1 << order : order === 12 ? XEN_PAGE_SIZE : 0;
           if (size === 0) break;
           const at = order === 10 ? 1024 : order === 11 ? 2048 : 0;
           const buf = order === 12 ? grants[2]!.page : ring.page + at;
@@ -345,7 +346,7 @@ export async function attackAsFrontend(p: Peer): Promise<void> {
           const prod = mem.load32(ring.page + VCHAN_LEFT_PROD);
           const order = mem.readU16(ring.page + VCHAN_LEFT_ORDER);
           if (order === 10) p.scan(ring.page + 1024, 1024, 'the left ring');
-          else if (order === 12) p.scan(grants[1]!.page, PAGE_SIZE, 'the left ring');
+          else if (order === 12) p.scan(grants[1]!.page, XEN_PAGE_SIZE, 'the left ring');
           mem.store32(ring.page + VCHAN_LEFT_CONS, prod);
           p.log('vchan-read', `left cons = ${prod}`, svc.events.send(port));
           break;
@@ -381,7 +382,7 @@ export async function attackAsFrontend(p: Peer): Promise<void> {
           await p.xsGarbage([KEY_RING_REF, KEY_EVENT_CHANNEL, 'feature-x', 'protocol']);
           break;
         case 'scan':
-          for (const g of grants) p.scan(g.page, PAGE_SIZE, `its own granted page (ref ${g.ref})`);
+          for (const g of grants) p.scan(g.page, XEN_PAGE_SIZE, `its own granted page (ref ${g.ref})`);
           p.log('scan', `${grants.length} granted pages read for the victim's memory`);
           break;
       }

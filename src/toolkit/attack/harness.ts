@@ -2,8 +2,9 @@
 // canary (see canary.ts), runs the user's module, then lists the event
 // channels the module left open. A throw from the module propagates, so the
 // host sees the crash.
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import type { GuestContext } from '../../guest/context.ts';
-import { HYPERCALL_ARG_PAGES, PAGE_SIZE } from '../../guest/layout.ts';
+import { HYPERCALL_ARG_PAGES } from '../../guest/layout.ts';
 import { importUserModule } from '../../host/user-module.ts';
 import { canary } from './canary.ts';
 import { openPorts, type VictimArgs } from './victim.ts';
@@ -26,11 +27,11 @@ export interface HarnessResult {
 export default async function harness(ctx: GuestContext, a: HarnessArgs): Promise<HarnessResult> {
   if (a.poison) {
     const mark = canary(ctx.start.domid);
-    const page = new Uint8Array(PAGE_SIZE);
-    for (let i = 0; i < PAGE_SIZE; i += mark.length) page.set(mark, i);
+    const page = new Uint8Array(XEN_PAGE_SIZE);
+    for (let i = 0; i < XEN_PAGE_SIZE; i += mark.length) page.set(mark, i);
     // The last pages of RAM are the hypercall argument area: scratch, left alone.
-    const pages = ctx.start.ramBytes / PAGE_SIZE - HYPERCALL_ARG_PAGES;
-    for (let p = 0; p < pages; p++) ctx.mem.write(p * PAGE_SIZE, page);
+    const pages = ctx.start.ramBytes / XEN_PAGE_SIZE - HYPERCALL_ARG_PAGES;
+    for (let p = 0; p < pages; p++) ctx.mem.write(p * XEN_PAGE_SIZE, page);
   }
   const mod = (await importUserModule(a.module)) as {
     default?: (ctx: GuestContext, args: VictimArgs) => unknown;

@@ -17,9 +17,10 @@ import {
   gnttab_map_grant_ref,
   gnttab_unmap_grant_ref,
 } from '../../abi/index.ts';
+import { XEN_PAGE_SIZE } from '../../abi/limits.ts';
 import type { GuestContext } from '../../guest/context.ts';
 import { grantTableOp, setVersion } from '../../guest/hypercall.ts';
-import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA, GNTTAB_STATUS_VA, PAGE_SIZE } from '../../guest/layout.ts';
+import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA, GNTTAB_STATUS_VA } from '../../guest/layout.ts';
 import { connectVchanServices, type VchanServices } from '../../io/vchan/services.ts';
 import { findCanary } from './canary.ts';
 import { type AttackLogEntry, logLine, sightingLine } from './log.ts';
@@ -275,7 +276,7 @@ export class Peer {
   /** Scans every page it still maps. */
   scanMappings(): void {
     for (const m of this.mappings)
-      if (m.live) this.scan(m.addr, PAGE_SIZE, `ref ${m.ref} of d${this.peer}, mapped`);
+      if (m.live) this.scan(m.addr, XEN_PAGE_SIZE, `ref ${m.ref} of d${this.peer}, mapped`);
   }
 
   /** Unmaps one of its mappings now and then; far more often it keeps them (the point). */
@@ -304,7 +305,7 @@ export class Peer {
       this.log('stale-handle', `unmap the dead handle ${m.handle} (ref ${m.ref}) again`, this.statusName(st));
     } else if (kind === 'wrongAddr' && live.length > 0) {
       const m = this.rng.pick(live);
-      const st = this.unmap(m.addr + PAGE_SIZE * this.rng.range(1, 8), m.handle);
+      const st = this.unmap(m.addr + XEN_PAGE_SIZE * this.rng.range(1, 8), m.handle);
       this.log('stale-handle', `unmap handle ${m.handle} at the wrong address`, this.statusName(st));
     } else {
       const h = this.rng.u32();

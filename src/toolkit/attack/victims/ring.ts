@@ -6,9 +6,9 @@
 // did not issue are dropped, windows are checked before use; on "closed" it
 // ends every grant (deferred while the dead peer's mappings go away), unmaps,
 // closes its port, removes its keys and returns what it saw.
+import { XEN_PAGE_SIZE } from '../../../abi/limits.ts';
 import type { GuestContext } from '../../../guest/context.ts';
 import { mapForeignRefs, unmapForeignRefs } from '../../../guest/gnttab/backend.ts';
-import { PAGE_SIZE } from '../../../guest/layout.ts';
 import { BackRing, FrontRing } from '../../../io/ring.ts';
 import { connectVchanServices } from '../../../io/vchan/services.ts';
 import {
@@ -90,7 +90,7 @@ async function frontend(ctx: GuestContext, a: VictimArgs, svc: Services, r: Ring
   const ringPage = pages.alloc();
   const ringRef = gt.grantForeignAccess(a.peer, pages.gfnOf(ringPage), false);
   if (ringRef < 0) throw new Error(`no grant ref for the ring (${ringRef})`);
-  const front = FrontRing.xenInit(mem, ringPage, PAGE_SIZE, ATTACK_RING);
+  const front = FrontRing.xenInit(mem, ringPage, XEN_PAGE_SIZE, ATTACK_RING);
   const port = events.allocUnbound(a.peer);
   if (port < 0) throw new Error(`alloc_unbound failed (${port})`);
   events.bind(port, () => {});
@@ -197,7 +197,7 @@ async function backend(ctx: GuestContext, a: VictimArgs, svc: Services, r: RingV
     return;
   }
   events.bind(lport, () => {});
-  const back = BackRing.init(mem, ring.mapping.addr, PAGE_SIZE, ATTACK_RING);
+  const back = BackRing.init(mem, ring.mapping.addr, XEN_PAGE_SIZE, ATTACK_RING);
   while (!(await closed())) {
     let work = false;
     if (!r.broken) {
@@ -219,7 +219,7 @@ async function backend(ctx: GuestContext, a: VictimArgs, svc: Services, r: RingV
         const offset = dv.getUint16(REQ_OFFSET, true);
         const length = dv.getUint16(REQ_LENGTH, true);
         let status = -1;
-        if ((op === OP_READ || op === OP_WRITE) && length > 0 && offset + length <= PAGE_SIZE) {
+        if ((op === OP_READ || op === OP_WRITE) && length > 0 && offset + length <= XEN_PAGE_SIZE) {
           const m = await mapForeignRefs(ctx, pages, a.peer, [gref], op === OP_WRITE);
           if (m.mapping !== null) {
             if (op === OP_READ) {
