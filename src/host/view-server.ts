@@ -216,12 +216,19 @@ export class ViewServer {
           'cache-control': 'no-store',
           connection: 'keep-alive',
         });
-        // What a new page needs first: the title, the last state and the timeline so far.
+        // What a new page needs first: the title, the state now and the timeline
+        // so far. The state is read afresh: the poller may not have run yet.
+        let state = this.lastState;
+        try {
+          state = await this.source.state();
+        } catch {
+          // The host has stopped: what was last seen.
+        }
         const hello = {
           seq: this.seq,
           title: this.source.title,
           traced: this.source.trace !== null,
-          state: this.lastState,
+          state,
           records: this.history,
         };
         res.write(`id: ${this.seq}\nevent: hello\ndata: ${JSON.stringify(hello)}\n\n`);
