@@ -4,9 +4,9 @@
 // in the thread that holds the hypervisor), so the answers do not depend on
 // where the hypervisor keeps its state.
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
-import { OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
 import { readTableEntry } from '../machine/mmu.ts';
 import type { Domain } from '../xen/domain.ts';
+import { OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../xen/frame-table.ts';
 import type { Hypervisor } from '../xen/hypervisor.ts';
 import {
   ADDRESS_SPACE_PAGES,

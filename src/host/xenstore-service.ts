@@ -61,9 +61,9 @@ import {
   type XsConnection,
   type XsStats,
 } from '../io/xenstore/xenstored.ts';
-import { PGC_allocated } from '../machine/frame-table.ts';
 import type { Domain } from '../xen/domain.ts';
 import { allocUnbound, bindXenConsumer, closePort, notifyViaXenEventChannel } from '../xen/event-channel.ts';
+import { PGC_allocated } from '../xen/frame-table.ts';
 import type { CreateDomainOptions, Hypervisor } from '../xen/hypervisor.ts';
 
 /** Where a domain's xenstore is, as StartInfo tells it. */

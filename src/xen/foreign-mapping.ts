@@ -5,6 +5,7 @@
 // (add_to_physmap over it), or torn down with the domain (relinquish_p2m_mapping).
 import { XEN_EBUSY, XEN_EINVAL, XEN_ENOENT, XEN_ENOMEM } from '../abi/hypercall.ts';
 import type { Domain } from './domain.ts';
+import { OWNER_NONE } from './frame-table.ts';
 import { NO_GFN } from './grant-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, isForeignP2m, isGrantOrForeignP2m, P2M_MAP_FOREIGN } from './paging.ts';
@@ -28,8 +29,12 @@ export function setForeignP2mEntry(hv: Hypervisor, d: Domain, fd: Domain, gfn: n
   if (!p2m.ensure(gfn)) return -XEN_ENOMEM;
   // p2m_entry_modify: page_get_owner_and_reference, or -EBUSY for a free page.
   const f = hv.frames;
-  if (!f.isValid(mfn) || f.count[mfn]! <= 0 || f.owner[mfn] !== fd.domid) return -XEN_EBUSY;
-  f.count[mfn]!++;
+  if (!f.isValid(mfn)) return -XEN_EBUSY;
+  const owner = f.getOwnerAndReference(mfn);
+  if (owner !== fd.domid) {
+    if (owner !== OWNER_NONE) hv.putPage(mfn);
+    return -XEN_EBUSY;
+  }
   if (old !== undefined) findXenHeapSlot(d, old.mfn)?.set(NO_GFN);
   p2m.set(gfn, mfn, P2M_MAP_FOREIGN);
   return 0;

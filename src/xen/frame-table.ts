@@ -1,6 +1,22 @@
-// Per-frame bookkeeping, Xen's frame_table of struct page_info (reference §4.4):
-// owner, general reference count, writable type count, and where the frame came
-// from. Private to the hypervisor: guests never see it.
+// Xen's frame_table (one struct page_info per machine frame, reference §4.4)
+// and the heap's free list, in one SharedArrayBuffer that every hypervisor
+// thread views: owner, general reference count, writable type count, and
+// where the frame came from. Private to the hypervisor: guests never see it.
+//
+// Concurrency (xen-locking.md §5): reference counts change only by atomic
+// read-modify-write, as Xen's get_page/put_page do with cmpxchg on count_info;
+// a reference is taken only while the count is above zero, so a frame on its
+// way to the free list is never revived. The free list and nrFree change only
+// under the heap lock (heap_lock), a leaf: nothing else is taken under it.
+// alloc writes the frame's owner, type count and flags before it publishes
+// count = 1, so a thread that gets a reference sees the frame's new owner.
+//
+// Layout, in Int32 words (the one definition):
+//   [0, LOCK_WORDS)   heap_lock
+//   HDR_NR_FREE       frames on the free list
+//   then five planes of nrFrames words: owner, count, typeCount, flags, free list.
+import type { WaitPolicy } from '../machine/wait-policy.ts';
+import { LOCAL_WAIT, LOCK_CLASSES, LOCK_WORDS, SpinLock } from './locks.ts';
 
 /** Owner value of a free frame. */
 export const OWNER_NONE = -1;
@@ -12,58 +28,178 @@ export const PGC_xen_heap = 1;
 /** The frame holds its owner's allocation reference (PGC_allocated). */
 export const PGC_allocated = 2;
 
+const HDR_NR_FREE = LOCK_WORDS;
+/** Header words, a multiple of LOCK_WORDS. */
+const HDR_WORDS = 2 * LOCK_WORDS;
+const PLANES = 5;
+
+/** Bytes of the SharedArrayBuffer a table of `nrFrames` frames needs. */
+export function frameTableBytes(nrFrames: number): number {
+  return (HDR_WORDS + PLANES * nrFrames) * 4;
+}
+
 export class FrameTable {
   readonly nrFrames: number;
+  /** The shared words; hand `sab` to FrameTable.attach in another thread. */
+  readonly sab: SharedArrayBuffer;
   readonly owner: Int32Array;
   /** General references: the allocation reference plus one per mapping or temporary use. */
   readonly count: Int32Array;
   /** Writable type references (PGT_writable_page count). */
   readonly typeCount: Int32Array;
-  readonly flags: Uint8Array;
+  /** PGC_ bits. */
+  readonly flags: Int32Array;
+  private readonly words: Int32Array;
   private readonly freeList: Int32Array;
-  private nrFree: number;
+  private readonly heapLock: SpinLock;
 
-  constructor(nrFrames: number, reserved: number) {
-    this.nrFrames = nrFrames;
-    this.owner = new Int32Array(nrFrames).fill(OWNER_NONE);
-    this.count = new Int32Array(nrFrames);
-    this.typeCount = new Int32Array(nrFrames);
-    this.flags = new Uint8Array(nrFrames);
-    this.freeList = new Int32Array(nrFrames);
-    this.nrFree = 0;
-    // Low frames are the hypervisor's; hand out the rest lowest-first.
+  /**
+   * A new table of `nrFrames` frames: the low `reserved` ones are Xen's, the
+   * rest free and handed out lowest first. `policy` is how this thread waits
+   * for the heap lock (LOCAL_WAIT in single-thread mode).
+   */
+  static create(nrFrames: number, reserved: number, policy: WaitPolicy = LOCAL_WAIT): FrameTable {
+    const t = new FrameTable(new SharedArrayBuffer(frameTableBytes(nrFrames)), policy);
+    const w = t.words;
+    t.owner.fill(OWNER_NONE);
     for (let mfn = 0; mfn < reserved; mfn++) {
-      this.owner[mfn] = OWNER_XEN;
-      this.count[mfn] = 1;
+      t.owner[mfn] = OWNER_XEN;
+      t.count[mfn] = 1;
     }
-    for (let mfn = nrFrames - 1; mfn >= reserved; mfn--) this.freeList[this.nrFree++] = mfn;
+    let n = 0;
+    for (let mfn = nrFrames - 1; mfn >= reserved; mfn--) t.freeList[n++] = mfn;
+    w[HDR_NR_FREE] = n;
+    return t;
+  }
+
+  /** Another thread's view of the table in `sab`. */
+  static attach(sab: SharedArrayBuffer, policy: WaitPolicy = LOCAL_WAIT): FrameTable {
+    return new FrameTable(sab, policy);
+  }
+
+  private constructor(sab: SharedArrayBuffer, policy: WaitPolicy) {
+    const words = new Int32Array(sab);
+    const n = (words.length - HDR_WORDS) / PLANES;
+    if (!Number.isInteger(n) || n < 1)
+      throw new RangeError(
+        `a frame table's buffer holds ${HDR_WORDS} + ${PLANES}n words, got ${words.length}`,
+      );
+    this.sab = sab;
+    this.nrFrames = n;
+    this.words = words;
+    const plane = (i: number) => new Int32Array(sab, (HDR_WORDS + i * n) * 4, n);
+    this.owner = plane(0);
+    this.count = plane(1);
+    this.typeCount = plane(2);
+    this.flags = plane(3);
+    this.freeList = plane(4);
+    this.heapLock = new SpinLock(words, 0, LOCK_CLASSES.heap, 0, policy);
   }
 
   get freeFrames(): number {
-    return this.nrFree;
+    return Atomics.load(this.words, HDR_NR_FREE);
   }
 
-  /** Allocates a frame for `owner` with its allocation reference, or returns -1. */
-  alloc(owner: number, flags = 0): number {
-    if (this.nrFree === 0) return -1;
-    const mfn = this.freeList[--this.nrFree]!;
-    this.owner[mfn] = owner;
-    this.count[mfn] = 1;
-    this.typeCount[mfn] = 0;
-    this.flags[mfn] = flags;
+  /**
+   * Allocates a frame for `owner` with its allocation reference (count 1),
+   * `flags` and `typeCount` type references, or returns -1 when none is free.
+   */
+  alloc(owner: number, flags = 0, typeCount = 0): number {
+    let mfn = -1;
+    this.heapLock.lock();
+    try {
+      const n = this.words[HDR_NR_FREE]!;
+      if (n > 0) {
+        mfn = this.freeList[n - 1]!;
+        this.words[HDR_NR_FREE] = n - 1;
+      }
+    } finally {
+      this.heapLock.unlock();
+    }
+    if (mfn < 0) return -1;
+    Atomics.store(this.owner, mfn, owner);
+    Atomics.store(this.typeCount, mfn, typeCount);
+    Atomics.store(this.flags, mfn, flags);
+    Atomics.store(this.count, mfn, 1);
     return mfn;
   }
 
   /** Returns a frame whose last reference went to the free list. */
   release(mfn: number): void {
-    this.owner[mfn] = OWNER_NONE;
-    this.count[mfn] = 0;
-    this.typeCount[mfn] = 0;
-    this.flags[mfn] = 0;
-    this.freeList[this.nrFree++] = mfn;
+    Atomics.store(this.owner, mfn, OWNER_NONE);
+    Atomics.store(this.typeCount, mfn, 0);
+    Atomics.store(this.flags, mfn, 0);
+    Atomics.store(this.count, mfn, 0);
+    this.heapLock.lock();
+    try {
+      const n = this.words[HDR_NR_FREE]!;
+      this.freeList[n] = mfn;
+      this.words[HDR_NR_FREE] = n + 1;
+    } finally {
+      this.heapLock.unlock();
+    }
   }
 
   isValid(mfn: number): boolean {
     return Number.isInteger(mfn) && mfn >= 0 && mfn < this.nrFrames;
+  }
+
+  /**
+   * page_get_owner_and_reference: takes a general reference unless the count
+   * is zero (a free frame, or one on its way there), and returns the owner it
+   * had then; OWNER_NONE, with no reference taken, for a free frame.
+   */
+  getOwnerAndReference(mfn: number): number {
+    const c = this.count;
+    let x = Atomics.load(c, mfn);
+    for (;;) {
+      if (x <= 0) return OWNER_NONE;
+      const seen = Atomics.compareExchange(c, mfn, x, x + 1);
+      if (seen === x) return Atomics.load(this.owner, mfn);
+      x = seen;
+    }
+  }
+
+  /** Another general reference to a frame the caller already holds one on. */
+  addRef(mfn: number): void {
+    Atomics.add(this.count, mfn, 1);
+  }
+
+  /** Drops a general reference; returns the count left (0: the caller frees the frame). */
+  putRef(mfn: number): number {
+    return Atomics.sub(this.count, mfn, 1) - 1;
+  }
+
+  /** A writable type reference; returns the new type count. */
+  getType(mfn: number): number {
+    return Atomics.add(this.typeCount, mfn, 1) + 1;
+  }
+
+  /** Drops a writable type reference; returns the type count left. */
+  putType(mfn: number): number {
+    return Atomics.sub(this.typeCount, mfn, 1) - 1;
+  }
+
+  /** test_and_clear_bit on the frame's flags: whether `bit` was set. */
+  testAndClear(mfn: number, bit: number): boolean {
+    return (Atomics.and(this.flags, mfn, ~bit) & bit) !== 0;
+  }
+
+  /**
+   * steal_page's commit: a frame with exactly two references (the allocation
+   * one and the caller's) drops the first, loses its owner and its flags, in
+   * one compare-exchange of the count, as Xen's cmpxchg of count_info.
+   */
+  stealCommit(mfn: number): boolean {
+    if (Atomics.compareExchange(this.count, mfn, 2, 1) !== 2) return false;
+    Atomics.store(this.flags, mfn, 0);
+    Atomics.store(this.owner, mfn, OWNER_NONE);
+    return true;
+  }
+
+  /** assign_pages: the frame (held by the caller's reference) becomes `owner`'s allocation. */
+  assign(mfn: number, owner: number): void {
+    Atomics.store(this.owner, mfn, owner);
+    Atomics.store(this.flags, mfn, PGC_allocated);
   }
 }

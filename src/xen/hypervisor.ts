@@ -17,13 +17,13 @@ import {
   statusFramesFor,
   XEN_PAGE_SIZE,
 } from '../abi/limits.ts';
-import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
 import { MachineMemory } from '../machine/machine-memory.ts';
 import { dispatchHypercall } from './dispatch.ts';
 import { Domain, type DomainKind, type PageOwner } from './domain.ts';
 import { DomidAllocator } from './domid-alloc.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from './event-channel.ts';
 import { relinquishP2mMapping } from './foreign-mapping.ts';
+import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from './frame-table.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
 import { boolOption, intOption, objectOption } from './options.ts';
@@ -211,7 +211,7 @@ export class Hypervisor {
     const { seed, ...opts } = hypervisorOptions(options);
     this.opts = opts;
     this.machine = new MachineMemory(nrFrames, options.machineSab);
-    this.frames = new FrameTable(nrFrames, XEN_RESERVED_FRAMES);
+    this.frames = FrameTable.create(nrFrames, XEN_RESERVED_FRAMES);
     this.rngState = seed >>> 0 || 1;
     if (options.traceSab !== undefined) {
       if (!(options.traceSab instanceof SharedArrayBuffer))
@@ -360,8 +360,8 @@ export class Hypervisor {
       if (d.pt !== null) {
         // The PV domain's initial mappings of its own RAM: each PTE holds a
         // general reference and, being writable, a writable type reference.
-        this.frames.count[mfn]!++;
-        this.frames.typeCount[mfn]!++;
+        this.frames.addRef(mfn);
+        this.frames.getType(mfn);
         d.pt.set(pfn, makePte(mfn, _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY));
       } else {
         d.p2m!.set(pfn, mfn, P2M_RAM_RW);
@@ -482,10 +482,11 @@ export class Hypervisor {
 
   /** get_page: a general reference, if the page is allocated and owned by `d`. */
   getPage(mfn: number, d: Domain): boolean {
-    if (!this.frames.isValid(mfn) || this.frames.owner[mfn] !== d.domid || this.frames.count[mfn]! <= 0)
-      return false;
-    this.frames.count[mfn]!++;
-    return true;
+    if (!this.frames.isValid(mfn)) return false;
+    const owner = this.frames.getOwnerAndReference(mfn);
+    if (owner === d.domid) return true;
+    if (owner !== OWNER_NONE) this.putPage(mfn);
+    return false;
   }
 
   /** Whether another domain still holds a reference to one of d's grant or status frames. */
@@ -499,7 +500,7 @@ export class Hypervisor {
   /** put_page: drops a general reference; the last one frees the page. */
   putPage(mfn: number): void {
     const f = this.frames;
-    const c = --f.count[mfn]!;
+    const c = f.putRef(mfn);
     if (c > 0) {
       // The last foreign reference to a dying domain's grant frame: it may be finalised now.
       if (c === 1 && (f.flags[mfn]! & PGC_xen_heap) !== 0) {
@@ -525,18 +526,16 @@ export class Hypervisor {
   /** Drops the owner's allocation reference (PGC_allocated), once. */
   dropAllocation(mfn: number): void {
     const f = this.frames;
-    if ((f.flags[mfn]! & PGC_allocated) === 0) return;
-    f.flags[mfn] = f.flags[mfn]! & ~PGC_allocated;
-    this.putPage(mfn);
+    if (f.testAndClear(mfn, PGC_allocated)) this.putPage(mfn);
   }
 
   getPageTypeWritable(mfn: number): boolean {
-    this.frames.typeCount[mfn]!++;
+    this.frames.getType(mfn);
     return true;
   }
 
   putPageType(mfn: number): void {
-    if (--this.frames.typeCount[mfn]! < 0) throw new Error(`page ${mfn}: type count underflow`);
+    if (this.frames.putType(mfn) < 0) throw new Error(`page ${mfn}: type count underflow`);
   }
 
   /**
@@ -568,10 +567,9 @@ export class Hypervisor {
 
   /** Allocates a zeroed Xen-heap frame owned (and shared read-write) by `d`. */
   private allocXenHeapFrame(d: Domain): number {
-    const mfn = this.frames.alloc(d.domid, PGC_xen_heap);
+    const mfn = this.frames.alloc(d.domid, PGC_xen_heap, 1);
     if (mfn < 0) return -1;
     this.machine.zeroFrame(mfn);
-    this.frames.typeCount[mfn] = 1;
     return mfn;
   }
 

@@ -18,8 +18,8 @@ import {
   GNTPIN_hstw_inc,
   GNTPIN_hstw_mask,
 } from '../abi/limits.ts';
-import { OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from '../machine/frame-table.ts';
 import { checkEventChannels } from './event-channel.ts';
+import { OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from './frame-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { isForeignP2m, isGrantP2m, pteFlags, pteFrame } from './paging.ts';
 

@@ -26,10 +26,10 @@ import {
   XENMEM_remove_from_physmap,
 } from '../abi/hypercall.ts';
 import { xen_add_to_physmap, xen_remove_from_physmap } from '../abi/memory-op.ts';
-import { PGC_xen_heap } from '../machine/frame-table.ts';
 import { acquireResource } from './acquire-resource.ts';
 import type { Domain } from './domain.ts';
 import { removeForeignEntry } from './foreign-mapping.ts';
+import { PGC_xen_heap } from './frame-table.ts';
 import { getSharedFrameMfn, getStatusFrameMfn } from './gnttab-frame.ts';
 import { NO_GFN } from './grant-table.ts';
 import { copyStructFromGuest } from './guest-io.ts';

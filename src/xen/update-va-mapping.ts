@@ -28,6 +28,7 @@ import {
 } from '../abi/hypercall.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import { DOM_IO, type Domain, type PageOwner } from './domain.ts';
+import { OWNER_NONE } from './frame-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, makePte, pteFlags, pteFrame } from './paging.ts';
 import type { Register } from './registers.ts';
@@ -147,15 +148,18 @@ function getPageFromL1e(hv: Hypervisor, nl1e: L1e, l1eOwner: Domain, pgOwner: Pa
   const mfn = nl1e.mfn;
   if (!f.isValid(mfn)) return mfn === INVALID_L1_MFN ? -XEN_EINVAL : -XEN_EPERM;
   // page_get_owner_and_reference: no reference on a free page.
-  if (f.count[mfn]! <= 0) return -XEN_EBUSY;
+  const ownerId = f.getOwnerAndReference(mfn);
+  if (ownerId === OWNER_NONE) return -XEN_EBUSY;
   let owner: PageOwner = pgOwner;
-  if (f.owner[mfn] !== pgOwner.domid) {
+  if (ownerId !== pgOwner.domid) {
     // A privileged pg_owner may hand on the right to map its target's pages.
-    const real = hv.domains.get(f.owner[mfn]!);
-    if (real === undefined || pgOwner === l1eOwner || !hv.xsmTarget(pgOwner, real)) return -XEN_EBUSY;
+    const real = hv.domains.get(ownerId);
+    if (real === undefined || pgOwner === l1eOwner || !hv.xsmTarget(pgOwner, real)) {
+      hv.putPage(mfn);
+      return -XEN_EBUSY;
+    }
     owner = real;
   }
-  f.count[mfn]!++;
   // Foreign frames of a translated domain take no writable type reference.
   if ((nl1e.flags & _PAGE_RW) !== 0 && (l1eOwner === owner || !owner.translated)) hv.getPageTypeWritable(mfn);
   // (Cache attributes on a Xen-heap page would be -EACCES; L1_DISALLOW_MASK refused them already.)

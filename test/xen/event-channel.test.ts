@@ -83,8 +83,8 @@ import {
   XENMEM_add_to_physmap,
   xen_add_to_physmap,
 } from '../../src/index.ts';
-import { OWNER_NONE, PGC_xen_heap } from '../../src/machine/frame-table.ts';
 import { ECS_UNBOUND, EVTCHNS_PER_BUCKET } from '../../src/xen/event-channel.ts';
+import { OWNER_NONE, PGC_xen_heap } from '../../src/xen/frame-table.ts';
 import { gnttabOp, grantAccess, MAP_VA, mapGrantTable, one, scratch } from '../helpers/guest.ts';
 
 // ---- plumbing --------------------------------------------------------------------------------

@@ -191,7 +191,6 @@ import {
   XSD_SOCKMSG_SIZE,
 } from '../../src/io/xenstore/wire.ts';
 import { permToString, type XenStore, XS_QUOTA, type XsNode } from '../../src/io/xenstore/xenstored.ts';
-import { OWNER_NONE } from '../../src/machine/frame-table.ts';
 import type { Domain } from '../../src/xen/domain.ts';
 import {
   ECS_FREE,
@@ -201,6 +200,7 @@ import {
   ECS_UNBOUND,
   ECS_VIRQ,
 } from '../../src/xen/event-channel.ts';
+import { OWNER_NONE } from '../../src/xen/frame-table.ts';
 import { reg, toRegister } from '../../src/xen/registers.ts';
 import { envInt, Rng } from '../helpers/fuzz.ts';
 

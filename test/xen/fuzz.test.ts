@@ -79,7 +79,7 @@ import {
   XENMEM_add_to_physmap,
   xen_add_to_physmap,
 } from '../../src/index.ts';
-import { OWNER_NONE, PGC_xen_heap } from '../../src/machine/frame-table.ts';
+import { OWNER_NONE, PGC_xen_heap } from '../../src/xen/frame-table.ts';
 import { envInt, Rng } from '../helpers/fuzz.ts';
 import { mapGrantTable, setVersion } from '../helpers/guest.ts';
 

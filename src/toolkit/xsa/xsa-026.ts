@@ -1,6 +1,6 @@
 // XSA-26 (2012): status pages freed on v2 -> v1 without unlinking them; grow error paths.
 import { GNTST_general_error } from '../../abi/status.ts';
-import { PGC_xen_heap } from '../../machine/frame-table.ts';
+import { PGC_xen_heap } from '../../xen/frame-table.ts';
 import { Lab, type LabDomain } from './lab.ts';
 import type { XsaEntry } from './types.ts';
 

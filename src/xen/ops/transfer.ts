@@ -4,8 +4,8 @@
 import { GTF_accept_transfer, GTF_transfer_committed, GTF_transfer_completed } from '../../abi/flags.ts';
 import { GNTTAB_CMPXCHG_ATTEMPTS } from '../../abi/limits.ts';
 import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
-import { OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../../machine/frame-table.ts';
 import type { Domain } from '../domain.ts';
+import { OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../frame-table.ts';
 import { NO_GFN } from '../grant-table.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, isGrantOrForeignP2m, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
@@ -20,10 +20,8 @@ import { findXenHeapSlot } from '../xen-heap.ts';
 function stealPage(hv: Hypervisor, d: Domain, mfn: number): boolean {
   const f = hv.frames;
   if (f.owner[mfn] !== d.domid || (f.flags[mfn]! & PGC_xen_heap) !== 0) return false;
-  if ((f.flags[mfn]! & PGC_allocated) === 0 || f.count[mfn] !== 2 || f.typeCount[mfn] !== 0) return false;
-  f.flags[mfn] = 0;
-  f.count[mfn] = 1;
-  f.owner[mfn] = OWNER_NONE;
+  if ((f.flags[mfn]! & PGC_allocated) === 0 || f.typeCount[mfn] !== 0) return false;
+  if (!f.stealCommit(mfn)) return false;
   d.owned.delete(mfn);
   return true;
 }
@@ -71,8 +69,7 @@ export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, 
     return GNTST_general_error;
   }
   // assign_pages: the temporary reference becomes e's allocation reference.
-  hv.frames.owner[mfn] = e.domid;
-  hv.frames.flags[mfn] = PGC_allocated;
+  hv.frames.assign(mfn, e.domid);
   e.owned.add(mfn);
   const gt = e.gt;
   if (gt.version !== version) return GNTST_general_error; // XSA-501
