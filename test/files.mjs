@@ -14,6 +14,7 @@ export const testFiles = [
   'test/xen/fuzz.test.ts',
   'test/xen/fuzz-events.test.ts',
   'test/xen/locks.test.ts',
+  'test/xen/frame-table.test.ts',
   'test/xen/create-domain.test.ts',
   'test/xen/acquire-resource.test.ts',
   'test/guest/gnttab.test.ts',
