@@ -28,11 +28,17 @@ export function formatList(entries: readonly XsaEntry[], width = 80): string {
     lines.push(head + cut(e.title, Math.max(10, width - head.length)));
     if (e.notApplicable !== undefined)
       lines.push(wrap(`      not applicable: ${e.notApplicable}`, width, '        '));
+    if (e.threadsNeed !== undefined)
+      lines.push(wrap(`      worker-thread race needs ${e.threadsNeed}`, width, '        '));
   }
   const runnable = entries.filter((e) => e.run !== undefined).length;
+  const races = entries.filter((e) => e.race === true);
+  const waiting = races.filter((e) => e.threadsNeed !== undefined).length;
   lines.push(
     '',
     `${entries.length} advisories: ${runnable} runnable, ${entries.length - runnable} not applicable`,
+    `${races.length} races, each run as a fixed interleaving and on worker threads;`,
+    `${waiting} of their worker runs cannot hit the window on this host yet`,
   );
   return `${lines.join('\n')}\n`;
 }
@@ -56,7 +62,7 @@ export function formatRun(r: XsaResult, width = 80): string {
     for (const x of r.races)
       out.push(
         wrap(
-          `  ${x.mode}: ${x.hits} of ${x.target} hits in ${x.attempts} attempts, ${x.violations} violations; window: ${x.window}`,
+          `  ${x.mode}: ${x.hits} of ${x.target} hits in ${x.attempts} attempts, ${x.violations} violations; window: ${x.window}${x.needs !== undefined ? `; not reachable on this host: needs ${x.needs}` : ''}`,
           width,
           '    ',
         ),
@@ -94,6 +100,7 @@ export function xsaCommand(): Command {
           runnable: e.run !== undefined,
           race: e.race === true,
           ...(e.notApplicable !== undefined ? { notApplicable: e.notApplicable } : {}),
+          ...(e.threadsNeed !== undefined ? { threadsNeed: e.threadsNeed } : {}),
         }));
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       } else process.stdout.write(formatList(XSA_CATALOGUE, outputWidth()));

@@ -125,6 +125,14 @@ export interface SpawnOptions {
 export class WorkerHost implements AsyncDisposable {
   /** The machine memory every thread runs over (the caller's, with HostOptions.machineSab). */
   readonly machineSab: SharedArrayBuffer;
+  /**
+   * Whether two domains' hypercalls can be inside Xen at the same time. Not
+   * here: every hypercall is served, one at a time, by the hypervisor thread
+   * (the SMP hypervisor of issue 8, where each domain thread enters Xen
+   * itself, makes this true). Races whose window lies between two hypercalls
+   * (gnttab xsa) read it to say so rather than count hits they cannot get.
+   */
+  readonly concurrentHypercalls: boolean = false;
   private readonly channel: HypercallChannel;
   private readonly hvWorker: Worker;
   private readonly port: MessagePort;

@@ -1,112 +1,33 @@
 // The guest programs of the advisories' thread races, one role per domain,
-// each in its own worker thread (spawned by race.ts). They share a harness of
-// Int32 words outside machine memory: stop, hits, attempts, violations, a
-// ready count and the other side's progress counter. A hit is counted only
-// when the window was really entered: the other side changed its word (or
-// had its hypercall in flight) while this side's hypercall was in Xen, or a
-// revoke was refused because the peer held the grant.
+// each in its own worker thread (spawned by race.ts), over the harness of
+// race-harness.ts. This module is what each worker loads: the roles of
+// XSA-295, 396 and 384 are here, the others in race-roles-*.ts.
 
-import { GNTMAP_host_map } from '../../abi/flags.ts';
-import { gnttab_map_grant_ref, gnttab_unmap_grant_ref } from '../../abi/gnttab-ops.ts';
-import {
-  GNTTABOP_map_grant_ref,
-  GNTTABOP_unmap_grant_ref,
-  XEN_EINVAL,
-  XENMAPIDX_grant_table_status,
-  XENMAPSPACE_grant_table,
-} from '../../abi/hypercall.ts';
+import { XEN_EINVAL, XENMAPIDX_grant_table_status, XENMAPSPACE_grant_table } from '../../abi/hypercall.ts';
 import { GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { GuestContext } from '../../guest/context.ts';
 import { Gnttab } from '../../guest/gnttab/grant-table.ts';
-import { addToPhysmap, grantTableOp, setVersion } from '../../guest/hypercall.ts';
+import { addToPhysmap, setVersion } from '../../guest/hypercall.ts';
 import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA } from '../../guest/layout.ts';
-
-/** Harness words. */
-export const H = {
-  stop: 0,
-  hits: 1,
-  attempts: 2,
-  violations: 3,
-  ready: 4,
-  /** The passive side's progress: incremented around each of its actions (odd while inside). */
-  seq: 5,
-  /** The ref the granter published (-1: none yet). */
-  ref: 6,
-  /** 1 while the mapper holds a mapping (set after map, cleared before unmap). */
-  mapped: 7,
-  /** Actions of the passive side. */
-  actions: 8,
-} as const;
-export const HARNESS_WORDS = 16;
-
-export interface RaceArgs {
-  role: string;
-  sab: SharedArrayBuffer;
-  /** The other domain of the race. */
-  peer: number;
-  /** Hits wanted, attempts at most. */
-  hits: number;
-  maxAttempts: number;
-  version?: 1 | 2;
-}
+import {
+  H,
+  mapOnce,
+  overlapped,
+  passive,
+  type RaceArgs,
+  type Role,
+  stopped,
+  tally,
+  unmapOnce,
+  waitReady,
+  words,
+} from './race-harness.ts';
 
 const NOISE = 0x200;
 /** Where dom0 places A's status frame in the XSA-384 race. */
 const STATUS_GFN = 0xd0040;
 
-function words(a: RaceArgs): Int32Array {
-  return new Int32Array(a.sab);
-}
-
-function stopped(w: Int32Array): boolean {
-  return Atomics.load(w, H.stop) !== 0;
-}
-
-/** Counts one attempt and a hit when `hit`; stops the race once it has enough of either. */
-function tally(w: Int32Array, a: RaceArgs, hit: boolean): void {
-  const n = Atomics.add(w, H.attempts, 1) + 1;
-  const h = hit ? Atomics.add(w, H.hits, 1) + 1 : Atomics.load(w, H.hits);
-  if (h >= a.hits || n >= a.maxAttempts) Atomics.store(w, H.stop, 1);
-}
-
-async function waitReady(ctx: GuestContext, w: Int32Array, n: number): Promise<void> {
-  while (Atomics.load(w, H.ready) < n && !stopped(w)) await ctx.clock.sleep(1);
-}
-
-/** The passive side's loop: `act` until the race stops, counting around each action. */
-async function passive(ctx: GuestContext, w: Int32Array, act: () => void): Promise<number> {
-  let n = 0;
-  while (!stopped(w)) {
-    Atomics.add(w, H.seq, 1);
-    act();
-    Atomics.add(w, H.seq, 1);
-    Atomics.add(w, H.actions, 1);
-    if ((++n & 4095) === 0) await ctx.clock.sleep(0);
-  }
-  return n;
-}
-
-/** One hypercall of the active side; true when the passive side acted while it was in Xen. */
-function overlapped(w: Int32Array, call: () => void): boolean {
-  const s0 = Atomics.load(w, H.seq);
-  call();
-  const s1 = Atomics.load(w, H.seq);
-  return (s0 & 1) === 1 || s1 !== s0;
-}
-
-function mapOnce(ctx: GuestContext, granter: number, ref: number) {
-  return grantTableOp(ctx, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
-    { host_addr: FOREIGN_MAP_VA, flags: GNTMAP_host_map, ref, dom: granter },
-  ]).out[0]!;
-}
-
-function unmapOnce(ctx: GuestContext, handle: number): number {
-  return grantTableOp(ctx, GNTTABOP_unmap_grant_ref, gnttab_unmap_grant_ref, [
-    { host_addr: FOREIGN_MAP_VA, handle },
-  ]).out[0]!.status;
-}
-
-const roles: Record<string, (ctx: GuestContext, a: RaceArgs, w: Int32Array) => Promise<unknown>> = {
+const roles: Record<string, Role> = {
   /** XSA-295, A: grants ref to B, then toggles an unrelated flag bit of it for ever. */
   async 'xsa-295-granter'(ctx, a, w) {
     const gt = new Gnttab(ctx, { version: 1 });
@@ -223,9 +144,11 @@ export default async function main(ctx: GuestContext, a: RaceArgs): Promise<unkn
   const role = roles[a.role];
   if (role === undefined) throw new Error(`no race role ${a.role}`);
   const w = words(a);
+  // A side that throws stops the race; one that returns (its setup done) leaves it running.
   try {
     return await role(ctx, a, w);
-  } finally {
+  } catch (err) {
     Atomics.store(w, H.stop, 1);
+    throw err;
   }
 }

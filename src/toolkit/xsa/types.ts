@@ -36,6 +36,12 @@ export interface XsaRace {
   attempts: number;
   /** Checks made on every attempt failed this many times (0 when safe). */
   violations: number;
+  /**
+   * Threads only: set when this host cannot reach the window (why, and what it
+   * needs). The harness still ran its bounded attempts and checks, but hits
+   * stay 0: they cannot be told from a queued hypercall.
+   */
+  needs?: string;
 }
 
 /** What a scenario run reports. */
@@ -78,4 +84,10 @@ export interface XsaEntry {
   notApplicable?: string;
   /** Races it runs (threads and a fixed interleaving). */
   race?: boolean;
+  /**
+   * A race whose worker-thread half cannot hit its window on today's host:
+   * what it needs (two hypercalls inside Xen at once: the SMP hypervisor of
+   * issue 8; a domain with two vCPU threads).
+   */
+  threadsNeed?: string;
 }
