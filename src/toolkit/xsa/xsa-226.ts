@@ -2,8 +2,9 @@
 // missing release on retry, set_version with transitive entries, no bound).
 import { GTF_permit_access, GTF_transitive } from '../../abi/flags.ts';
 import { GNTST_general_error, GNTST_okay, isGntst } from '../../abi/status.ts';
+import { threadRace } from './race.ts';
 import { copyFrom, G1, PAYLOAD, T, transitiveWorld } from './transitive.ts';
-import type { XsaEntry } from './types.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'several problems with transitive grants';
 const BATCH = 100;
@@ -15,10 +16,9 @@ export const xsa226: XsaEntry = {
   op: 'GNTTABOP_copy (transitive grants)',
   side: 'hypervisor',
   race: true,
-  run: async () => {
+  run: async (o: XsaRunOptions = {}) => {
     const { lab, a, b, c } = transitiveWorld(226, title);
     a.grant(G1 + 1, b, a.frameOf(0x4000), GTF_permit_access);
-    lab.note('no worker-thread run yet: only the fixed interleaving');
     lab.note(
       "fixed interleaving: at Xen's first read of t in each element, B's other vCPU rewrites t (target ref, type)",
     );
@@ -98,6 +98,9 @@ export const xsa226: XsaEntry = {
       'with gnttab=no-transitive, copies through t give general_error',
     );
     lab.expect(off.lab.host.checkInvariants().length === 0, 'the invariants hold on that host too');
+    // On worker threads: B's thread rewrites t while C's batches run; a batch whose elements saw t
+    // in more than one state is a hit, and every element must still be sound.
+    if (o.threads !== false) lab.races.push(await threadRace('xsa-226', lab, o));
     return lab.finish(
       [
         'every copy either completes or fails with a GNTST error; a nested or self-referencing transitive gives general_error',

@@ -1,0 +1,127 @@
+// Worker-thread roles of the transitive-grant races (XSA-226): A (v2) grants
+// two pages to B; B (v2) has a transitive entry t for C onto (A, g1) and keeps
+// rewriting it (target ref, type) from its own thread; C copies from (B, t) in
+// batches. Each side sets up its own table, as guests do, and publishes its
+// refs in the harness words.
+import { DOMID_SELF } from '../../abi/domid.ts';
+import { GNTCOPY_source_gref, GTF_transitive } from '../../abi/flags.ts';
+import { gnttab_copy } from '../../abi/gnttab-ops.ts';
+import { GNTTABOP_copy } from '../../abi/hypercall.ts';
+import { GNTST_okay, isGntst } from '../../abi/status.ts';
+import type { GuestContext } from '../../guest/context.ts';
+import { Gnttab } from '../../guest/gnttab/grant-table.ts';
+import { grantTableOp } from '../../guest/hypercall.ts';
+import { GNTTAB_SHARED_VA } from '../../guest/layout.ts';
+import { H, type Role, stopped, tally, waitReady } from './race-harness.ts';
+
+/** The bytes of A's two granted pages: which one a copy read tells which target t had. */
+export const PAGE_A = 0x5a;
+export const PAGE_B = 0x6b;
+/** Copies per batch (the advisory's 100), 16 bytes each at their own offset of C's page. */
+export const BATCH = 100;
+const LEN = 16;
+/** Status preset in every element: Xen must overwrite it. */
+const SENTINEL = 0x7777;
+
+function initTable(ctx: GuestContext, version: 1 | 2): Gnttab {
+  const gt = new Gnttab(ctx, { version });
+  if (gt.init() !== 0) throw new Error(`d${ctx.start.domid}: gnttab init failed`);
+  return gt;
+}
+
+/** A: two pages of known bytes granted to B as g1 and g2; publishes them and is done. */
+async function granter(ctx: GuestContext, a: { domids: Record<string, number> }, w: Int32Array) {
+  const gt = initTable(ctx, 2);
+  const refs: number[] = [];
+  for (const byte of [PAGE_A, PAGE_B]) {
+    const page = gt.pages.alloc();
+    ctx.mem.fill(page, 4096, byte);
+    refs.push(gt.grantForeignAccess(a.domids.B!, gt.pages.gfnOf(page), false));
+  }
+  Atomics.store(w, H.ref2, refs[1]!);
+  Atomics.store(w, H.ref, refs[0]!);
+  Atomics.add(w, H.ready, 1);
+  return refs;
+}
+
+/** B: t for C onto (A, g1); then, until the race stops, rewrites t's target ref and type. */
+async function intermediate(ctx: GuestContext, a: { domids: Record<string, number> }, w: Int32Array) {
+  const gt = initTable(ctx, 2);
+  await waitReady(ctx, w, 1);
+  const g1 = Atomics.load(w, H.ref);
+  const g2 = Atomics.load(w, H.ref2);
+  const t = gt.grantForeignAccessTrans(a.domids.C!, 0, a.domids.A!, g1);
+  if (t < 0) throw new Error(`grant_foreign_access_trans: ${t}`);
+  Atomics.store(w, H.ref3, t);
+  Atomics.add(w, H.ready, 1);
+  // grant_entry_v2.transitive: flags at +0, gref at +8.
+  const entry = GNTTAB_SHARED_VA + t * 16;
+  let n = 0;
+  while (!stopped(w)) {
+    const k = n & 3;
+    if (k === 0) ctx.mem.store32(entry + 8, g2);
+    else if (k === 1) ctx.mem.store32(entry + 8, g1);
+    else if (k === 2) ctx.mem.and16(entry, ~GTF_transitive & 0xffff);
+    else ctx.mem.or16(entry, GTF_transitive);
+    Atomics.add(w, H.actions, 1);
+    if ((++n & 4095) === 0) await ctx.clock.sleep(0);
+  }
+  // Leave t as first set.
+  ctx.mem.store32(entry + 8, g1);
+  ctx.mem.or16(entry, GTF_transitive);
+  return n;
+}
+
+/**
+ * C: batches of BATCH copies from (B, t). Every element must come back with a
+ * GNTST status (never the sentinel), an okay one with 16 bytes of one of A's
+ * pages, a failed one with nothing written. A hit is a batch whose elements
+ * saw t in more than one state: B's rewrite landed while Xen was inside it.
+ */
+async function copier(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 1);
+  const dest = gt.pages.alloc();
+  const destFrame = gt.pages.gfnOf(dest);
+  await waitReady(ctx, w, 2);
+  const t = Atomics.load(w, H.ref3);
+  const ops = Array.from({ length: BATCH }, (_, i) => ({
+    source_u: t,
+    source_domid: a.domids.B!,
+    source_offset: 0,
+    dest_u: destFrame,
+    dest_domid: DOMID_SELF,
+    dest_offset: i * LEN,
+    len: LEN,
+    flags: GNTCOPY_source_gref,
+    status: SENTINEL,
+  }));
+  let n = 0;
+  while (!stopped(w)) {
+    ctx.mem.fill(dest, 4096, 0);
+    const r = grantTableOp(ctx, GNTTABOP_copy, gnttab_copy, ops);
+    const seen = new Set<string>();
+    let bad = r.rc !== 0;
+    r.out.forEach((o, i) => {
+      const got = ctx.mem.read(dest + i * LEN, LEN);
+      if (!isGntst(o.status)) bad = true;
+      else if (o.status === GNTST_okay) {
+        const b = got[0]!;
+        if ((b !== PAGE_A && b !== PAGE_B) || got.some((x) => x !== b)) bad = true;
+        seen.add(b === PAGE_A ? 'g1' : 'g2');
+      } else {
+        if (got.some((x) => x !== 0)) bad = true;
+        seen.add(`status ${o.status}`);
+      }
+    });
+    if (bad) Atomics.add(w, H.violations, 1);
+    tally(w, a, seen.size > 1);
+    if ((++n & 63) === 0) await ctx.clock.sleep(0);
+  }
+  return n;
+}
+
+export const transitiveRoles: Record<string, Role> = {
+  'xsa-226-granter': granter,
+  'xsa-226-intermediate': intermediate,
+  'xsa-226-copier': copier,
+};
