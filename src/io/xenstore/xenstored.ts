@@ -27,10 +27,38 @@
 // XS_CONTROL (privileged; the host introduces domains itself, so they answer
 // ENOSYS), the memory quotas, write rate limiting, permission
 // entries of domains gone since (domain ids are never reused here).
-import { XsClientCore } from './client.ts';
+import type { XsClientCore } from './client.ts';
+import { Transaction, type Watch, XsConnection, type XsConnectionKind } from './connection.ts';
+import {
+  baseName,
+  bytesEqual,
+  childPath,
+  domainPath,
+  isChildPath,
+  NO_GENERATION,
+  NODE_HDR_SIZE,
+  parentPath,
+  VALID_CHARS,
+  XENSTORED_FEATURES,
+  XS_PERMISSIONS_SIZE,
+  XS_QUOTA,
+  type XsNode,
+} from './nodes.ts';
+import {
+  atoi,
+  DOMID_SELF,
+  parsePerm,
+  permToString,
+  XS_PERM_ALL,
+  XS_PERM_NONE,
+  XS_PERM_OWNER,
+  XS_PERM_READ,
+  XS_PERM_WRITE,
+  type XsPermEntry,
+} from './permissions.ts';
+import { ToolClient } from './tool-client.ts';
 import {
   concatBytes,
-  decodeMessage,
   encodeMessage,
   fromBytes,
   nulStrings,
@@ -38,7 +66,6 @@ import {
   toBytes,
   XENSTORE_PAYLOAD_MAX,
   XENSTORE_REL_PATH_MAX,
-  XENSTORE_SERVER_FEATURE_ERROR,
   XENSTORE_SERVER_FEATURE_WATCHDEPTH,
   XS_CONTROL,
   XS_DIRECTORY,
@@ -67,232 +94,25 @@ import {
   type XsMessage,
 } from './wire.ts';
 
-// ---- permissions (xenstore_lib.h) -----------------------------------------------------------------
-
-export const XS_PERM_NONE = 0;
-export const XS_PERM_READ = 1;
-export const XS_PERM_WRITE = 2;
-export const XS_PERM_OWNER = 8;
-const XS_PERM_ALL = XS_PERM_READ | XS_PERM_WRITE | XS_PERM_OWNER;
-
-/** DOMID_SELF: XS_IS_DOMAIN_INTRODUCED answers "T" for it. */
-const DOMID_SELF = 0x7ff0;
-
-/** One permission entry. `ignore`: it names a domain that did not exist when it was set (XS_PERM_IGNORE). */
-export interface XsPermEntry {
-  readonly id: number;
-  readonly perms: number;
-  readonly ignore?: boolean;
-}
-
-/** xenstore_perm_to_string. */
-export function permToString(p: XsPermEntry): string {
-  const c = p.perms === XS_PERM_READ ? 'r' : p.perms === XS_PERM_WRITE ? 'w' : p.perms === 3 ? 'b' : 'n';
-  return `${c}${p.id}`;
-}
-
-/** xenstore_strings_to_perms: "r3", "w0", "b5", "n1" (the id in C's strtol base 0); null when malformed. */
-export function parsePerm(s: string): XsPermEntry | null {
-  const c = s[0];
-  const perms =
-    c === 'r'
-      ? XS_PERM_READ
-      : c === 'w'
-        ? XS_PERM_WRITE
-        : c === 'b'
-          ? XS_PERM_READ | XS_PERM_WRITE
-          : c === 'n'
-            ? XS_PERM_NONE
-            : -1;
-  if (perms < 0) return null;
-  const num = s.slice(1);
-  const m = /^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(num);
-  if (m === null) return null;
-  const digits = m[2]!;
-  let v: number;
-  if (/^0[xX]/.test(digits)) v = Number.parseInt(digits.slice(2), 16);
-  else if (digits.length > 1 && digits[0] === '0') v = Number.parseInt(digits, 8);
-  else v = Number.parseInt(digits, 10);
-  if (m[1] === '-') v = -v;
-  // struct xs_permissions.id is an unsigned int.
-  return { id: v >>> 0, perms };
-}
-
-/** C's atoi, as xenstored reads domain ids: leading blanks, a sign, digits; 0 when none. */
-function atoi(s: string): number {
-  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
-  if (m === null) return 0;
-  return Number.parseInt(m[1]!, 10) | 0;
-}
-
-// ---- nodes, paths ----------------------------------------------------------------------------
-
-/** A node as stored: never changed in place (a write stores a new record). */
-export interface XsNode {
-  readonly value: Uint8Array;
-  readonly perms: readonly XsPermEntry[];
-  readonly children: readonly string[];
-  /** Generation count of its last change (transaction conflict detection). */
-  readonly generation: number;
-}
-
-/** xenstored's NO_GENERATION: the node did not exist. */
-const NO_GENERATION = -1;
-
-/** sizeof(struct node_hdr) and sizeof(struct xs_permissions), for the node-size quota. */
-const NODE_HDR_SIZE = 16;
-const XS_PERMISSIONS_SIZE = 8;
-
-/** Default hard quotas of xenstored (domain.c), for unprivileged domains. */
-export const XS_QUOTA = {
-  /** Watches per domain. */
-  watches: 128,
-  /** Active transactions per domain. */
-  transactions: 10,
-  /** Max. number of permissions per node. */
-  nodePerms: 5,
-  /** Max. size of a node (header, permissions, value, child names). */
-  nodeSize: 2048,
-  /** Outstanding requests per domain (replies not yet written to its ring). */
-  outstanding: 20,
-  /** Nodes a domain may own (quota_nb_entry_per_domain). */
-  nodes: 1000,
-} as const;
-
-const VALID_CHARS = /^[A-Za-z0-9\-/_@]*$/;
-
-/** get_parent: "/a/b" -> "/a", "/a" -> "/", "@releaseDomain" -> "/". */
-export function parentPath(name: string): string {
-  const i = name.lastIndexOf('/');
-  return i > 0 ? name.slice(0, i) : '/';
-}
-
-function baseName(name: string): string {
-  return name.slice(name.lastIndexOf('/') + 1);
-}
-
-function childPath(parent: string, child: string): string {
-  return parent === '/' ? `/${child}` : `${parent}/${child}`;
-}
-
-/**
- * domain.c XENSTORE_FEATURES: what this xenstored offers every domain (the
- * ring's server_features, XS_GET_FEATURE): the error field, and watches with
- * a depth.
- */
-export const XENSTORED_FEATURES = XENSTORE_SERVER_FEATURE_ERROR | XENSTORE_SERVER_FEATURE_WATCHDEPTH;
-
-/**
- * watch.c is_child: child is parent or below it, at most `depth` levels
- * below (-1: any; 0: parent itself); everything is below "/".
- */
-export function isChildPath(child: string, parent: string, depth = -1): boolean {
-  if (!child.startsWith(parent)) return false;
-  const len = parent.length;
-  const c = child[len];
-  if (parent !== '/' && c !== undefined && c !== '/') return false;
-  if (depth < 0 || c === undefined) return true;
-  // Levels below parent: the separators after it ("/" itself counts as one).
-  let levels = parent === '/' ? 1 : 0;
-  for (let i = len; i < child.length; i++) if (child[i] === '/') levels++;
-  return levels <= depth;
-}
-
-/** The home of a domain, /local/domain/<domid>. */
-export function domainPath(domid: number): string {
-  return `/local/domain/${domid >>> 0}`;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-// ---- connections, watches, transactions ---------------------------------------------------------
-
-interface Watch {
-  /** Canonical path (or special name). */
-  readonly node: string;
-  readonly token: string;
-  /** Length of the home prefix to strip from event paths (relative watches). */
-  readonly prefixLen: number;
-  /** Levels below node that match (-1: no limit; XS_WATCH's optional <depth>). */
-  readonly depth: number;
-}
-
-/** A node touched by a transaction (transaction.c struct accessed_node). */
-interface Accessed {
-  /** Generation when first read, NO_GENERATION when it did not exist. */
-  generation: number;
-  /** Conflict check needed (first access was a read). */
-  check: boolean;
-  modified: boolean;
-  /** The transaction's view of the node (null: absent). */
-  node: XsNode | null;
-  /** Permissions before the transaction (for watch events of removed nodes). */
-  oldPerms: readonly XsPermEntry[] | null;
-  fireWatch: boolean;
-  watchExact: boolean;
-}
-
-class Transaction {
-  readonly id: number;
-  readonly accessed = new Map<string, Accessed>();
-  fail = false;
-  constructor(id: number) {
-    this.id = id;
-  }
-}
-
-/** A message queued for the client, written out by the transport. */
-export interface XsOutMessage {
-  /** Header and payload in wire form. */
-  readonly bytes: Uint8Array;
-  /** Bytes already written. */
-  used: number;
-  /** A watch event (not a reply). */
-  readonly event: boolean;
-}
-
-export type XsConnectionKind = 'domain' | 'tool';
-
-export class XsConnection {
-  /** conn->id: the domain, 0 for the toolstack. */
-  readonly domid: number;
-  readonly kind: XsConnectionKind;
-  /** Neither dom0 nor the toolstack: permission checks and quotas apply. */
-  readonly unprivileged: boolean;
-  /** get_implicit_path: where relative paths start. */
-  readonly home: string;
-  readonly watches: Watch[] = [];
-  readonly transactions = new Map<number, Transaction>();
-  /** Messages for the client, oldest first; the transport takes them from the front. */
-  readonly out: XsOutMessage[] = [];
-  /** Called whenever messages are queued. */
-  onOutput: (() => void) | null = null;
-  /** Set when the transport found the client misbehaving: no more requests or replies. */
-  ignored = false;
-  /** Gone from the store (its domain died, or the tool connection closed). */
-  closed = false;
-  nextTxId = 1;
-  /** domain->features: what the store offers this connection (XENSTORED_FEATURES). */
-  readonly features = XENSTORED_FEATURES;
-
-  constructor(domid: number, kind: XsConnectionKind) {
-    this.domid = domid;
-    this.kind = kind;
-    this.unprivileged = kind === 'domain' && domid !== 0;
-    this.home = domainPath(kind === 'domain' ? domid : 0);
-  }
-
-  /** Replies queued and not yet written (xenstored's outstanding requests). */
-  get pendingReplies(): number {
-    let n = 0;
-    for (const m of this.out) if (!m.event) n++;
-    return n;
-  }
-}
+// The store's parts, one concept per file, under the names they always had here.
+export { XsConnection, type XsConnectionKind, type XsOutMessage } from './connection.ts';
+export {
+  domainPath,
+  isChildPath,
+  parentPath,
+  XENSTORED_FEATURES,
+  XS_QUOTA,
+  type XsNode,
+} from './nodes.ts';
+export {
+  parsePerm,
+  permToString,
+  XS_PERM_NONE,
+  XS_PERM_OWNER,
+  XS_PERM_READ,
+  XS_PERM_WRITE,
+  type XsPermEntry,
+} from './permissions.ts';
 
 /** Handling context of one request: the connection and its transaction. */
 interface Ctx {
@@ -1166,36 +986,4 @@ const OPS = new Set([
 function oneArg(p: Uint8Array): string | null {
   if (p.length === 0 || p.indexOf(0) !== p.length - 1) return null;
   return fromBytes(p.subarray(0, p.length - 1));
-}
-
-/**
- * The toolstack's in-process client (a socket connection to xenstored):
- * privileged, id 0. Requests are handled at once; replies and watch events are
- * delivered from a microtask, never inside the store's own call stack.
- */
-class ToolClient extends XsClientCore {
-  private readonly store: XenStore;
-  private readonly conn: XsConnection;
-
-  constructor(store: XenStore) {
-    super(0);
-    this.store = store;
-    this.conn = store.connectTool();
-    this.conn.onOutput = () => {
-      const msgs = this.conn.out.splice(0).map((m) => decodeMessage(m.bytes)!);
-      queueMicrotask(() => {
-        for (const m of msgs) this.receive(m);
-      });
-    };
-  }
-
-  protected override async sendMessage(bytes: Uint8Array): Promise<void> {
-    const msg = decodeMessage(bytes);
-    if (msg === null) throw new Error('xenstore: malformed request');
-    this.store.handle(this.conn, msg);
-  }
-
-  protected override shutdown(): void {
-    this.store.disconnect(this.conn);
-  }
 }
