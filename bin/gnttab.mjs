@@ -45,6 +45,8 @@ if (useDist) {
 } else {
   const { register } = await import('tsx/esm/api');
   register();
+  // src/host/user-module.ts then adds only its ESM-for-.ts hook for a user's module.
+  globalThis[Symbol.for('gnttab.tsxRegistered')] = true;
   const mod = await import(new URL('../src/cli/main.ts', import.meta.url).href);
   await mod.main(process.argv);
 }

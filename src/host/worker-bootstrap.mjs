@@ -4,4 +4,6 @@ import { workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
 register();
+// src/host/user-module.ts then adds only its ESM-for-.ts hook for a user's module.
+globalThis[Symbol.for('gnttab.tsxRegistered')] = true;
 await import(workerData.entry);

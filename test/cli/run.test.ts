@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RunReport } from 'gnttab';
 import { gnttab } from '../helpers/cli.ts';
+import { tsGuestFolder } from '../helpers/ts-guest-folder.ts';
 
 const fx = (name: string) => `test/fixtures/run/${name}.mjs`;
 
@@ -76,6 +77,29 @@ describe('gnttab run', () => {
     assert.match(t.out, /d1 \(frontend, [^)]*\) was still running at the timeout and\s+was stopped/);
     assert.match(t.out, /^invariants: all hold$/m);
   });
+
+  // Without their ESM hook (src/host/user-module.ts), Node 20 failed these with
+  // ERR_REQUIRE_CYCLE_MODULE and Node 22/24 with a SyntaxError or no default export.
+  for (const packageType of ['none', 'commonjs'] as const) {
+    it(`runs .ts guests and dumps a .ts scenario in a folder without "type": "module" (package.json: ${packageType})`, () => {
+      const f = tsGuestFolder(packageType);
+      try {
+        const { code, r, err } = json([f.guest, f.guest]);
+        assert.equal(code, 0, err);
+        assert.equal(r.frontend.outcome, 'returned', r.frontend.error);
+        assert.equal(r.backend.outcome, 'returned', r.backend.error);
+        assert.deepEqual(r.frontend.result, { greeting: 2, role: 'frontend' });
+        assert.deepEqual(r.backend.result, { greeting: 2, role: 'backend' });
+        assert.deepEqual(r.frontend.console, ['hello from frontend']);
+        const dump = gnttab(['dump', f.scenario]);
+        assert.equal(dump.code, 0, dump.err);
+        assert.match(dump.out, /^grant table of d1 \(pv\)/m);
+        assert.match(dump.out, /^invariants: all hold$/m);
+      } finally {
+        f.remove();
+      }
+    });
+  }
 
   it('usage errors exit 2 and say what was wrong', () => {
     const none = gnttab(['run']);

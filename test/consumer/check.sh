@@ -3,7 +3,8 @@
 # says, with every Node given: the CLI (demo, dump of a .ts scenario, explore of the
 # racy-revoke example and its replay, attack of the leaky-backend example, `gnttab run`
 # of the ring example's .ts frontend and backend), a plain .mjs consumer of the host
-# example, a .ts guest in a worker; then a strict TypeScript
+# example, a .ts guest in a worker; the same .ts guests, scenario and spawn from a
+# folder of npm init's "type": "commonjs" (cjs/); then a strict TypeScript
 # consumer (node16 resolution, @types/node) under tsc --noEmit.
 #   test/consumer/check.sh gnttab-0.1.0.tgz [dir-with-a-node-binary ...]
 # With no directory, the node on PATH is used.
@@ -26,6 +27,10 @@ cp "$root/examples/scenario.ts" scenario.ts
 cp "$root/examples/racy-revoke/scenario.ts" racy-revoke.ts
 cp "$root/examples/attack/leaky-backend.ts" leaky-backend.ts
 cp -r "$root/examples/ring" ring
+# TypeScript user modules load as ES modules in a folder that is not "type": "module" too.
+mkdir cjs
+echo '{ "type": "commonjs" }' >cjs/package.json
+cp -r ring scenario.ts spawn-ts.mjs guest.ts cjs/
 echo "installed: $(du -sh node_modules/gnttab | cut -f1) in node_modules/gnttab, $(ls node_modules | wc -l) packages"
 
 for dir in "${nodes[@]}"; do
@@ -59,6 +64,11 @@ for dir in "${nodes[@]}"; do
   npx gnttab run ring/frontend.ts ring/backend.ts -- 20 >run.txt || { cat run.txt; exit 1; }
   grep -q '^left behind: nothing' run.txt && grep -q '^invariants: all hold' run.txt
   echo 'gnttab run ring/frontend.ts ring/backend.ts (the ring example, .ts guests): ok'
+  npx gnttab run cjs/ring/frontend.ts cjs/ring/backend.ts -- 20 >run.txt || { cat run.txt; exit 1; }
+  grep -q '^left behind: nothing' run.txt && grep -q '^invariants: all hold' run.txt
+  npx gnttab dump cjs/scenario.ts | grep -q 'invariants: all hold'
+  node cjs/spawn-ts.mjs
+  echo 'in a "type": "commonjs" folder: gnttab run of .ts guests, dump of a .ts scenario, spawn of a .ts guest: ok'
 done
 
 node "$root/node_modules/typescript/bin/tsc" -p tsconfig.json

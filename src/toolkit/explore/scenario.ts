@@ -5,6 +5,7 @@
 // returns one (evaluated the same way in the explorer and in every worker).
 import type { GuestContext } from '../../guest/context.ts';
 import type { DomainOptions, GuestOutcome, Host, HostOptions } from '../../host/host.ts';
+import { importUserModule } from '../../host/user-module.ts';
 import type { InvariantOptions } from '../../xen/invariants.ts';
 
 /** Words on the board: a scenario's own handshake (a stand-in for xenstore), shared by all its guests. */
@@ -73,7 +74,7 @@ export function defineScenario<P = unknown>(s: ScenarioExport<P>): ScenarioExpor
 
 /** The scenario a module's default export gives for these parameters. */
 export async function loadScenario(url: string, params: unknown): Promise<Scenario> {
-  const mod = (await import(url)) as { default?: unknown };
+  const mod = (await importUserModule(url)) as { default?: unknown };
   const d = mod.default;
   const s = typeof d === 'function' ? (d as (p: unknown) => unknown)(params) : d;
   if (s === null || typeof s !== 'object' || !('guests' in s) || !('domains' in s))
