@@ -53,6 +53,7 @@ export const testFiles = [
   'test/cli/run.test.ts',
   'test/conformance/raw-abi.test.ts',
   'test/conformance/imports.test.ts',
+  'test/conformance/node-syntax.test.ts',
   'test/readme.test.ts',
   'test/web/browser.test.ts',
 ];

@@ -103,7 +103,24 @@ export async function threadRace(name: string, lab: Lab, o: XsaRunOptions = {}):
   const spec = SPECS[name];
   if (spec === undefined) throw new Error(`no thread race ${name}`);
   const hits = o.hits ?? DEFAULT_HITS;
-  await using wh = await WorkerHost.start({ memoryMiB: 16 });
+  // Not `await using`: from a checkout, Node 22 runs these sources by stripping
+  // types (a worker's guest importing 'gnttab'), and its V8 has no `using`.
+  const wh = await WorkerHost.start({ memoryMiB: 16 });
+  try {
+    return await raceOn(wh, name, spec, hits, lab, o);
+  } finally {
+    await wh.shutdown();
+  }
+}
+
+async function raceOn(
+  wh: WorkerHost,
+  name: string,
+  spec: RaceSpec,
+  hits: number,
+  lab: Lab,
+  o: XsaRunOptions,
+): Promise<XsaRace> {
   const reachable = spec.smp === undefined || wh.concurrentHypercalls;
   const maxAttempts = Math.min(
     o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
