@@ -93,7 +93,7 @@ function tableOf(hv: Hypervisor, d: Domain, all: boolean): TableSnapshot {
   for (let ref = 0; ref < n; ref++) {
     const a = gt.shaAddr(ref);
     const flags = w.load16(a);
-    const act = gt.active[ref];
+    const act = gt.activeEntryIfAny(ref);
     const pinned = act !== undefined && act.pin !== 0;
     if (!all && (flags & GTF_type_mask) === 0 && !pinned) continue;
     const e: EntrySnapshot = {

@@ -13,6 +13,7 @@ import {
 import {
   DEFAULT_MAX_GRANT_FRAMES,
   DEFAULT_MAX_MAPTRACK_FRAMES,
+  GRANT_PER_FRAME_V1,
   INITIAL_NR_GRANT_FRAMES,
   statusFramesFor,
   XEN_PAGE_SIZE,
@@ -28,6 +29,7 @@ import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
 import { boolOption, intOption, objectOption } from './options.ts';
 import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
+import { defaultPrivatePages, PrivatePages } from './private-pages.ts';
 import type { Register } from './registers.ts';
 import { subOp, TRC_DOM_CREATE, TRC_DOM_DESTROY, TRC_HYPERCALL, TraceBuffer } from './trace.ts';
 
@@ -179,6 +181,8 @@ const XEN_RESERVED_FRAMES = 16;
 export class Hypervisor {
   readonly machine: MachineMemory;
   readonly frames: FrameTable;
+  /** The hypervisor's private pages: active entries (and, in time, the rest of its bookkeeping). */
+  readonly privatePages: PrivatePages;
   readonly domains = new Map<number, Domain>();
   readonly opts: {
     maxVersion: 1 | 2;
@@ -212,6 +216,7 @@ export class Hypervisor {
     this.opts = opts;
     this.machine = new MachineMemory(nrFrames, options.machineSab);
     this.frames = FrameTable.create(nrFrames, XEN_RESERVED_FRAMES);
+    this.privatePages = PrivatePages.create(defaultPrivatePages(nrFrames));
     this.rngState = seed >>> 0 || 1;
     if (options.traceSab !== undefined) {
       if (!(options.traceSab instanceof SharedArrayBuffer))
@@ -338,7 +343,20 @@ export class Hypervisor {
       );
     }
     this.booted = true;
-    const gt = new GrantTable(maxVersion, maxGrantFrames, maxMaptrackFrames, vcpus, () => this.random());
+    let gt: GrantTable;
+    try {
+      gt = new GrantTable(
+        maxVersion,
+        maxGrantFrames,
+        maxMaptrackFrames,
+        vcpus,
+        () => this.random(),
+        this.privatePages,
+      );
+    } catch (err) {
+      this.domids.free(domid);
+      throw err;
+    }
     // The translation table's frames come from a pool reserved now, as Xen's
     // HAP/shadow paging pool: mapping things later never takes machine memory.
     const pool: number[] = [];
@@ -368,8 +386,10 @@ export class Hypervisor {
       }
     }
     this.domains.set(domid, d);
-    if (!this.growTable(d, INITIAL_NR_GRANT_FRAMES))
-      throw new RangeError('out of machine memory for the grant table');
+    if (!this.growTable(d, INITIAL_NR_GRANT_FRAMES)) {
+      this.destroyDomain(d);
+      throw new RangeError("out of machine memory or the hypervisor's private memory for the grant table");
+    }
     // The shared-info page (event channels): a zeroed Xen-heap frame shared rw with the domain.
     d.sharedInfoMfn = this.allocXenHeapFrame(d);
     if (d.sharedInfoMfn < 0) throw new RangeError('out of machine memory for the shared-info page');
@@ -468,6 +488,7 @@ export class Hypervisor {
     // pins one, d stays a zombie, and the granter of that mapping can still be found.
     if (this.xenHeapFramesInUse(d)) return;
     for (const mfn of [...d.gt.shared, ...d.gt.status]) this.freeXenHeapFrame(mfn);
+    d.gt.freeActive();
     if (d.sharedInfoMfn >= 0) this.freeXenHeapFrame(d.sharedInfoMfn);
     d.sharedInfoMfn = -1;
     for (const mfn of [...d.tableFrames(), ...d.pagingPool]) this.putPage(mfn);
@@ -591,6 +612,8 @@ export class Hypervisor {
       gt.version === 2 ? Math.max(0, statusFramesFor(Math.max(n, gt.nrGrantFrames)) - gt.nrStatusFrames) : 0;
     if (needShared + needStatus === 0) return true;
     if (needShared + needStatus > this.frames.freeFrames) return false;
+    // The active entries first: xzalloc of their pages can fail, grant frames are taken all or nothing.
+    if (!gt.ensureActive(n * GRANT_PER_FRAME_V1)) return false;
     for (let i = 0; i < needShared; i++) {
       gt.shared.push(this.allocXenHeapFrame(d));
       gt.sharedGfn.push(NO_GFN);
@@ -599,8 +622,6 @@ export class Hypervisor {
       gt.status.push(this.allocXenHeapFrame(d));
       gt.statusGfn.push(NO_GFN);
     }
-    const entries = gt.nrGrantFrames * 512;
-    for (let ref = gt.active.length; ref < entries; ref++) gt.activeEntry(ref);
     return true;
   }
 

@@ -155,7 +155,7 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
         out.push(`d${rd.domid} ref ${ref} mapped by both d${p.grantee} and d${d.domid}`);
       p.pin += inc;
       pins.set(key, p);
-      const act = rd.gt.active[ref];
+      const act = rd.gt.activeEntryIfAny(ref);
       if (act === undefined) {
         out.push(`d${d.domid} handle ${h} names d${rd.domid} ref ${ref} beyond its table`);
         continue;
@@ -177,8 +177,8 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     const gt = rd.gt;
     const n = gt.nrGrantEntries();
     let subPagePins = 0;
-    for (let ref = 0; ref < gt.active.length; ref++) {
-      const act = gt.active[ref]!;
+    for (let ref = 0; ref < gt.nrActive; ref++) {
+      const act = gt.activeEntry(ref);
       const expect = pins.get(`${rd.domid}:${ref}`);
       if (act.pin !== (expect?.pin ?? 0)) {
         out.push(

@@ -87,7 +87,7 @@ export function peerUnmap(peer: DomainHandle, handle: number, at = MAP_VA): numb
 
 /** Pin count Xen keeps for (d, ref). */
 export function pin(d: DomainHandle, ref: number): number {
-  return d.xen.gt.active[ref]?.pin ?? 0;
+  return d.xen.gt.activeEntryIfAny(ref)?.pin ?? 0;
 }
 
 /**

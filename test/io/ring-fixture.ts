@@ -132,7 +132,7 @@ export function unshare(env: Env, s: Shared): void {
       assert.equal(frontMem.load16(statusAddr(front, ref)), 0);
     }
     assert.equal(frontMem.load16(flags), 0);
-    assert.equal(front.xen.gt.active[ref]?.pin ?? 0, 0);
+    assert.equal(front.xen.gt.activeEntryIfAny(ref)?.pin ?? 0, 0);
   }
 }
 
@@ -140,7 +140,7 @@ export function unshare(env: Env, s: Shared): void {
 export function finish(env: Env): void {
   const { host, front, back } = env;
   assert.equal(back.xen.gt.maptrack.liveCount(), 0);
-  for (const a of front.xen.gt.active) assert.equal(a?.pin ?? 0, 0);
+  for (const a of front.xen.gt.activeEntries()) assert.equal(a.pin, 0);
   assert.deepEqual(host.checkInvariants(), []);
   host.destroyDomain(back.domid);
   host.destroyDomain(front.domid);

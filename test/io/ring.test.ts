@@ -1207,7 +1207,7 @@ describe('ring.h between guest programs (guest-side.md §7.2-§7.3)', () => {
         ended: pages + 1,
       });
       assert.equal(b.xen.gt.maptrack.liveCount(), 0);
-      for (const a of f.xen.gt.active) assert.equal(a?.pin ?? 0, 0);
+      for (const a of f.xen.gt.activeEntries()) assert.equal(a.pin, 0);
       assert.deepEqual(host.checkInvariants(), []);
       host.destroyDomain(b.domid);
       host.destroyDomain(f.domid);

@@ -174,7 +174,7 @@ export async function assertClean(w: World): Promise<void> {
     assert.equal(s.svc.gntalloc.grefSize, 0, `d${s.dom.domid}: gntalloc records left`);
     assert.deepEqual(portsInUse(s), [], `d${s.dom.domid}: event channel ports left open`);
     assert.equal(s.dom.xen.gt.maptrack.liveCount(), 0, `d${s.dom.domid}: maptrack handles live`);
-    for (const a of s.dom.xen.gt.active) assert.equal(a?.pin ?? 0, 0, `d${s.dom.domid}: grant pinned`);
+    for (const a of s.dom.xen.gt.activeEntries()) assert.equal(a.pin, 0, `d${s.dom.domid}: grant pinned`);
   }
   for (const t of snapshotTables(w.host.hypervisor)) {
     // The toolstack's grant of the xenstore ring to dom0 (reserved ref 1) stays.

@@ -287,7 +287,7 @@ describe('the same guest programs in one thread (Host.runGuests, virtual time)',
       assert.equal(s.xen.evtchn.inUse, 2);
       assert.equal(c.xen.evtchn.inUse, 2);
       assert.equal(c.xen.gt.maptrack.liveCount(), 0);
-      for (const a of s.xen.gt.active) assert.equal(a?.pin ?? 0, 0);
+      for (const a of s.xen.gt.activeEntries()) assert.equal(a.pin, 0);
       assert.deepEqual(host.checkInvariants(), []);
     });
   }

@@ -442,7 +442,7 @@ describe('setup through xenstore (§6.2, §6.3)', () => {
       0,
       'the write ring and the control page are unmapped again',
     );
-    for (const a of w.srv.dom.xen.gt.active) assert.equal(a?.pin ?? 0, 0);
+    for (const a of w.srv.dom.xen.gt.activeEntries()) assert.equal(a.pin, 0);
     assert.equal(s.isOpen(), 0, 'cli_live cleared by the unmap notification');
     pg.set32(VCHAN_GRANTS + 3 * 4, good);
     await s.close();

@@ -105,7 +105,7 @@ function i16(x: number): number {
 }
 
 function pinOf(d: DomainHandle, ref: number): number {
-  return d.xen.gt.active[ref]?.pin ?? 0;
+  return d.xen.gt.activeEntryIfAny(ref)?.pin ?? 0;
 }
 
 function copy(d: DomainHandle, ops: readonly CopyOp[], count = ops.length): { rc: number; st: number[] } {

@@ -259,7 +259,7 @@ describe('dispatcher rules (§5)', () => {
       assert.equal(gnttab(d, GNTTABOP_map_grant_ref, mapAt, 2), -XEN_EFAULT);
       const m = read()[0]!;
       assert.equal(m.status, hvm ? GNTST_okay : 0x7777);
-      assert.equal(a.xen.gt.active[10]!.pin, hvm ? 1 : 0);
+      assert.equal(a.xen.gt.activeEntry(10).pin, hvm ? 1 : 0);
       assert.equal(statusBits(a, 10), hvm ? GTF_reading | GTF_writing : 0);
       if (hvm) assert.equal(unmapRef(d, m.handle), GNTST_okay);
       // The same for swap (12-byte elements) and copy (40-byte elements).
@@ -310,7 +310,7 @@ describe('dispatcher rules (§5)', () => {
       assert.equal(gnttab(d, GNTTABOP_map_grant_ref, mapAt, 2), -XEN_EFAULT);
       const m = read()[0]!;
       assert.equal(m.status, GNTST_okay);
-      assert.equal(a.xen.gt.active[10]!.pin, 1);
+      assert.equal(a.xen.gt.activeEntry(10).pin, 1);
       assert.deepEqual(host.checkInvariants(), []);
       assert.equal(unmapRef(d, m.handle), GNTST_okay);
       grantAccess(d, 20, 1, 0x2020);
@@ -377,7 +377,7 @@ describe('raw register arguments', () => {
       ]);
       assert.equal(gnttab(d, BigInt(GNTTABOP_map_grant_ref), BigInt(addr), 1n), 0);
       assert.equal(read()[0]!.status, GNTST_okay);
-      assert.equal(a.xen.gt.active[10]!.pin, 0x100);
+      assert.equal(a.xen.gt.activeEntry(10).pin, 0x100);
       assert.equal(unmapRef(d, read()[0]!.handle), GNTST_okay);
       // update_va_mapping and memory_op take bigints too.
       if (kind === 'pv') {
@@ -522,15 +522,15 @@ describe('domain lifecycle (§12)', () => {
         if (grantee === 'pv') {
           const flags = GNTMAP_host_map | GNTMAP_device_map;
           assert.equal(mapRef(b, a, 12, MAP_VA + 0x3000, flags).status, GNTST_okay);
-          assert.equal(a.xen.gt.active[12]!.pin, 0x10001);
+          assert.equal(a.xen.gt.activeEntry(12).pin, 0x10001);
         }
-        assert.equal(a.xen.gt.active[10]!.pin, 2);
+        assert.equal(a.xen.gt.activeEntry(10).pin, 2);
         assert.equal(statusBits(a, 10), 0x18);
         assert.equal(statusBits(a, 11), 0x08);
         assert.deepEqual(host.checkInvariants(), []);
         host.destroyDomain(b.domid);
         for (const ref of [10, 11, 12]) {
-          assert.equal(a.xen.gt.active[ref]!.pin, 0, `ref ${ref}`);
+          assert.equal(a.xen.gt.activeEntry(ref).pin, 0, `ref ${ref}`);
           assert.equal(statusBits(a, ref), 0, `ref ${ref}`);
         }
         assert.deepEqual(
@@ -603,9 +603,9 @@ describe('domain lifecycle (§12)', () => {
       assert.equal(copyFrom(c, a, 11, 4), GNTST_bad_page);
       assert.equal(c.memory.readU32(0x8000), 0);
       const w = host.hypervisor.machine.words;
-      assert.equal(a.xen.gt.active[11]!.pin, 0);
+      assert.equal(a.xen.gt.activeEntry(11).pin, 0);
       assert.equal(w.load16(a.xen.gt.statusAddr(11)) & 0x18, 0);
-      assert.equal(a.xen.gt.active[10]!.pin, 1);
+      assert.equal(a.xen.gt.activeEntry(10).pin, 1);
       assert.deepEqual(host.checkInvariants(), []);
       assert.equal(unmapRef(b, m.handle), GNTST_okay);
       assert.equal(host.hypervisor.domains.has(a.domid), false);

@@ -425,7 +425,7 @@ class Fuzzer {
         const mt = s.dom.xen.gt.maptrack;
         const h = this.handle(s);
         const rd = h < mt.limit ? this.hv.domains.get(mt.domid[h]!) : undefined;
-        const act = rd?.gt.active[mt.ref[h]!];
+        const act = rd?.gt.activeEntryIfAny(mt.ref[h]!);
         return {
           host_addr: this.rng.chance(0.85) ? this.hostAddr() : 0,
           dev_bus_addr: this.rng.pick([0, 0, (act?.mfn ?? 0) * PAGE, this.rng.u64()]),
@@ -739,7 +739,7 @@ class Fuzzer {
             const sha = rd.gt.shaAddr(ref);
             const w = this.hv.machine.words;
             if (rd.gt.version === 2 && (w.load16(sha) & 3) === GTF_transitive) return true;
-            const act = rd.gt.active[ref];
+            const act = rd.gt.activeEntryIfAny(ref);
             const gfn =
               rd.gt.version === 1 ? w.load32(sha + 4) : w.load32(sha + 8) + w.load32(sha + 12) * TWO32;
             const mfns = [act !== undefined && act.pin !== 0 ? act.mfn : -1];
@@ -1138,7 +1138,7 @@ describe('fuzz regressions', () => {
     // stays (a release build: no #GP).
     assert.equal(b.hypercall(__HYPERVISOR_update_va_mapping, MAP_VA, 0, 0), 0);
     assert.deepEqual(b.xen.injected, []);
-    assert.equal(a.xen.gt.active[10]!.pin, 1);
+    assert.equal(a.xen.gt.activeEntry(10).pin, 1);
     // a gives the page to c (GNTTABOP_transfer), which grants it to b; b maps it at the same address.
     assert.equal(a.hypercall(__HYPERVISOR_update_va_mapping, 0x5000, 0, 0), 0);
     writeEntry(c, 12, GTF_accept_transfer, a.domid, 0x30);
@@ -1154,7 +1154,7 @@ describe('fuzz regressions', () => {
     assert.deepEqual(host.checkInvariants(), []);
     // The real one does.
     assert.equal(unmapOne(b, h2.handle!, MAP_VA), 0);
-    assert.equal(c.xen.gt.active[13]!.pin, 0);
+    assert.equal(c.xen.gt.activeEntry(13).pin, 0);
     assert.deepEqual(host.checkInvariants(), []);
     assert.ok(b.alive && c.alive);
   });

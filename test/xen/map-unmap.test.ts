@@ -175,7 +175,7 @@ function pick(m: { status: number; handle: number }): [number, number] {
 }
 
 function pin(a: DomainHandle, ref: number): number {
-  return a.xen.gt.active[ref]!.pin;
+  return a.xen.gt.activeEntry(ref).pin;
 }
 
 function pageCount(host: Host, mfn: number): number {
@@ -558,7 +558,7 @@ describe('map_grant_ref: errors (§6.1 steps 1-11)', () => {
       assert.equal(map(c, a, 10).status, GNTST_general_error);
       assert.equal(map(c, a, 10, GNTMAP_host_map | GNTMAP_readonly).status, GNTST_general_error);
       assert.equal(pin(a, 10), 0x1);
-      assert.equal(a.xen.gt.active[10]!.domid, b.domid);
+      assert.equal(a.xen.gt.activeEntry(10).domid, b.domid);
       assert.equal(c.xen.gt.maptrack.liveCount(), 0);
       noViolations(host);
       assert.equal(unmap(b, mb.handle), GNTST_okay);

@@ -426,20 +426,20 @@ function checkAll(m: Model, r: Real, what: string): void {
     assert.equal(xd.isDying, !d.alive, `${what}: d${d.domid} dying`);
     assert.equal(xd.gt.version, d.version, `${what}: d${d.domid} version`);
     assert.equal(xd.gt.nrGrantFrames, d.nrFrames, `${what}: d${d.domid} frames`);
-    const act = xd.gt.active;
+    const gt = xd.gt;
     for (const k of m.pins.keys()) {
       const [g, ref] = k.split(':').map(Number) as [number, number];
-      if (g === d.domid) assert.ok(ref < act.length, `${what}: model pin ${k} beyond the active table`);
+      if (g === d.domid) assert.ok(ref < gt.nrActive, `${what}: model pin ${k} beyond the active table`);
     }
-    for (let ref = 0; ref < act.length; ref++) {
+    for (let ref = 0; ref < gt.nrActive; ref++) {
       const p = m.pins.get(key(d.domid, ref));
       const want = p === undefined ? 0 : p.hstw | (p.hstr << 8);
-      if (act[ref]!.pin !== want)
+      if (gt.activeEntry(ref).pin !== want)
         assert.fail(
-          `${what}: d${d.domid} ref ${ref} pin ${act[ref]!.pin.toString(16)}, model ${want.toString(16)}`,
+          `${what}: d${d.domid} ref ${ref} pin ${gt.activeEntry(ref).pin.toString(16)}, model ${want.toString(16)}`,
         );
       if (p !== undefined)
-        assert.equal(act[ref]!.domid, p.grantee, `${what}: d${d.domid} ref ${ref} pinned by`);
+        assert.equal(gt.activeEntry(ref).domid, p.grantee, `${what}: d${d.domid} ref ${ref} pinned by`);
     }
     if (!d.alive) continue;
     // Live handles: exactly the model's, naming the same grants.

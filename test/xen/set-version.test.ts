@@ -220,7 +220,7 @@ describe('set_version: what is refused (§6.9 steps 1-5)', () => {
       assert.deepEqual(setVersion(a, version), { rc: 0, version });
       assert.deepEqual(sharedBytes(host, a), before);
       assert.equal(host.hypervisor.frames.freeFrames, free);
-      assert.equal(a.xen.gt.active[20]!.pin, 1);
+      assert.equal(a.xen.gt.activeEntry(20).pin, 1);
       assert.equal(statusBits(a, 20), GTF_reading | GTF_writing);
       assert.equal(unmapRef(b, m.handle), GNTST_okay);
       assert.deepEqual(host.checkInvariants(), []);
@@ -389,7 +389,7 @@ describe('set_version: entries across a switch (§7)', () => {
       assert.deepEqual(entryBytes(d, 9), Array(8).fill(0));
       assert.deepEqual(host.checkInvariants(), []);
       // The pin survived; unmapping clears the bits where they now live (the v1 flags).
-      assert.equal(d.xen.gt.active[4]!.pin, 1);
+      assert.equal(d.xen.gt.activeEntry(4).pin, 1);
       assert.equal(unmapRef(b, m.handle), GNTST_okay);
       assert.equal(d.memory.readU16(entryAddr(d, 4)), GTF_permit_access);
       assert.deepEqual(host.checkInvariants(), []);
@@ -432,8 +432,8 @@ describe('set_version: entries across a switch (§7)', () => {
       assert.equal(a.memory.readU16(statusAddr(a, 1)), GTF_reading | GTF_writing);
       assert.equal(a.memory.readU16(statusAddr(a, 2)), GTF_reading);
       assert.equal(a.memory.readU16(entryAddr(a, 1)), GTF_permit_access);
-      assert.equal(a.xen.gt.active[1]!.pin, 1);
-      assert.equal(a.xen.gt.active[2]!.pin, 0x100);
+      assert.equal(a.xen.gt.activeEntry(1).pin, 1);
+      assert.equal(a.xen.gt.activeEntry(2).pin, 0x100);
       // The mapping still reaches the same page.
       b.memory.writeU32(MAP_VA + 4, 0x2222);
       assert.equal(a.memory.readU32(0x3004), 0x2222);

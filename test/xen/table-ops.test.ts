@@ -635,7 +635,7 @@ describe('swap_grant_ref (§6.12)', () => {
       assert.deepEqual(entryBytes(a, 20), e20);
       assert.deepEqual(entryBytes(a, 21), e21);
       assert.equal(a.memory.readU16(statusAddr(a, 20)), st20);
-      assert.equal(a.xen.gt.active[20]!.pin, 1);
+      assert.equal(a.xen.gt.activeEntry(20).pin, 1);
       assert.equal(unmapRef(b, m.handle), GNTST_okay);
       assert.deepEqual(swap(a, [[21, 20]]), { rc: 0, statuses: [GNTST_okay] });
       assert.deepEqual(entryBytes(a, 20), e21);

@@ -358,7 +358,7 @@ describe('GNTTABOP_transfer: other failures lose the page (quirk §15.16)', () =
       ]),
     );
     assert.equal(m.status, GNTST_okay);
-    assert.notEqual(s.xen.gt.active[8]!.pin, 0);
+    assert.notEqual(s.xen.gt.activeEntry(8).pin, 0);
     const mfn = giveablePage(s, 0x5000, pat(PAGE, 22));
     acceptTransfer(r, 12, s.domid, MAP_VA / PAGE);
     // The receiver's grant frame holding the entry (freed with the receiver).
@@ -370,7 +370,7 @@ describe('GNTTABOP_transfer: other failures lose the page (quirk §15.16)', () =
     assert.equal(r.alive, false);
     assert.match(r.xen.crashed ?? '', /grant mapping/);
     assert.equal(host.domain(r.domid), undefined);
-    assert.equal(s.xen.gt.active[8]!.pin, 0);
+    assert.equal(s.xen.gt.activeEntry(8).pin, 0);
     assert.equal(s.memory.readU16(entryAddr(s, 8)) & 0x18, 0);
     // the page had been assigned to the receiver, so it went with it
     assertFreed(host, mfn);

@@ -181,7 +181,7 @@ export class LabDomain {
 
   /** The entry's pin counters, as Xen holds them. */
   pin(ref: number): number {
-    return this.dom.xen.gt.active[ref]?.pin ?? 0;
+    return this.dom.xen.gt.activeEntryIfAny(ref)?.pin ?? 0;
   }
 
   /** The frame this domain writes into a grant entry for its page at `addr`. */

@@ -48,7 +48,7 @@ function changeVersion(hv: Hypervisor, d: Domain, version: number): number {
   // Reserved refs 0-7 may stay pinned (xenstored and xenconsoled keep them mapped across kexec).
   const n = gt.nrGrantEntries();
   for (let ref = GNTTAB_NR_RESERVED_ENTRIES; ref < n; ref++) {
-    if (gt.active[ref]!.pin !== 0) return -XEN_EBUSY;
+    if (gt.activeEntry(ref).pin !== 0) return -XEN_EBUSY;
   }
   const w = hv.machine.words;
   const reserved: ReservedEntry[] = [];

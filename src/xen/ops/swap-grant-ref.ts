@@ -11,8 +11,8 @@ export function swapGrantRef(hv: Hypervisor, d: Domain, refA: number, refB: numb
   if (refA >= n) return GNTST_bad_gntref;
   if (refB >= n) return GNTST_bad_gntref;
   if (refA === refB) return GNTST_okay;
-  if (gt.active[refA]!.pin !== 0) return GNTST_eagain;
-  if (gt.active[refB]!.pin !== 0) return GNTST_eagain;
+  if (gt.activeEntry(refA).pin !== 0) return GNTST_eagain;
+  if (gt.activeEntry(refB).pin !== 0) return GNTST_eagain;
   const u8 = hv.machine.u8;
   const size = gt.version === 1 ? GRANT_ENTRY_V1_SIZE : GRANT_ENTRY_V2_SIZE;
   const a = gt.shaAddr(refA);

@@ -1,0 +1,102 @@
+// The hypervisor's private pages (src/xen/private-pages.ts): the memory its
+// bookkeeping is carved from (Xen's alloc_xenheap_pages / xzalloc), a growable
+// SharedArrayBuffer every hypervisor thread sees. Pages come zeroed, run out
+// with -1 (Xen's -ENOMEM), and on worker threads are never handed out twice.
+// A grant table's active entries live there (gnttab_grow_table allocates them
+// with the frames; grant_table_destroy frees them).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { GNTTABOP_setup_table } from '../../src/abi/hypercall.ts';
+import { GNTST_okay } from '../../src/abi/status.ts';
+import { Host } from '../../src/host/host.ts';
+import { PAGE_WORDS, PrivatePages } from '../../src/xen/private-pages.ts';
+import type { PoolWorkerData } from '../fixtures/private-pages-worker.ts';
+
+describe('private pages (alloc_xenheap_pages)', () => {
+  it('hands out zeroed pages, grows its buffer as pages are first used, and runs out with -1', () => {
+    const p = PrivatePages.create(200);
+    assert.equal(p.maxPages, 200);
+    assert.equal(p.freePages, 199);
+    const before = p.sab.byteLength;
+    const pages: number[] = [];
+    for (;;) {
+      const page = p.alloc();
+      if (page < 0) break;
+      pages.push(page);
+    }
+    assert.equal(pages.length, 199);
+    assert.deepEqual(pages.slice(0, 3), [1, 2, 3]);
+    assert.ok(p.sab.byteLength > before, 'the buffer grew');
+    assert.equal(p.sab.byteLength, 200 * 4096);
+    assert.equal(p.freePages, 0);
+    assert.equal(p.usedPages, 199);
+    p.words[pages[5]! * PAGE_WORDS + 3] = 42;
+    p.free(pages[5]!);
+    assert.equal(p.freePages, 1);
+    const again = p.alloc();
+    assert.equal(again, pages[5]);
+    assert.equal(p.words[again * PAGE_WORDS + 3], 0, 'a freed page comes back zeroed');
+    assert.throws(() => p.free(0), RangeError, 'the header is not a page to free');
+    assert.throws(() => PrivatePages.create(1), RangeError);
+  });
+
+  it("a grant table's active entries take pages as it grows and give them back when its domain goes", () => {
+    const host = new Host({ memoryMiB: 16 });
+    const pool = host.hypervisor.privatePages;
+    const base = pool.usedPages;
+    const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    // The directory's root, one directory page, and 8 pages for the first frame's 512 entries.
+    assert.equal(pool.usedPages - base, 10);
+    assert.equal(d.xen.gt.nrActive, 512);
+    // struct gnttab_setup_table (24 bytes): dom, nr_frames, status, frame_list.
+    const op = new DataView(new ArrayBuffer(24));
+    op.setUint16(0, 0x7ff0, true); // DOMID_SELF
+    op.setUint32(4, 4, true);
+    op.setBigUint64(16, 0x2000n, true);
+    d.memory.write(0x1000, new Uint8Array(op.buffer));
+    assert.equal(d.hypercall(20, GNTTABOP_setup_table, 0x1000, 1), 0);
+    assert.equal(d.memory.readU16(0x1000 + 8), GNTST_okay);
+    assert.equal(d.xen.gt.nrActive, 4 * 512);
+    assert.equal(pool.usedPages - base, 2 + 4 * 8);
+    host.destroyDomain(d.domid);
+    assert.equal(pool.usedPages, base, 'every page went back');
+  });
+});
+
+const bootstrap = new URL('../../src/host/worker-bootstrap.mjs', import.meta.url);
+const entry = new URL('../fixtures/private-pages-worker.ts', import.meta.url).href;
+
+function run(data: PoolWorkerData): Promise<Record<string, number>> {
+  const w = new Worker(bootstrap, { workerData: data });
+  return new Promise((resolve, reject) => {
+    let result: Record<string, number> | null = null;
+    w.on('message', (m: Record<string, number>) => {
+      result = m;
+    });
+    w.on('error', reject);
+    w.on('exit', (code) => {
+      if (result !== null && code === 0) resolve(result);
+      else reject(new Error(`pool worker ${data.id} exited ${code} without a result`));
+    });
+  });
+}
+
+describe('private pages on worker threads', { timeout: 120_000 }, () => {
+  it('3 workers take and give back 1500 rounds of 6 pages while the buffer grows: no page is handed out twice', async () => {
+    // 3 x 6 pages in flight, 16 to hand out: some rounds run dry; the buffer grows under them.
+    const pool = PrivatePages.create(17);
+    const control = new SharedArrayBuffer(8);
+    const results = await Promise.all(
+      [0, 1, 2].map((id) => run({ entry, pool: pool.sab, control, id, rounds: 1500, batch: 6, workers: 3 })),
+    );
+    for (const r of results) {
+      assert.equal(r.stolen, 0, 'a page one worker held was handed to another');
+      assert.equal(r.dirty, 0, 'a page was not handed out zeroed');
+      assert.equal(r.got! + r.exhausted!, 1500 * 6);
+    }
+    assert.ok(results.reduce((n, r) => n + r.got!, 0) >= 3 * 1500);
+    assert.equal(pool.freePages, 16, 'every page went back');
+    assert.equal(new Int32Array(control)[0], 0);
+  });
+});
