@@ -10,8 +10,10 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PageInfo } from '../../src/host/introspect.ts';
 import { GuestCrash, type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
-import { gntstTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
+import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
+import { gntstTallies, rcTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
 import * as sameGrant from '../fixtures/smp-races/same-grant.ts';
+import * as setVersion from '../fixtures/smp-races/set-version.ts';
 
 const fixture = (name: string) => new URL(`../fixtures/smp-races/${name}.ts`, import.meta.url);
 
@@ -130,6 +132,91 @@ describe('SMP races on worker threads', () => {
       assert.deepEqual(await granter, { endedB: true, endedC: true });
       assert.deepEqual(await host.checkInvariants(), []);
       await destroyAll([g, b, c]);
+      assert.deepEqual(await host.checkInvariants(), []);
+      assert.equal(await host.freeFrames, free0, 'frames leaked');
+    });
+  }
+  it('set_version racing a map: -EBUSY while mapped, never a torn table (gnttab_set_version)', async () => {
+    const ROUNDS = 240;
+    const free0 = await host.freeFrames;
+    const g = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+    const m = await host.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+    const w = new Int32Array(sab);
+    const common = { sab, granter: g.domid, mapper: m.domid, rounds: ROUNDS };
+    const mapper = host.spawn<number>(m, fixture('set-version'), { ...common, role: 'mapper' });
+    const { result } = await sampled(
+      host,
+      host.spawn<{ ended: boolean; version: number }>(g, fixture('set-version'), {
+        ...common,
+        role: 'granter',
+      }),
+    );
+    await mapper;
+    const EBUSY = '-16';
+    // Rounds 4k+1 hold a mapping, 4k+3 hold none, the others race.
+    assert.deepEqual(rcTallies(w, setVersion.HOLD_RC), { [EBUSY]: ROUNDS / 4 }, 'set_version while mapped');
+    assert.deepEqual(
+      rcTallies(w, setVersion.QUIET_RC),
+      { '0': ROUNDS / 4 },
+      'set_version with nothing mapped',
+    );
+    const free = rcTallies(w, setVersion.FREE_RC);
+    assert.deepEqual(
+      Object.keys(free).filter((k) => k !== '0' && k !== EBUSY),
+      [],
+      `set_version answered only 0 or -EBUSY: ${JSON.stringify(free)}`,
+    );
+    assert.equal(
+      Atomics.load(w, S.violations),
+      0,
+      'set_version succeeded under a live mapping, or a map showed the wrong page',
+    );
+    assert.equal(Atomics.load(w, S.torn), 0, 'the version Xen reported was not the one in effect');
+    const maps = gntstTallies(w, setVersion.MAP);
+    // A map between a switch (which clears the entry) and the grant again: the entry is not permit_access.
+    assert.deepEqual(
+      Object.keys(maps).filter((k) => k !== 'okay' && k !== 'general_error'),
+      [],
+      JSON.stringify(maps),
+    );
+    assert.deepEqual(gntstTallies(w, setVersion.UNMAP), { okay: maps.okay }, 'every mapping unmapped');
+    assert.equal(result.ended, true, 'the grant could not be revoked after the mapper was done');
+    assert.equal(await liveMappings(host, m.domid), 0);
+    assert.deepEqual(await host.checkInvariants(), []);
+    await destroyAll([g, m]);
+    assert.deepEqual(await host.checkInvariants(), []);
+    assert.equal(await host.freeFrames, free0, 'frames leaked');
+  });
+  for (const version of [1, 2] as const) {
+    it(`GNTTABOP_copy racing a revoke, v${version}: never the bytes of a revoked page (acquire_grant_for_copy)`, async (t) => {
+      const ROUNDS = 500;
+      const free0 = await host.freeFrames;
+      const g = await host.createDomain({ kind: version === 1 ? 'pv' : 'hvm', memoryKiB: 1024 });
+      const c = await host.createDomain({ kind: version === 1 ? 'hvm' : 'pv', memoryKiB: 1024 });
+      const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+      const w = new Int32Array(sab);
+      const common = { sab, version, granter: g.domid, copier: c.domid, rounds: ROUNDS };
+      const copier = host.spawn<number>(c, fixture('copy-revoke'), { ...common, role: 'copier' });
+      await sampled(host, host.spawn(g, fixture('copy-revoke'), { ...common, role: 'granter' }));
+      await copier;
+      const copies = gntstTallies(w, copyRevoke.COPY);
+      t.diagnostic(`copies ${JSON.stringify(copies)}, refused revokes ${Atomics.load(w, S.count)}`);
+      assert.equal(
+        Atomics.load(w, S.violations),
+        0,
+        'a copy returned bytes of a revoked or half-written page',
+      );
+      // A copy of a revoked ref finds no permit_access entry (_set_status): general_error.
+      assert.deepEqual(
+        Object.keys(copies).filter((k) => k !== 'okay' && k !== 'general_error'),
+        [],
+        JSON.stringify(copies),
+      );
+      assert.ok((copies.okay ?? 0) > 0, 'no copy ever succeeded: the race was not run');
+      assert.ok(Atomics.load(w, S.count) > 0, 'no revoke was ever refused under a copy: the race was not run');
+      assert.deepEqual(await host.checkInvariants(), []);
+      await destroyAll([g, c]);
       assert.deepEqual(await host.checkInvariants(), []);
       assert.equal(await host.freeFrames, free0, 'frames leaked');
     });
