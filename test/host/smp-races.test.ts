@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PageInfo } from '../../src/host/introspect.ts';
-import { GuestCrash, type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
+import { type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
 import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
 import { gntstTallies, rcTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
 import * as sameGrant from '../fixtures/smp-races/same-grant.ts';
@@ -214,7 +214,10 @@ describe('SMP races on worker threads', () => {
         JSON.stringify(copies),
       );
       assert.ok((copies.okay ?? 0) > 0, 'no copy ever succeeded: the race was not run');
-      assert.ok(Atomics.load(w, S.count) > 0, 'no revoke was ever refused under a copy: the race was not run');
+      assert.ok(
+        Atomics.load(w, S.count) > 0,
+        'no revoke was ever refused under a copy: the race was not run',
+      );
       assert.deepEqual(await host.checkInvariants(), []);
       await destroyAll([g, c]);
       assert.deepEqual(await host.checkInvariants(), []);
