@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PageInfo } from '../../src/host/introspect.ts';
 import { type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
 import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
+import * as growth from '../fixtures/smp-races/growth.ts';
 import { gntstTallies, rcTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
 import * as sameGrant from '../fixtures/smp-races/same-grant.ts';
 import * as setVersion from '../fixtures/smp-races/set-version.ts';
@@ -220,6 +221,52 @@ describe('SMP races on worker threads', () => {
       );
       assert.deepEqual(await host.checkInvariants(), []);
       await destroyAll([g, c]);
+      assert.deepEqual(await host.checkInvariants(), []);
+      assert.equal(await host.freeFrames, free0, 'frames leaked');
+    });
+  }
+  for (const kind of ['pv', 'hvm'] as const) {
+    const how = kind === 'pv' ? 'setup_table' : 'add_to_physmap';
+    it(`growth racing a map: a ${kind} granter grows its table by ${how} (gnttab_grow_table)`, async (t) => {
+      const FRAMES = 24;
+      const free0 = await host.freeFrames;
+      const g = await host.createDomain({ kind, memoryKiB: 1024, maxGrantFrames: FRAMES });
+      const m = await host.createDomain({ kind: kind === 'pv' ? 'hvm' : 'pv', memoryKiB: 1024 });
+      const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+      const w = new Int32Array(sab);
+      const common = { sab, granter: g.domid, mapper: m.domid };
+      const mapper = host.spawn<number>(m, fixture('growth'), { ...common, role: 'mapper' });
+      const { result } = await sampled(
+        host,
+        host.spawn<{ frames: number; refs: number; ended: number; perFrame: number }>(g, fixture('growth'), {
+          ...common,
+          role: 'granter',
+        }),
+      );
+      const rounds = await mapper;
+      const probes = gntstTallies(w, growth.PROBE);
+      t.diagnostic(
+        `${rounds} mapper rounds, ${Atomics.load(w, S.count)} growths, probes ${JSON.stringify(probes)}`,
+      );
+      // Grown one frame at a time from 1 to the maximum, every ref but the 8 reserved granted.
+      assert.equal(result.frames, FRAMES);
+      assert.equal(Atomics.load(w, S.count), FRAMES - 1);
+      assert.equal(result.refs, FRAMES * result.perFrame - 8);
+      assert.equal(result.ended, result.refs, 'a ref could not be revoked after the mapper was done');
+      assert.deepEqual(gntstTallies(w, growth.REF0), { okay: rounds }, 'ref 0 of frame 0 during growth');
+      assert.deepEqual(gntstTallies(w, growth.NEWEST), { okay: rounds }, 'the newest published ref');
+      assert.deepEqual(
+        Object.keys(probes).filter((k) => k !== 'okay' && k !== 'bad_gntref' && k !== 'general_error'),
+        [],
+        JSON.stringify(probes),
+      );
+      assert.ok((probes.bad_gntref ?? 0) > 0, 'no probe past the table: the race was not run');
+      const maps = rounds * 2 + (probes.okay ?? 0);
+      assert.deepEqual(gntstTallies(w, growth.UNMAP), { okay: maps }, 'every mapping unmapped');
+      assert.equal(Atomics.load(w, S.violations), 0, 'a mapping showed another page than the granted one');
+      assert.equal(await liveMappings(host, m.domid), 0);
+      assert.deepEqual(await host.checkInvariants(), []);
+      await destroyAll([g, m]);
       assert.deepEqual(await host.checkInvariants(), []);
       assert.equal(await host.freeFrames, free0, 'frames leaked');
     });
