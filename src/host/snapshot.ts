@@ -129,13 +129,13 @@ function tableOf(hv: Hypervisor, d: Domain, all: boolean): TableSnapshot {
   const mt = gt.maptrack;
   const mappings: MappingSnapshot[] = [];
   for (let h = 0; h < mt.limit; h++) {
-    const f = mt.flags[h]!;
+    const f = mt.flags(h);
     if (f === 0) continue;
     const names: string[] = [];
     if (f & GNTMAP_host_map) names.push('host_map');
     if (f & GNTMAP_device_map) names.push('device_map');
     if (f & GNTMAP_readonly) names.push('readonly');
-    mappings.push({ handle: h, granter: mt.domid[h]!, ref: mt.ref[h]!, flags: names });
+    mappings.push({ handle: h, granter: mt.domid(h), ref: mt.ref(h), flags: names });
   }
   return {
     domid: d.domid,

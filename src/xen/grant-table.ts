@@ -13,6 +13,7 @@ import {
 } from '../abi/limits.ts';
 import { ACT_PER_PAGE, ACT_WORDS, ActiveEntry, initActivePage } from './active-entry.ts';
 import { Maptrack } from './maptrack.ts';
+import { PageDirectory } from './page-directory.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 
 /** No GFN: the frame is not placed in the (HVM) domain's physical map. */
@@ -35,14 +36,8 @@ export class GrantTable {
    * table has had, a multiple of ACT_PER_PAGE.
    */
   nrActive = 0;
-  /** The hypervisor's private pages, where the active entries are. */
-  private readonly pool: PrivatePages;
-  /**
-   * Root of the active entries' two-level directory: a private page whose
-   * slots hold directory pages, whose slots hold the pages of entries
-   * ACT_PER_PAGE at a time (0: none yet; page 0 is the pool's header).
-   */
-  private activeRoot: number;
+  /** The active entries' pages, in the hypervisor's private pages. */
+  private readonly activePages: PageDirectory;
   /** This thread's views of the entries, made on first use. */
   private views: (ActiveEntry | undefined)[] = [];
   /** Sub-page and transitive copy pins, plus transitive acquisitions in flight (XSA-501). */
@@ -58,11 +53,8 @@ export class GrantTable {
   ) {
     this.maxVersion = maxVersion;
     this.maxGrantFrames = maxGrantFrames;
-    this.maptrack = new Maptrack(maxMaptrackFrames, vcpus, random);
-    this.pool = pool;
-    const root = pool.alloc();
-    if (root < 0) throw new RangeError("out of the hypervisor's private memory for a grant table");
-    this.activeRoot = root;
+    this.maptrack = new Maptrack(maxMaptrackFrames, vcpus, random, pool);
+    this.activePages = new PageDirectory(pool);
   }
 
   get nrGrantFrames(): number {
@@ -109,13 +101,13 @@ export class GrantTable {
   activeEntry(ref: number): ActiveEntry {
     const v = this.views[ref];
     if (v !== undefined) return v;
-    const w = this.pool.words;
-    const k = Math.floor(ref / ACT_PER_PAGE);
-    const dir = w[this.activeRoot * PAGE_WORDS + Math.floor(k / PAGE_WORDS)] ?? 0;
-    const page = dir === 0 ? 0 : w[dir * PAGE_WORDS + (k % PAGE_WORDS)]!;
-    if (!(ref >= 0 && ref < this.nrActive) || page === 0)
+    const page = ref >= 0 && ref < this.nrActive ? this.activePages.page(Math.floor(ref / ACT_PER_PAGE)) : 0;
+    if (page === 0)
       throw new RangeError(`grant ref ${ref} has no active entry (the table has ${this.nrActive})`);
-    const act = new ActiveEntry(w, page * PAGE_WORDS + (ref % ACT_PER_PAGE) * ACT_WORDS);
+    const act = new ActiveEntry(
+      this.activePages.pool.words,
+      page * PAGE_WORDS + (ref % ACT_PER_PAGE) * ACT_WORDS,
+    );
     this.views[ref] = act;
     return act;
   }
@@ -136,42 +128,19 @@ export class GrantTable {
    * directory is full; the pages had so far stay the table's.
    */
   ensureActive(entries: number): boolean {
-    const w = this.pool.words;
     while (this.nrActive < entries) {
-      const k = this.nrActive / ACT_PER_PAGE;
-      if (k >= PAGE_WORDS * PAGE_WORDS) return false;
-      const slot = this.activeRoot * PAGE_WORDS + Math.floor(k / PAGE_WORDS);
-      let dir = w[slot]!;
-      if (dir === 0) {
-        dir = this.pool.alloc();
-        if (dir < 0) return false;
-        w[slot] = dir;
-      }
-      const page = this.pool.alloc();
+      const page = this.activePages.add(this.nrActive / ACT_PER_PAGE);
       if (page < 0) return false;
-      initActivePage(w, page);
-      w[dir * PAGE_WORDS + (k % PAGE_WORDS)] = page;
+      initActivePage(this.activePages.pool.words, page);
       this.nrActive += ACT_PER_PAGE;
     }
     return true;
   }
 
-  /** grant_table_destroy: the active entries' pages and their directory go back to the pool. */
-  freeActive(): void {
-    if (this.activeRoot === 0) return;
-    const w = this.pool.words;
-    const root = this.activeRoot * PAGE_WORDS;
-    for (let i = 0; i < PAGE_WORDS; i++) {
-      const dir = w[root + i]!;
-      if (dir === 0) continue;
-      for (let j = 0; j < PAGE_WORDS; j++) {
-        const page = w[dir * PAGE_WORDS + j]!;
-        if (page !== 0) this.pool.free(page);
-      }
-      this.pool.free(dir);
-    }
-    this.pool.free(this.activeRoot);
-    this.activeRoot = 0;
+  /** grant_table_destroy: the active entries and the maptrack give their pages back. */
+  destroy(): void {
+    this.activePages.free();
+    this.maptrack.destroy();
     this.nrActive = 0;
     this.views = [];
   }

@@ -488,7 +488,7 @@ export class Hypervisor {
     // pins one, d stays a zombie, and the granter of that mapping can still be found.
     if (this.xenHeapFramesInUse(d)) return;
     for (const mfn of [...d.gt.shared, ...d.gt.status]) this.freeXenHeapFrame(mfn);
-    d.gt.freeActive();
+    d.gt.destroy();
     if (d.sharedInfoMfn >= 0) this.freeXenHeapFrame(d.sharedInfoMfn);
     d.sharedInfoMfn = -1;
     for (const mfn of [...d.tableFrames(), ...d.pagingPool]) this.putPage(mfn);

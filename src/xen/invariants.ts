@@ -138,13 +138,13 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     // Maptrack slots and the references of their mappings (invariant 2).
     const mt = d.gt.maptrack;
     for (let h = 0; h < mt.limit; h++) {
-      const fl = mt.flags[h]!;
+      const fl = mt.flags(h);
       if (fl === 0) continue;
       if ((fl & (GNTMAP_host_map | GNTMAP_device_map)) === 0)
         out.push(`d${d.domid} handle ${h} is live with no mapping`);
-      const rd = hv.domains.get(mt.domid[h]!);
+      const rd = hv.domains.get(mt.domid(h));
       if (rd === undefined) continue; // the granter is gone: an unmap of this handle crashes d (quirk §15.5)
-      const ref = mt.ref[h]!;
+      const ref = mt.ref(h);
       const ro = (fl & GNTMAP_readonly) !== 0;
       let inc = 0;
       if ((fl & GNTMAP_device_map) !== 0) inc += ro ? GNTPIN_devr_inc : GNTPIN_devw_inc;

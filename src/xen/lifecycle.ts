@@ -9,11 +9,11 @@ import type { Hypervisor } from './hypervisor.ts';
 export function releaseMappings(hv: Hypervisor, d: Domain): void {
   const mt = d.gt.maptrack;
   for (let handle = mt.limit - 1; handle >= 0; handle--) {
-    const flags = mt.flags[handle]!;
+    const flags = mt.flags(handle);
     if ((flags & (GNTMAP_device_map | GNTMAP_host_map)) === 0) continue;
-    const rd = hv.domainById(mt.domid[handle]!);
-    const ref = mt.ref[handle]!;
-    mt.flags[handle] = 0;
+    const rd = hv.domainById(mt.domid(handle));
+    const ref = mt.ref(handle);
+    mt.setFlags(handle, 0);
     if (rd === undefined || ref >= rd.gt.nrGrantEntries()) continue;
     const act = rd.gt.activeEntry(ref);
     const readonly = (flags & GNTMAP_readonly) !== 0;

@@ -3,48 +3,142 @@
 // linked through the slot's `ref`, each keeping one sentinel entry; a new page of
 // 256 slots hands out its first entry and pushes the rest on the head of the
 // list; when no page can be added, a handle is stolen from another vCPU.
+//
+// The maptrack lives in the hypervisor's private pages, as Xen's maptrack
+// frames are Xen-heap pages: a header page (the limit, each vCPU's list head
+// and tail) and a directory of slot pages, MAPTRACK_PER_PAGE slots of
+// MT_WORDS words to a page. This object is one thread's view of them.
 import { MAPTRACK_PER_PAGE } from '../abi/limits.ts';
+import { PageDirectory } from './page-directory.ts';
+import { PAGE_WORDS, PrivatePages } from './private-pages.ts';
 
 /** End-of-list marker in a free slot's `ref` (Xen's MAPTRACK_TAIL). */
 const MAPTRACK_TAIL = 0xffffffff;
 
+// ---- layout, in Int32 words (the one definition) ----
+/** A slot (struct grant_mapping): ref, flags, domid, vcpu. */
+const MT_REF = 0;
+const MT_FLAGS = 1;
+const MT_DOMID = 2;
+const MT_VCPU = 3;
+const MT_WORDS = 4;
+/** The header page: the limit, then each vCPU's head and tail (128 vCPUs at most). */
+const HDR_LIMIT = 0;
+const HDR_HEAD = 8;
+const HDR_TAIL = HDR_HEAD + 128;
+const MAX_VCPUS = 128;
+
 export class Maptrack {
-  /** Number of usable handles: a multiple of 256. */
-  limit = 0;
   readonly maxFrames: number;
-  /** Live slot: grant ref. Free slot: link to the next free handle. */
-  readonly ref: number[] = [];
-  /** Low 16 bits of the GNTMAP_ flags; 0 means the slot is free. */
-  readonly flags: number[] = [];
-  readonly domid: number[] = [];
-  /** The vCPU whose free list the slot returns to. */
-  readonly vcpu: number[] = [];
-  private readonly head: number[];
-  private readonly tail: number[];
+  readonly vcpus: number;
+  private readonly pool: PrivatePages;
+  private readonly header: number;
+  private readonly pages: PageDirectory;
+  /** This thread's memo of where each slot page starts (pages never move while the table lives). */
+  private base: number[] = [];
   private readonly random: () => number;
 
-  constructor(maxFrames: number, vcpus: number, random: () => number) {
+  /**
+   * An empty maptrack in `pool` (a private one of its own when none is given:
+   * tests of the allocator alone).
+   */
+  constructor(maxFrames: number, vcpus: number, random: () => number, pool?: PrivatePages) {
+    if (!(Number.isInteger(vcpus) && vcpus >= 1 && vcpus <= MAX_VCPUS))
+      throw new RangeError(`a maptrack serves 1 to ${MAX_VCPUS} vCPUs, got ${vcpus}`);
     this.maxFrames = maxFrames;
-    this.head = new Array<number>(vcpus).fill(MAPTRACK_TAIL);
-    this.tail = new Array<number>(vcpus).fill(MAPTRACK_TAIL);
+    this.vcpus = vcpus;
     this.random = random;
+    this.pool = pool ?? PrivatePages.create(Math.min(4096, maxFrames + 4));
+    const header = this.pool.alloc();
+    if (header < 0) throw new RangeError("out of the hypervisor's private memory for a maptrack");
+    this.header = header * PAGE_WORDS;
+    this.pages = new PageDirectory(this.pool);
+    const w = this.pool.words;
+    for (let v = 0; v < vcpus; v++) {
+      w[this.header + HDR_HEAD + v] = -1;
+      w[this.header + HDR_TAIL + v] = -1;
+    }
+  }
+
+  /** Number of usable handles: a multiple of 256. */
+  get limit(): number {
+    return this.pool.words[this.header + HDR_LIMIT]!;
   }
 
   get nrFrames(): number {
     return this.limit / MAPTRACK_PER_PAGE;
   }
 
-  get vcpus(): number {
-    return this.head.length;
+  /** Word index of slot h; h is below the limit. */
+  private at(h: number): number {
+    const k = h >>> 8;
+    let b = this.base[k];
+    if (b === undefined) {
+      b = this.pages.page(k) * PAGE_WORDS;
+      this.base[k] = b;
+    }
+    return b + (h & (MAPTRACK_PER_PAGE - 1)) * MT_WORDS;
+  }
+
+  private inRange(h: number): boolean {
+    return Number.isInteger(h) && h >= 0 && h < this.limit;
+  }
+
+  /** Live slot: its grant ref; free slot: the next free handle. 0 beyond the limit. */
+  ref(h: number): number {
+    return this.inRange(h) ? this.pool.words[this.at(h) + MT_REF]! >>> 0 : 0;
+  }
+
+  /** Low 16 bits of the GNTMAP_ flags; 0 means the slot is free (and beyond the limit). */
+  flags(h: number): number {
+    return this.inRange(h) ? this.pool.words[this.at(h) + MT_FLAGS]! : 0;
+  }
+
+  /** The granter of a live slot. */
+  domid(h: number): number {
+    return this.inRange(h) ? this.pool.words[this.at(h) + MT_DOMID]! : 0;
+  }
+
+  /** The vCPU whose free list the slot returns to. */
+  vcpu(h: number): number {
+    return this.inRange(h) ? this.pool.words[this.at(h) + MT_VCPU]! : 0;
+  }
+
+  setRef(h: number, ref: number): void {
+    this.pool.words[this.at(h) + MT_REF] = ref | 0;
+  }
+
+  setFlags(h: number, flags: number): void {
+    this.pool.words[this.at(h) + MT_FLAGS] = flags;
+  }
+
+  setDomid(h: number, domid: number): void {
+    this.pool.words[this.at(h) + MT_DOMID] = domid;
+  }
+
+  private head(v: number): number {
+    return this.pool.words[this.header + HDR_HEAD + v]! >>> 0;
+  }
+
+  private tail(v: number): number {
+    return this.pool.words[this.header + HDR_TAIL + v]! >>> 0;
+  }
+
+  private setHead(v: number, h: number): void {
+    this.pool.words[this.header + HDR_HEAD + v] = h | 0;
+  }
+
+  private setTail(v: number, h: number): void {
+    this.pool.words[this.header + HDR_TAIL + v] = h | 0;
   }
 
   /** Pops from vCPU v's list, always leaving the sentinel. */
   private pop(v: number): number {
-    const head = this.head[v]!;
+    const head = this.head(v);
     if (head === MAPTRACK_TAIL) return -1;
-    const next = this.ref[head]!;
+    const next = this.ref(head);
     if (next === MAPTRACK_TAIL) return -1;
-    this.head[v] = next;
+    this.setHead(v, next);
     return head;
   }
 
@@ -55,7 +149,7 @@ export class Maptrack {
     do {
       const h = this.pop(i);
       if (h !== -1) {
-        this.vcpu[h] = curr;
+        this.pool.words[this.at(h) + MT_VCPU] = curr;
         return h;
       }
       i = (i + 1) % n;
@@ -63,58 +157,70 @@ export class Maptrack {
     return -1;
   }
 
+  /** Steals when no page can be added (the limit, or no private memory for one). */
+  private stealOnly(curr: number): number {
+    // An uninitialised free list first steals an extra entry to be its sentinel.
+    if (this.tail(curr) === MAPTRACK_TAIL) {
+      const s = this.steal(curr);
+      if (s === -1) return -1;
+      this.setRef(s, MAPTRACK_TAIL);
+      this.setTail(curr, s);
+      if (this.head(curr) === MAPTRACK_TAIL) this.setHead(curr, s);
+    }
+    return this.steal(curr);
+  }
+
   /** Returns a free handle for vCPU `curr`, or -1 when none can be found. */
   get(curr: number): number {
     const h = this.pop(curr);
     if (h !== -1) return h;
-    if (this.nrFrames >= this.maxFrames) {
-      // An uninitialised free list first steals an extra entry to be its sentinel.
-      if (this.tail[curr] === MAPTRACK_TAIL) {
-        const s = this.steal(curr);
-        if (s === -1) return -1;
-        this.ref[s] = MAPTRACK_TAIL;
-        this.tail[curr] = s;
-        if (this.head[curr] === MAPTRACK_TAIL) this.head[curr] = s;
-      }
-      return this.steal(curr);
-    }
+    if (this.nrFrames >= this.maxFrames) return this.stealOnly(curr);
     const handle = this.limit;
+    if (this.pages.add(handle >>> 8) < 0) return this.stealOnly(curr);
+    const w = this.pool.words;
+    this.pool.words[this.header + HDR_LIMIT] = handle + MAPTRACK_PER_PAGE;
     for (let i = 0; i < MAPTRACK_PER_PAGE; i++) {
-      this.ref.push(handle + i + 1);
-      this.flags.push(0);
-      this.domid.push(0);
-      this.vcpu.push(curr);
+      const a = this.at(handle + i);
+      w[a + MT_REF] = handle + i + 1;
+      w[a + MT_VCPU] = curr;
     }
-    if (this.tail[curr] === MAPTRACK_TAIL) this.tail[curr] = handle + MAPTRACK_PER_PAGE - 1;
-    this.limit += MAPTRACK_PER_PAGE;
-    this.ref[handle + MAPTRACK_PER_PAGE - 1] = this.head[curr]!;
-    this.head[curr] = handle + 1;
+    if (this.tail(curr) === MAPTRACK_TAIL) this.setTail(curr, handle + MAPTRACK_PER_PAGE - 1);
+    this.setRef(handle + MAPTRACK_PER_PAGE - 1, this.head(curr));
+    this.setHead(curr, handle + 1);
     return handle;
   }
 
   /** Appends a freed handle to the tail of the list of the vCPU it belongs to. */
   put(handle: number): void {
-    this.ref[handle] = MAPTRACK_TAIL;
-    const v = this.vcpu[handle]!;
-    const prevTail = this.tail[v]!;
-    this.tail[v] = handle;
-    if (prevTail === MAPTRACK_TAIL) this.head[v] = handle;
-    else this.ref[prevTail] = handle;
+    this.setRef(handle, MAPTRACK_TAIL);
+    const v = this.vcpu(handle);
+    const prevTail = this.tail(v);
+    this.setTail(v, handle);
+    if (prevTail === MAPTRACK_TAIL) this.setHead(v, handle);
+    else this.setRef(prevTail, handle);
   }
 
   /** Number of live slots (flags != 0). */
   liveCount(): number {
     let n = 0;
-    for (let h = 0; h < this.limit; h++) if (this.flags[h] !== 0) n++;
+    for (let h = 0; h < this.limit; h++) if (this.flags(h) !== 0) n++;
     return n;
   }
 
   /** Length of vCPU v's free list including its sentinel (for tests and invariants). */
   freeListLength(v: number): number {
     let n = 0;
-    for (let h = this.head[v]!; h !== MAPTRACK_TAIL; h = this.ref[h]!) {
+    for (let h = this.head(v); h !== MAPTRACK_TAIL; h = this.ref(h)) {
       if (++n > this.limit) return -1;
     }
     return n;
+  }
+
+  /** gnttab_release_mappings' end: the maptrack's pages go back to the pool. */
+  destroy(): void {
+    if (this.pages.root === 0) return;
+    this.pages.free();
+    this.pool.free(this.header / PAGE_WORDS);
+    this.base = [];
   }
 }

@@ -364,7 +364,7 @@ class Fuzzer {
       const start = this.rng.int(mt.limit);
       for (let i = 0; i < Math.min(mt.limit, 64); i++) {
         const h = (start + i) % mt.limit;
-        if (mt.flags[h] !== 0) return h;
+        if (mt.flags(h) !== 0) return h;
       }
     }
     return this.rng.pick([0, 1, 254, 255, 256, mt.limit - 1, mt.limit, this.rng.int(1024), this.rng.u32()]);
@@ -424,8 +424,8 @@ class Fuzzer {
       case 1: {
         const mt = s.dom.xen.gt.maptrack;
         const h = this.handle(s);
-        const rd = h < mt.limit ? this.hv.domains.get(mt.domid[h]!) : undefined;
-        const act = rd?.gt.activeEntryIfAny(mt.ref[h]!);
+        const rd = h < mt.limit ? this.hv.domains.get(mt.domid(h)) : undefined;
+        const act = rd?.gt.activeEntryIfAny(mt.ref(h));
         return {
           host_addr: this.rng.chance(0.85) ? this.hostAddr() : 0,
           dev_bus_addr: this.rng.pick([0, 0, (act?.mfn ?? 0) * PAGE, this.rng.u64()]),

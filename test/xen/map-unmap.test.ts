@@ -187,7 +187,7 @@ function typeCount(host: Host, mfn: number): number {
 }
 
 function live(d: DomainHandle, handle: number): boolean {
-  return (d.xen.gt.maptrack.flags[handle] ?? 0) !== 0;
+  return d.xen.gt.maptrack.flags(handle) !== 0;
 }
 
 function noViolations(host: Host): void {
@@ -318,7 +318,7 @@ describe('map_grant_ref: success paths (§6.1)', () => {
       assert.equal(dec(b.memory.read(MAP_VA, 4)), 'both');
 
       assert.equal(unmap(b, m.handle, MAP_VA, 0), GNTST_okay);
-      assert.equal(b.xen.gt.maptrack.flags[m.handle], GNTMAP_device_map);
+      assert.equal(b.xen.gt.maptrack.flags(m.handle), GNTMAP_device_map);
       assert.equal(pin(a, 10), 0x10000);
       assert.equal(statusBits(a, 10), GTF_reading | GTF_writing);
       assert.throws(() => b.memory.read(MAP_VA, 1), GuestFault);
@@ -341,7 +341,7 @@ describe('map_grant_ref: success paths (§6.1)', () => {
       assert.equal(statusBits(a, 10), GTF_reading);
 
       assert.equal(unmap(b, m.handle, 0, m.dev_bus_addr), GNTST_okay);
-      assert.equal(b.xen.gt.maptrack.flags[m.handle], GNTMAP_host_map | GNTMAP_readonly);
+      assert.equal(b.xen.gt.maptrack.flags(m.handle), GNTMAP_host_map | GNTMAP_readonly);
       assert.equal(pin(a, 10), 0x100);
       assert.equal(dec(b.memory.read(MAP_VA, 10)), 'still here');
       noViolations(host);
@@ -1125,7 +1125,7 @@ describe('unmap_grant_ref (§6.2)', () => {
     assert.equal(unmap(b, m.handle, MAP_VA, 0x7000), GNTST_bad_dev_addr);
     assert.equal(dec(b.memory.read(MAP_VA, 4)), 'kept');
     assert.equal(pin(a, 10), 0x10001);
-    assert.equal(b.xen.gt.maptrack.flags[m.handle], GNTMAP_host_map | GNTMAP_device_map);
+    assert.equal(b.xen.gt.maptrack.flags(m.handle), GNTMAP_host_map | GNTMAP_device_map);
     noViolations(host);
   });
 
@@ -1366,7 +1366,7 @@ describe('unmap_and_replace (§6.3)', () => {
     grant(a, 10, b);
     const m = map(b, a, 10, GNTMAP_host_map | GNTMAP_device_map);
     assert.deepEqual(unmapReplace(b, m.handle, MAP_VA, 0), { rc: 0, status: GNTST_okay });
-    assert.equal(b.xen.gt.maptrack.flags[m.handle], GNTMAP_device_map);
+    assert.equal(b.xen.gt.maptrack.flags(m.handle), GNTMAP_device_map);
     assert.equal(pin(a, 10), 0x10000);
     assert.equal(statusBits(a, 10), GTF_reading | GTF_writing);
     noViolations(host);

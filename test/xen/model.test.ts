@@ -447,13 +447,13 @@ function checkAll(m: Model, r: Real, what: string): void {
     assert.equal(mt.limit, d.mt.limit, `${what}: d${d.domid} maptrack limit`);
     let live = 0;
     for (let h = 0; h < mt.limit; h++) {
-      if (mt.flags[h] === 0) continue;
+      if (mt.flags(h) === 0) continue;
       live++;
       const hd = d.handles.get(h);
       assert.ok(hd !== undefined, `${what}: d${d.domid} handle ${h} live but not in the model`);
-      assert.equal(mt.domid[h], hd.granter);
-      assert.equal(mt.ref[h], hd.ref);
-      assert.equal(mt.flags[h], GNTMAP_host_map | (hd.readonly ? GNTMAP_readonly : 0));
+      assert.equal(mt.domid(h), hd.granter);
+      assert.equal(mt.ref(h), hd.ref);
+      assert.equal(mt.flags(h), GNTMAP_host_map | (hd.readonly ? GNTMAP_readonly : 0));
     }
     assert.equal(live, d.handles.size, `${what}: d${d.domid} live handles`);
     // The guest's view of its own entries: what it granted, with Xen's status bits

@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { GNTTABOP_setup_table } from '../../src/abi/hypercall.ts';
 import { GNTST_okay } from '../../src/abi/status.ts';
 import { Host } from '../../src/host/host.ts';
+import { Maptrack } from '../../src/xen/maptrack.ts';
 import { PAGE_WORDS, PrivatePages } from '../../src/xen/private-pages.ts';
 import type { PoolWorkerData } from '../fixtures/private-pages-worker.ts';
 
@@ -46,8 +47,9 @@ describe('private pages (alloc_xenheap_pages)', () => {
     const pool = host.hypervisor.privatePages;
     const base = pool.usedPages;
     const d = host.createDomain({ kind: 'pv', memoryKiB: 256 });
-    // The directory's root, one directory page, and 8 pages for the first frame's 512 entries.
-    assert.equal(pool.usedPages - base, 10);
+    // Active entries: the directory's root, one directory page, and 8 pages for
+    // the first frame's 512 entries; the maptrack: its header and directory root.
+    assert.equal(pool.usedPages - base, 12);
     assert.equal(d.xen.gt.nrActive, 512);
     // struct gnttab_setup_table (24 bytes): dom, nr_frames, status, frame_list.
     const op = new DataView(new ArrayBuffer(24));
@@ -58,7 +60,13 @@ describe('private pages (alloc_xenheap_pages)', () => {
     assert.equal(d.hypercall(20, GNTTABOP_setup_table, 0x1000, 1), 0);
     assert.equal(d.memory.readU16(0x1000 + 8), GNTST_okay);
     assert.equal(d.xen.gt.nrActive, 4 * 512);
-    assert.equal(pool.usedPages - base, 2 + 4 * 8);
+    assert.equal(pool.usedPages - base, 4 + 4 * 8);
+    // A first handle gives the maptrack a page of 256 slots, and its directory a page.
+    const mt = d.xen.gt.maptrack;
+    assert.equal(mt.get(0), 0);
+    assert.equal(mt.limit, 256);
+    assert.equal(pool.usedPages - base, 6 + 4 * 8);
+    mt.put(0);
     host.destroyDomain(d.domid);
     assert.equal(pool.usedPages, base, 'every page went back');
   });
@@ -83,6 +91,25 @@ function run(data: PoolWorkerData): Promise<Record<string, number>> {
 }
 
 describe('private pages on worker threads', { timeout: 120_000 }, () => {
+  it('a maptrack that finds no private page for its next frame steals a handle instead (get_maptrack_handle)', () => {
+    // Header, directory root, directory page and one slot page: 4 pages, and the header of the pool.
+    const mt = new Maptrack(8, 2, () => 0, PrivatePages.create(5));
+    const got: number[] = [];
+    for (let i = 0; i < 255; i++) got.push(mt.get(0));
+    assert.equal(mt.limit, 256);
+    // vCPU 0's list is down to its sentinel and no page can be had: vCPU 1 has no list either.
+    assert.equal(mt.get(0), -1);
+    assert.equal(mt.limit, 256);
+    mt.put(got[0]!);
+    mt.put(got[1]!);
+    // vCPU 0's list is 255 -> 0 -> 1. vCPU 1 steals from it: first 255 to be
+    // its own list's sentinel, then handle 0.
+    assert.equal(mt.get(1), got[0]);
+    assert.equal(mt.freeListLength(1), 1);
+    assert.equal(mt.freeListLength(0), 1);
+    mt.destroy();
+  });
+
   it('3 workers take and give back 1500 rounds of 6 pages while the buffer grows: no page is handed out twice', async () => {
     // 3 x 6 pages in flight, 16 to hand out: some rounds run dry; the buffer grows under them.
     const pool = PrivatePages.create(17);

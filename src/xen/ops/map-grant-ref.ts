@@ -158,8 +158,8 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
 
   // Publish the maptrack slot: domid and ref first, flags last.
   const mt = lgt.maptrack;
-  mt.domid[handle] = op.dom;
-  mt.ref[handle] = ref;
-  mt.flags[handle] = flags & 0xffff;
+  mt.setDomid(handle, op.dom);
+  mt.setRef(handle, ref);
+  mt.setFlags(handle, flags & 0xffff);
   return { status: GNTST_okay, handle, devBusAddr: mfn * XEN_PAGE_SIZE };
 }

@@ -48,20 +48,20 @@ export function unmapCommon(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
     op.status = GNTST_bad_handle;
     return;
   }
-  const flags = mt.flags[handle]!;
+  const flags = mt.flags(handle);
   if (flags === 0) {
     op.status = GNTST_bad_handle;
     return;
   }
-  const rd = hv.domainById(mt.domid[handle]!);
+  const rd = hv.domainById(mt.domid(handle));
   if (rd === undefined) {
     // Quirk §15.5: the granter is gone (the mapping was implicitly unmapped): Xen crashes the caller.
-    hv.crashDomain(ld, `unmap of handle ${handle}: granting domain ${mt.domid[handle]} no longer exists`);
+    hv.crashDomain(ld, `unmap of handle ${handle}: granting domain ${mt.domid(handle)} no longer exists`);
     op.status = GNTST_general_error;
     return;
   }
   // XSM grant_unmapref: the default policy allows it.
-  const ref = mt.ref[handle]!;
+  const ref = mt.ref(handle);
   if (ref >= rd.gt.nrGrantEntries()) {
     op.status = GNTST_bad_handle;
     return;
@@ -87,16 +87,16 @@ export function unmapCommon(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
       op.status = rc;
       return;
     }
-    mt.flags[handle] = mt.flags[handle]! & ~GNTMAP_host_map;
+    mt.setFlags(handle, mt.flags(handle) & ~GNTMAP_host_map);
     op.done |= GNTMAP_host_map | (flags & GNTMAP_readonly);
   }
   if (op.devBusAddr !== 0 && (flags & GNTMAP_device_map) !== 0) {
-    mt.flags[handle] = mt.flags[handle]! & ~GNTMAP_device_map;
+    mt.setFlags(handle, mt.flags(handle) & ~GNTMAP_device_map);
     op.done |= GNTMAP_device_map | (flags & GNTMAP_readonly);
   }
   // The handle is freed in phase 1, so a racing unmap of it sees bad_handle (XSA-218).
-  if ((mt.flags[handle]! & (GNTMAP_device_map | GNTMAP_host_map)) === 0) {
-    mt.flags[handle] = 0;
+  if ((mt.flags(handle) & (GNTMAP_device_map | GNTMAP_host_map)) === 0) {
+    mt.setFlags(handle, 0);
     mt.put(handle);
   }
   op.status = GNTST_okay;
