@@ -83,6 +83,15 @@ function statusText(s) {
 
 // ---- the stream --------------------------------------------------------------------------------
 
+const MAX_SNAPSHOTS = 5000;
+
+/** The newer of two readings of the hypervisor's counters (they only grow). */
+function newer(a, b) {
+  if (!a) return b;
+  if (!b) return a;
+  return b.totals.calls >= a.totals.calls ? b : a;
+}
+
 function useHost() {
   const [view, setView] = useState({
     state: null,
@@ -90,14 +99,22 @@ function useHost() {
     title: '',
     records: [],
     connected: false,
-    lost: 0,
     traced: false,
+    // The hypervisor's exact counts, {time, totals}, the newest and one per batch (to scrub back),
+    // and what the timeline misses: records the ring lost, records the server did not send.
+    totals: null,
+    snapshots: [],
+    lost: 0,
+    skipped: 0,
+    // Records sent but no longer held: before this page connected, or beyond MAX_RECORDS.
+    dropped: 0,
   });
   useEffect(() => {
     const es = new EventSource('/api/events');
     const seqOf = (d) => (typeof d.seq === 'number' ? d.seq : 0);
     es.addEventListener('hello', (ev) => {
       const d = JSON.parse(ev.data);
+      const totals = d.totals ? { time: d.time, totals: d.totals } : null;
       setView((v) => ({
         ...v,
         connected: true,
@@ -106,6 +123,11 @@ function useHost() {
         state: d.state ?? v.state,
         seq: seqOf(d),
         records: d.records.slice(-MAX_RECORDS),
+        dropped: (d.evicted ?? 0) + Math.max(0, d.records.length - MAX_RECORDS),
+        totals,
+        snapshots: totals ? [totals] : [],
+        lost: d.lost ?? 0,
+        skipped: d.skipped ?? 0,
       }));
     });
     es.addEventListener('state', (ev) => {
@@ -116,11 +138,17 @@ function useHost() {
       const d = JSON.parse(ev.data);
       setView((v) => {
         const records = v.records.concat(d.records);
+        const snap = { time: d.time, totals: d.totals };
+        const snapshots = v.snapshots.concat([snap]);
         return {
           ...v,
           records: records.length > MAX_RECORDS ? records.slice(-MAX_RECORDS) : records,
+          dropped: v.dropped + Math.max(0, records.length - MAX_RECORDS),
+          totals: newer(v.totals, snap),
+          snapshots: snapshots.length > MAX_SNAPSHOTS ? snapshots.slice(-MAX_SNAPSHOTS) : snapshots,
           seq: Math.max(v.seq, seqOf(d)),
           lost: d.lost,
+          skipped: d.skipped,
         };
       });
     });
@@ -294,20 +322,48 @@ function Xenstore({ nodes }) {
 
 // ---- hypercall timeline ---------------------------------------------------------------------
 
-function Timeline({ records, traced }) {
-  const [paused, setPaused] = useState(false);
-  const [frozen, setFrozen] = useState([]);
+function clock(ms) {
+  return new Date(ms).toISOString().slice(11, 23);
+}
+
+function n(x) {
+  return x.toLocaleString('en-US');
+}
+
+/** The newest reading of the counters taken at or before `end` (the oldest if none is). */
+function snapshotAt(snapshots, end) {
+  let best = snapshots[0] ?? null;
+  for (const s of snapshots) if (s.time <= end) best = s;
+  return best;
+}
+
+/**
+ * The hypercall timeline: the trace's records (a sample when the ring lost
+ * some or the server skipped some), and the hypervisor's exact counts beside
+ * them. Pausing freezes both; the slider then scrubs back through what was
+ * frozen, the counts with it (the reading taken nearest before the cursor).
+ */
+function Timeline({ view }) {
+  const [frozen, setFrozen] = useState(null);
   const [cursor, setCursor] = useState(1000);
-  const list = paused ? frozen : records;
+  const paused = frozen !== null;
+  const live = {
+    records: view.records,
+    snapshots: view.snapshots,
+    totals: view.totals,
+    lost: view.lost,
+    skipped: view.skipped,
+    dropped: view.dropped,
+  };
+  const at = paused ? frozen : live;
+  const list = at.records;
   const togglePause = () => {
-    if (!paused) setFrozen(records);
-    setPaused(!paused);
+    setFrozen(paused ? null : live);
     setCursor(1000);
   };
-  if (!traced) return html`<div class="panel muted">no hypercall trace for this source</div>`;
-  if (list.length === 0) return html`<div class="panel muted">no hypercalls yet</div>`;
-  const t0 = list[0][0];
-  const t1 = list[list.length - 1][0];
+  if (!view.traced) return html`<div class="panel muted">no hypercall trace for this source</div>`;
+  const t0 = list.length > 0 ? list[0][0] : 0;
+  const t1 = list.length > 0 ? list[list.length - 1][0] : 0;
   const span = Math.max(1, t1 - t0);
   // The window: the last 2 seconds up to the cursor (scrubbing moves it back).
   const end = t0 + (span * cursor) / 1000;
@@ -321,36 +377,82 @@ function Timeline({ records, traced }) {
   const H = Math.max(1, lanes.length) * laneH + 18;
   const x = (tm) => left + ((tm - start) / width) * (W - left - 10);
   const last = shown.slice(-8).reverse();
-  // Every record so far (or up to the cursor), by domain and op: how many, how many failed.
-  const counts = new Map();
+  // The sample up to the cursor, by domain and op: how many records, the last return.
+  const sampled = new Map();
   for (const r of list) {
     if (r[0] > end) break;
     const k = `d${r[1]} ${r[2]}`;
-    const c = counts.get(k) ?? { ok: 0, err: 0, last: '' };
-    if (r[3].startsWith('-')) c.err++;
-    else c.ok++;
+    const c = sampled.get(k) ?? { n: 0, last: '' };
+    c.n++;
     c.last = r[3];
-    counts.set(k, c);
+    sampled.set(k, c);
   }
-  return html`<div data-testid="timeline">
+  // The exact counts: live, frozen at the pause, or as they stood at the cursor.
+  const reading = paused && cursor < 1000 ? snapshotAt(at.snapshots, end) : at.totals;
+  const totals = reading?.totals ?? null;
+  const rows = [];
+  if (totals) {
+    for (const d of totals.domains) {
+      rows.push({ key: `d${d.domid}`, label: `d${d.domid}, all hypercalls`, c: d, cls: 'dom' });
+      for (const o of totals.ops.filter((o) => o.domid === d.domid))
+        rows.push({ key: `d${o.domid} ${o.op}`, label: `d${o.domid} ${o.op}`, c: o, cls: '' });
+    }
+  }
+  const domainEvents = [...sampled.keys()].filter((k) => / domain (created|destroyed)$/.test(k));
+  // What the timeline misses of the hypervisor's count: said in so many words.
+  const misses = totals
+    ? [
+        totals.lost > 0
+          ? html`the trace ring lost <b data-testid="trace-lost" data-lost=${totals.lost}>${n(totals.lost)}</b> records`
+          : null,
+        at.skipped > 0
+          ? html`<span data-testid="trace-skipped">${n(at.skipped)}</span> were drained but not sent (at most 500 per 100 ms)`
+          : null,
+        at.dropped > 0
+          ? html`${n(at.dropped)} older ones are no longer held (the page keeps ${n(MAX_RECORDS)})`
+          : null,
+      ].filter(Boolean)
+    : [];
+  return html`<div data-testid="timeline" data-paused=${paused ? '1' : '0'} data-end=${end} data-last=${shown.length > 0 ? shown[shown.length - 1][0] : ''} data-shown=${shown.length} data-records=${list.length}>
     <div class="timeline-controls">
       <button type="button" data-testid="pause" onClick=${togglePause}>${paused ? 'resume' : 'pause'}</button>
       <input type="range" min="0" max="1000" value=${cursor} disabled=${!paused} data-testid="scrub" onInput=${(ev) => setCursor(Number(ev.currentTarget.value))} />
-      <span class="muted">${list.length} hypercalls, showing ${shown.length} in ${(width / 1000).toFixed(2)} s ${paused ? '(paused: drag to scrub back)' : ''}</span>
+      <span class="muted">${n(list.length)} records, showing ${shown.length} in ${(width / 1000).toFixed(2)} s ${paused ? '(paused: drag to scrub back)' : ''}</span>
     </div>
-    <svg class="timeline" viewBox=${`0 0 ${W} ${H}`} style=${`height:${H}px`}>
+    ${
+      totals
+        ? html`<div class=${`honest${misses.length > 0 ? ' sampled' : ''}`} data-testid="hypercall-totals">
+          <b data-testid="total-calls" data-calls=${totals.calls}>${n(totals.calls)}</b> hypercalls counted by the hypervisor (exact), <span data-testid="total-failed">${n(totals.failed)}</span> failed${reading && paused ? `, as of ${clock(reading.time)}` : ''}.
+          ${
+            misses.length > 0
+              ? html` The timeline is a sample of them: ${misses.map((m, i) => html`${i > 0 ? (i === misses.length - 1 ? ', and ' : ', ') : ''}${m}`)}.`
+              : html` The timeline has a record of each (<span data-testid="trace-lost" data-lost="0">0</span> lost).`
+          }
+        </div>`
+        : null
+    }
+    ${
+      list.length === 0
+        ? html`<div class="panel muted">no hypercalls yet</div>`
+        : html`<svg class="timeline" viewBox=${`0 0 ${W} ${H}`} style=${`height:${H}px`}>
       ${lanes.map((l, i) => html`<text key=${l} x="4" y=${i * laneH + 11}>${l}</text>`)}
       ${shown.map((r, i) => {
         const lane = lanes.indexOf(`d${r[1]} ${r[2]}`);
         return html`<rect key=${i} x=${x(r[0])} y=${lane * laneH + 3} width="2" height="9" class=${r[3].startsWith('-') ? 'err' : 'ok'}><title>${`d${r[1]} ${r[2]} → ${r[3]}`}</title></rect>`;
       })}
-      <text x=${left} y=${H - 4}>${new Date(start).toISOString().slice(11, 23)}</text>
-      <text x=${W - 90} y=${H - 4}>${new Date(end).toISOString().slice(11, 23)}</text>
-    </svg>
-    <table class="counts" data-testid="counts"><thead><tr><th>domain, hypercall</th><th>ok</th><th>failed</th><th>last return</th></tr></thead><tbody>
-      ${[...counts].sort().map(([k, c]) => html`<tr key=${k}><td class="mono">${k}</td><td class="mono">${c.ok}</td><td class="mono">${c.err}</td><td class="mono">${c.last}</td></tr>`)}
+      <text x=${left} y=${H - 4}>${clock(start)}</text>
+      <text x=${W - 90} y=${H - 4}>${clock(end)}</text>
+    </svg>`
+    }
+    <table class="counts" data-testid="counts"><thead><tr><th>domain, hypercall</th><th>calls (exact)</th><th>failed (exact)</th><th>records in the timeline</th><th>last return seen</th></tr></thead><tbody>
+      ${rows.map(
+        (r) =>
+          html`<tr key=${r.key} class=${r.cls} data-testid=${`count-${r.key}`}><td class="mono">${r.label}</td><td class="mono calls">${n(r.c.calls)}</td><td class="mono failed">${n(r.c.failed)}</td><td class="mono sampled">${r.cls === 'dom' ? '' : n(sampled.get(r.key)?.n ?? 0)}</td><td class="mono">${r.cls === 'dom' ? '' : (sampled.get(r.key)?.last ?? '')}</td></tr>`,
+      )}
+      ${totals && totals.unplaced > 0 ? html`<tr class="muted"><td colspan="5">${n(totals.unplaced)} calls of ops the hypervisor's table had no room for: in their domain's total only</td></tr>` : null}
+      ${domainEvents.map((k) => html`<tr key=${k} class="muted"><td class="mono">${k}</td><td></td><td></td><td class="mono sampled">${sampled.get(k).n}</td><td></td></tr>`)}
     </tbody></table>
-    <div class="mono muted">${last.map((r, i) => html`<div key=${i}>${new Date(r[0]).toISOString().slice(11, 23)} d${r[1]} ${r[2]} → <span class=${r[3].startsWith('-') ? 'err' : ''}>${r[3]}</span></div>`)}</div>
+    <div class="mono muted" data-testid="timeline-last">${last.map((r, i) => html`<div key=${i}>${clock(r[0])} d${r[1]} ${r[2]} → <span class=${r[3].startsWith('-') ? 'err' : ''}>${r[3]}</span></div>`)}</div>
   </div>`;
 }
 
@@ -365,7 +467,7 @@ function App() {
     <header><h1>gnttab</h1><span>${view.title}</span>
       <span class="muted" data-testid="conn">${view.connected ? 'live' : 'disconnected'}</span>
       <span class="muted">seq <span data-testid="seq" data-seq=${view.seq}>${view.seq}</span></span>
-      ${view.lost > 0 ? html`<span class="muted">${view.lost} trace records lost</span>` : null}
+      ${view.lost > 0 ? html`<span class="muted" data-testid="header-lost">${n(view.lost)} trace records lost: the timeline is a sample</span>` : null}
       ${s && s.invariants.length > 0 ? html`<span style="color:#ff8787">${s.invariants.length} invariants violated</span>` : null}</header>
     ${
       s === null
@@ -381,7 +483,7 @@ function App() {
           <div><h2>Entry</h2><${Detail} state=${s} selected=${selected} /></div>
           <div><h2>Xenstore</h2><${Xenstore} nodes=${s.xenstore} /></div>
         </section>
-        <section><h2>Hypercalls</h2><${Timeline} records=${view.records} traced=${view.traced} /></section>`
+        <section><h2>Hypercalls</h2><${Timeline} view=${view} /></section>`
     }
   </div>`;
 }

@@ -9,7 +9,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { Host } from '../host/host.ts';
 import { type HostState, hostState } from '../host/host-state.ts';
 import { importUserModule } from '../host/user-module.ts';
-import { ViewServer, type ViewSource } from '../host/view-server.ts';
+import { VIEW_TRACE_RECORDS, ViewServer, type ViewSource } from '../host/view-server.ts';
 import type { WorkerHost } from '../host/worker-host.ts';
 import { TraceBuffer } from '../xen/trace.ts';
 import { type DemoOptions, runDemo } from './demo.ts';
@@ -68,9 +68,9 @@ async function start(source: ViewSource, o: ServeOptions, stop: () => Promise<vo
 
 /** The demo, paced, with its host's trace; the page keeps the last state once it has ended. */
 export async function serveDemo(demo: DemoOptions, o: ServeOptions): Promise<void> {
-  const trace = new TraceBuffer(1 << 18);
+  const trace = new TraceBuffer(VIEW_TRACE_RECORDS);
   let host: WorkerHost | null = null;
-  let last: HostState = { tables: [], invariants: [], eventChannels: [], xenstore: null };
+  let last: HostState = { tables: [], invariants: [], eventChannels: [], xenstore: null, hypercalls: null };
   const source: ViewSource = {
     title: `gnttab demo (${demo.frontend} frontend v${demo.layout}, ${demo.backend} backend)`,
     trace,
@@ -110,7 +110,7 @@ export async function serveScenario(file: string, o: ServeOptions & { memory: nu
       `${file} must export a default function taking a Host, e.g. export default (host) => { ... }`,
     );
   const host = new Host({ memoryMiB: o.memory });
-  host.hypervisor.trace = new TraceBuffer(1 << 18);
+  host.hypervisor.trace = new TraceBuffer(VIEW_TRACE_RECORDS);
   const source: ViewSource = {
     title: file,
     trace: host.hypervisor.trace,
@@ -136,6 +136,7 @@ export async function serveXenDmesg(file: string, o: ServeOptions): Promise<void
     invariants: r.unreadable.map((u) => `line ${u.line} of ${file} could not be read: ${u.reason}`),
     eventChannels: [],
     xenstore: null,
+    hypercalls: null,
   };
   await start({ title: `xl dmesg: ${file}`, trace: null, state: () => state }, o, async () => {});
 }

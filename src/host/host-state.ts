@@ -1,12 +1,15 @@
 // Everything a read-only view of a host shows, as one JSON-able value: what
 // `gnttab dump --json` prints and `gnttab serve` answers on /api/state. The
 // grant tables (snapshot.ts), the invariants, each domain's event channels in
-// use (struct evtchn: state, peer, virq) and the xenstore tree.
+// use (struct evtchn: state, peer, virq), the xenstore tree and, when a trace
+// is attached, the hypervisor's exact counts of hypercalls.
 
 import { permToString } from '../io/xenstore/xenstored.ts';
 import { ECS_INTERDOMAIN, ECS_IPI, ECS_PIRQ, ECS_UNBOUND, ECS_VIRQ } from '../xen/event-channel.ts';
 import type { Hypervisor } from '../xen/hypervisor.ts';
 import { checkInvariants } from '../xen/invariants.ts';
+import type { HypercallCount, TraceBuffer } from '../xen/trace.ts';
+import { hypercallName } from './hypercall-names.ts';
 import { snapshotTables, type TableSnapshot } from './snapshot.ts';
 import type { XenstoreService } from './xenstore-service.ts';
 
@@ -33,12 +36,34 @@ export interface XsNodeSnapshot {
   perms: string[];
 }
 
+/**
+ * Every hypercall since the trace was attached, counted by the hypervisor as
+ * each returns: exact, whatever the trace ring dropped. The ring's records
+ * (what a timeline shows) are a sample of these when `lost` is not 0.
+ */
+export interface HypercallTotals {
+  calls: number;
+  /** Of which returned a negative errno. */
+  failed: number;
+  /** By domain, by domid. */
+  domains: HypercallCount[];
+  /** By domain and op ("grant_table_op/map_grant_ref"), by domid and op. */
+  ops: (HypercallCount & { op: string })[];
+  /** Calls counted in `domains` whose (domain, op) found no room in the hypervisor's op table. */
+  unplaced: number;
+  /** Trace records written into the ring, and lost to a full ring. */
+  records: number;
+  lost: number;
+}
+
 export interface HostState {
   tables: TableSnapshot[];
   invariants: string[];
   eventChannels: EvtchnSnapshot[];
   /** null when the host runs no xenstore service. */
   xenstore: XsNodeSnapshot[] | null;
+  /** null when no trace is attached (gnttab dump, a real host's dmesg). */
+  hypercalls: HypercallTotals | null;
 }
 
 const STATE_NAMES: Record<number, EvtchnSnapshot['state']> = {
@@ -83,6 +108,32 @@ export function xenstoreOf(xs: XenstoreService): XsNodeSnapshot[] {
   return out;
 }
 
+/** The counters of a trace buffer, with each (hypercall, sub-op) named as the timeline names it. */
+export function hypercallTotals(trace: TraceBuffer): HypercallTotals {
+  const t = trace.totals();
+  // Sub-ops that name alike (grant_table_op's continuation bits) count as one.
+  const ops = new Map<string, HypercallCount & { op: string }>();
+  for (const o of t.ops) {
+    const op = hypercallName(o.nr, o.cmd);
+    const key = `${o.domid} ${op}`;
+    const c = ops.get(key);
+    if (c === undefined) ops.set(key, { domid: o.domid, op, calls: o.calls, failed: o.failed });
+    else {
+      c.calls += o.calls;
+      c.failed += o.failed;
+    }
+  }
+  return {
+    calls: t.calls,
+    failed: t.failed,
+    domains: t.domains,
+    ops: [...ops.values()].sort((a, b) => a.domid - b.domid || (a.op < b.op ? -1 : a.op > b.op ? 1 : 0)),
+    unplaced: t.unplaced,
+    records: t.records,
+    lost: t.lost,
+  };
+}
+
 /** The whole view of a host, read in the thread that owns its hypervisor. */
 export function hostState(hv: Hypervisor, xs: XenstoreService | null, allEntries = false): HostState {
   return {
@@ -90,6 +141,7 @@ export function hostState(hv: Hypervisor, xs: XenstoreService | null, allEntries
     invariants: [...checkInvariants(hv), ...(xs?.checkInvariants() ?? [])],
     eventChannels: eventChannelsOf(hv),
     xenstore: xs === null ? null : xenstoreOf(xs),
+    hypercalls: hv.trace === null ? null : hypercallTotals(hv.trace),
   };
 }
 

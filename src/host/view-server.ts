@@ -2,8 +2,10 @@
 // answers GET only. /api/state is the host's state as `gnttab dump --json`
 // prints it; /api/events is a server-sent-event stream that pushes the state
 // when it changes and the hypercall trace in batches (one message per tick,
-// never one per hypercall); the page and its library (Preact + htm) are files
-// of the package, nothing from the network.
+// never one per hypercall), each with the hypervisor's exact totals and what
+// the timeline misses (records the ring lost, records the server did not
+// send); the page and its library (Preact + htm) are files of the package,
+// nothing from the network.
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
@@ -11,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TRC_DOM_CREATE, TRC_HYPERCALL, type TraceBuffer } from '../xen/trace.ts';
-import { type HostState, stateJson } from './host-state.ts';
+import { type HostState, type HypercallTotals, hypercallTotals, stateJson } from './host-state.ts';
 import { hypercallName, returnName } from './hypercall-names.ts';
 
 /** Where the view reads from: the state on demand, and the trace ring when the host has one. */
@@ -33,8 +35,28 @@ export interface ViewServerOptions {
 /** One trace record in a batch: [time ms, domid, hypercall/sub-op or domain event, return]. */
 export type TimelineRecord = [number, number, string, string];
 
+/** A `hypercalls` message of the stream (and the same figures in `hello` and /api/status). */
+export interface HypercallBatch {
+  /** The records drained this tick, oldest first (the newest MAX_RECORDS_PER_BATCH of them). */
+  records: TimelineRecord[];
+  /** The hypervisor's exact counts, read after the drain, at `time` (ms since the epoch). */
+  totals: HypercallTotals;
+  time: number;
+  /** Records drained but not sent, so far (at most MAX_RECORDS_PER_BATCH go out per tick). */
+  skipped: number;
+  /** Records the ring lost, so far (= totals.lost). */
+  lost: number;
+}
+
 /** Records sent per tick at most (the newest; the others are counted as skipped). */
 const MAX_RECORDS_PER_BATCH = 500;
+/**
+ * The trace ring a viewed host gets: 16 ticks' worth of batches. A bigger one
+ * would only make a busy hypervisor write records that the server then skips
+ * (writing a record costs several times what losing one does); the counters
+ * beside the ring are exact whatever its size.
+ */
+export const VIEW_TRACE_RECORDS = 1 << 13;
 /** The state is looked at no more often than this while hypercalls keep coming. */
 const STATE_EVERY_MS = 500;
 const HISTORY = 20_000;
@@ -76,7 +98,13 @@ export class ViewServer {
   private polling = false;
   private lastPoll = 0;
   private readonly history: TimelineRecord[] = [];
-  private hypercalls = 0;
+  /** Records sent on the stream, and records drained but not sent, so far. */
+  private sent = 0;
+  private skipped = 0;
+  /** Records sent once but gone from the history a new page gets. */
+  private evicted = 0;
+  private lastTotals: HypercallTotals | null = null;
+  private lastTotalsTime = 0;
   private readonly options: ViewServerOptions;
   private onFirstClient: (() => void) | null = null;
   /** Resolves when the first page has connected to the event stream. */
@@ -146,9 +174,15 @@ export class ViewServer {
     const trace = this.source.trace;
     if (trace !== null) {
       const { records: kept, skipped } = trace.drain(MAX_RECORDS_PER_BATCH);
-      if (kept.length > 0) {
+      const totals = hypercallTotals(trace);
+      const time = performance.timeOrigin + performance.now();
+      const moved = totals.calls !== this.lastTotals?.calls || totals.records !== this.lastTotals.records;
+      this.lastTotals = totals;
+      this.lastTotalsTime = time;
+      if (kept.length > 0 || skipped > 0 || moved) {
         this.stateDirty = true;
-        this.hypercalls += kept.length + skipped;
+        this.sent += kept.length;
+        this.skipped += skipped;
         const batch: TimelineRecord[] = kept.map((r) => [
           Math.round(r.time * 1000) / 1000,
           r.domid,
@@ -160,8 +194,18 @@ export class ViewServer {
           returnName(r.rc),
         ]);
         for (const b of batch) this.history.push(b);
-        if (this.history.length > HISTORY) this.history.splice(0, this.history.length - HISTORY);
-        this.send('hypercalls', { records: batch, skipped, lost: trace.lost });
+        if (this.history.length > HISTORY) {
+          this.evicted += this.history.length - HISTORY;
+          this.history.splice(0, this.history.length - HISTORY);
+        }
+        const msg: HypercallBatch = {
+          records: batch,
+          totals,
+          time,
+          skipped: this.skipped,
+          lost: totals.lost,
+        };
+        this.send('hypercalls', msg);
       }
     }
     if (this.stateDirty && !this.polling && performance.now() - this.lastPoll >= STATE_EVERY_MS) {
@@ -205,9 +249,19 @@ export class ViewServer {
       }
       if (url.pathname === '/api/status') {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        res.end(
-          `${JSON.stringify({ title: this.source.title, seq: this.seq, hypercalls: this.hypercalls, lost: this.source.trace?.lost ?? 0, traced: this.source.trace !== null })}\n`,
-        );
+        const t = this.lastTotals;
+        const status = {
+          title: this.source.title,
+          seq: this.seq,
+          traced: this.source.trace !== null,
+          // Exact (the hypervisor's counters at the last tick), then what the timeline has of them.
+          hypercalls: t?.calls ?? 0,
+          failed: t?.failed ?? 0,
+          records: this.sent,
+          skipped: this.skipped,
+          lost: t?.lost ?? 0,
+        };
+        res.end(`${JSON.stringify(status)}\n`);
         return;
       }
       if (url.pathname === '/api/events') {
@@ -230,6 +284,11 @@ export class ViewServer {
           traced: this.source.trace !== null,
           state,
           records: this.history,
+          totals: this.lastTotals,
+          time: this.lastTotalsTime,
+          skipped: this.skipped,
+          evicted: this.evicted,
+          lost: this.lastTotals?.lost ?? 0,
         };
         res.write(`id: ${this.seq}\nevent: hello\ndata: ${JSON.stringify(hello)}\n\n`);
         this.clients.add(res);

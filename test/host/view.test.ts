@@ -12,7 +12,29 @@ import {
   GNTTABOP_setup_table,
   Host,
 } from '../../src/index.ts';
-import { TRC_DOM_CREATE, TRC_HYPERCALL, TraceBuffer } from '../../src/xen/trace.ts';
+import { OP_SLOTS, TRC_DOM_CREATE, TRC_HYPERCALL, TraceBuffer } from '../../src/xen/trace.ts';
+
+/** The data of the first server-sent event named `name` on a stream, read from `rd`. */
+async function nextEvent(
+  rd: ReadableStreamDefaultReader<Uint8Array>,
+  name: string,
+  buf: { text: string },
+): Promise<Record<string, unknown>> {
+  const dec = new TextDecoder();
+  for (;;) {
+    let end = buf.text.indexOf('\n\n');
+    while (end >= 0) {
+      const msg = buf.text.slice(0, end);
+      buf.text = buf.text.slice(end + 2);
+      if (new RegExp(`^event: ${name}$`, 'm').test(msg))
+        return JSON.parse(/^data: (.*)$/m.exec(msg)![1]!) as Record<string, unknown>;
+      end = buf.text.indexOf('\n\n');
+    }
+    const { value, done } = await rd.read();
+    if (done) throw new Error(`the stream ended before a ${name} event`);
+    buf.text += dec.decode(value, { stream: true });
+  }
+}
 
 describe('trace ring (xentrace-style records of do_grant_table_op and domain events)', () => {
   it('records each hypercall with its domain, op and return, and domain creation, only when attached', () => {
@@ -60,6 +82,60 @@ describe('trace ring (xentrace-style records of do_grant_table_op and domain eve
       other.drain().records.map((r) => [r.domid, r.rc]),
       [[2, -22]],
     );
+  });
+});
+
+describe('hypercall counters (exact, beside the sampled ring)', () => {
+  it('count every hypercall by domain and op, however many the ring drops', () => {
+    const t = new TraceBuffer(8);
+    t.record(TRC_DOM_CREATE, 1, 0, 0, 0);
+    for (let i = 0; i < 1000; i++) t.record(TRC_HYPERCALL, 1, 20, 6, 0);
+    for (let i = 0; i < 300; i++) t.record(TRC_HYPERCALL, 2, 20, 9, -38);
+    for (let i = 0; i < 5; i++) t.record(TRC_HYPERCALL, 1, 32, 4, i % 2 === 0 ? 0 : -22);
+    const c = t.totals();
+    assert.deepEqual(
+      [c.calls, c.failed, c.domains, c.unplaced],
+      [
+        1305,
+        302,
+        [
+          { domid: 1, calls: 1005, failed: 2 },
+          { domid: 2, calls: 300, failed: 300 },
+        ],
+        0,
+      ],
+    );
+    assert.deepEqual(
+      c.ops.map((o) => [o.domid, o.nr, o.cmd, o.calls, o.failed]),
+      [
+        [1, 20, 6, 1000, 0],
+        [1, 32, 4, 5, 2],
+        [2, 20, 9, 300, 300],
+      ],
+    );
+    // The ring kept the first 8 records (the domain's creation, not a hypercall, among them)
+    // and lost the rest; the counts do not depend on it.
+    assert.deepEqual([c.records, c.lost], [8, 1298]);
+    assert.equal(t.drain().records.length, 8);
+    // Another thread's view of the same buffer reads the same counts.
+    assert.deepEqual(TraceBuffer.fromSab(t.sab).totals().ops, c.ops);
+  });
+
+  it('a guest that fills the op table with made-up sub-ops is still counted exactly in its domain', () => {
+    const t = new TraceBuffer(1);
+    const n = OP_SLOTS + 500;
+    for (let cmd = 0; cmd < n; cmd++) t.record(TRC_HYPERCALL, 3, 20, 0x1000 + cmd, -38);
+    t.record(TRC_HYPERCALL, 4, 20, 6, 0);
+    const c = t.totals();
+    assert.equal(c.calls, n + 1);
+    assert.deepEqual(c.domains, [
+      { domid: 3, calls: n, failed: n },
+      { domid: 4, calls: 1, failed: 0 },
+    ]);
+    // What the op table holds and what found no room add up to every call.
+    const placed = c.ops.reduce((a, o) => a + o.calls, 0);
+    assert.ok(c.unplaced > 0 && placed + c.unplaced === n + 1, `${placed} placed + ${c.unplaced} unplaced`);
+    assert.equal(c.lost, n);
   });
 });
 
@@ -111,6 +187,86 @@ describe('view server (gnttab serve): read-only, /api/state = dump --json', () =
       assert.equal(hello.title, 't');
       assert.equal(hello.state.tables.length, 2);
     } finally {
+      await server.close();
+    }
+  });
+
+  it('more hypercalls than the ring holds: /api/state, /api/status and the stream give exact totals and the lost count', async () => {
+    const host = new Host({ memoryMiB: 16 });
+    const pv = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const hvm = host.createDomain({ kind: 'hvm', memoryKiB: 256 });
+    pv.memory.writeU16(0x1000, 0x7ff0);
+    const CAP = 64;
+    const trace = new TraceBuffer(CAP);
+    host.hypervisor.trace = trace;
+    const server = new ViewServer(
+      { title: 'busy', trace, state: () => hostState(host.hypervisor, host.xenstored) },
+      { tickMs: 20 },
+    );
+    const url = await server.listen();
+    const ac = new AbortController();
+    try {
+      const r = await fetch(`${url}api/events`, { signal: ac.signal });
+      const rd = (r.body as ReadableStream<Uint8Array>).getReader();
+      const buf = { text: '' };
+      const hello = await nextEvent(rd, 'hello', buf);
+      assert.equal((hello.totals as { calls: number }).calls, 0);
+      // 5000 query_size from the PV domain, 700 ops the HVM domain may not use (-ENOSYS),
+      // in one synchronous run, so between two ticks: the ring keeps CAP records and loses the rest.
+      const OK = 5000;
+      const BAD = 700;
+      for (let i = 0; i < OK; i++)
+        assert.equal(pv.hypercall(__HYPERVISOR_grant_table_op, GNTTABOP_query_size, 0x1000, 1), 0);
+      for (let i = 0; i < BAD; i++)
+        assert.equal(hvm.hypercall(__HYPERVISOR_grant_table_op, 9, 0x1000, 1), -38);
+      const lost = OK + BAD - CAP;
+      const expected = {
+        calls: OK + BAD,
+        failed: BAD,
+        domains: [
+          { domid: pv.domid, calls: OK, failed: 0 },
+          { domid: hvm.domid, calls: BAD, failed: BAD },
+        ],
+        ops: [
+          { domid: pv.domid, op: 'grant_table_op/query_size', calls: OK, failed: 0 },
+          { domid: hvm.domid, op: hypercallName(20, 9), calls: BAD, failed: BAD },
+        ],
+        unplaced: 0,
+        records: CAP,
+        lost,
+      };
+      const state = JSON.parse(await (await fetch(`${url}api/state`)).text()) as {
+        hypercalls: typeof expected;
+      };
+      assert.deepEqual(state.hypercalls, expected);
+      // The next tick drains the ring: one batch of its CAP records, with the exact totals.
+      const batch = (await nextEvent(rd, 'hypercalls', buf)) as {
+        records: [number, number, string, string][];
+        totals: typeof expected;
+        skipped: number;
+        lost: number;
+      };
+      assert.equal(batch.records.length, CAP);
+      assert.ok(batch.records.every((x) => x[1] === pv.domid && x[2] === 'grant_table_op/query_size'));
+      assert.deepEqual(batch.totals, expected);
+      assert.deepEqual([batch.lost, batch.skipped], [lost, 0]);
+      const status = (await (await fetch(`${url}api/status`)).json()) as Record<string, number>;
+      assert.deepEqual(
+        [status.hypercalls, status.failed, status.records, status.skipped, status.lost],
+        [OK + BAD, BAD, CAP, 0, lost],
+      );
+      // Once drained, the ring has room again: the next calls are recorded, and lost stays.
+      for (let i = 0; i < 10; i++) pv.hypercall(__HYPERVISOR_grant_table_op, GNTTABOP_query_size, 0x1000, 1);
+      const next = (await nextEvent(rd, 'hypercalls', buf)) as {
+        records: unknown[];
+        totals: typeof expected;
+      };
+      assert.deepEqual(
+        [next.records.length, next.totals.calls, next.totals.lost, next.totals.records],
+        [10, OK + BAD + 10, lost, CAP + 10],
+      );
+    } finally {
+      ac.abort();
       await server.close();
     }
   });
