@@ -53,6 +53,7 @@ export const testFiles = [
   'test/cli/run-tests.test.ts',
   'test/cli/toolkit-cli.test.ts',
   'test/cli/run.test.ts',
+  'test/cli/serve.test.ts',
   'test/conformance/raw-abi.test.ts',
   'test/conformance/imports.test.ts',
   'test/conformance/node-syntax.test.ts',
@@ -80,4 +81,5 @@ export const slowFiles = [
   'test/cli/toolkit-cli.test.ts',
   'test/web/browser.test.ts',
   'test/cli/run.test.ts',
+  'test/cli/serve.test.ts',
 ];

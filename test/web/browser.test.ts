@@ -6,13 +6,12 @@
 // goes after the unmap, and the page's sequence number reaches the server's.
 // Every wait is for a condition; the timeouts only guard against a hang.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { bin, root } from '../helpers/cli.ts';
+import { root, type Served, serve } from '../helpers/cli.ts';
 
 /** The page's document, as the functions run in the browser see it (this project has no DOM types). */
 declare const document: {
@@ -41,32 +40,15 @@ const missing = !existsSync(CHROMIUM);
 describe('gnttab serve in chromium (the paced demo)', {
   skip: missing && !process.env.CI ? `no ${CHROMIUM} (apt-get install -y chromium)` : false,
 }, () => {
-  let server: ChildProcess;
+  let server: Served | undefined;
   let url = '';
-  let out = '';
   let context: BrowserContext;
   let page: Page;
   const profile = mkdtempSync(join(tmpdir(), 'gnttab-chromium-'));
 
   before(async () => {
-    // --conditions=gnttab-source: the command in this process, not behind the bin's re-exec.
-    server = spawn(
-      process.execPath,
-      ['--conditions=gnttab-source', bin, 'serve', '--port', '0', '--pace', '3000'],
-      {
-        cwd: root,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    server.stderr?.on('data', (b: Buffer) => process.stderr.write(b));
-    url = await new Promise<string>((resolve, reject) => {
-      server.stdout?.on('data', (b: Buffer) => {
-        out += b.toString();
-        const m = /at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      server.once('exit', (code) => reject(new Error(`gnttab serve exited (${code}): ${out}`)));
-    });
+    server = await serve(['--pace', '3000'], { echoStderr: true });
+    url = server.url;
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
@@ -78,14 +60,7 @@ describe('gnttab serve in chromium (the paced demo)', {
 
   after(async () => {
     await context?.close();
-    if (server !== undefined && server.exitCode === null) {
-      const exited = new Promise((resolve) => server.once('exit', resolve));
-      server.kill('SIGTERM');
-      // A guard against a server that does not stop, not a claim about time.
-      const guard = setTimeout(() => server.kill('SIGKILL'), 30_000);
-      await exited;
-      clearTimeout(guard);
-    }
+    await server?.stop();
     rmSync(profile, { recursive: true, force: true });
   });
 
@@ -136,7 +111,7 @@ describe('gnttab serve in chromium (the paced demo)', {
     );
     // The page keeps up: once the demo has ended, its sequence number reaches the server's.
     await new Promise<void>((resolve) => {
-      const check = () => (/the demo has ended/.test(out) ? resolve() : setTimeout(check, 100));
+      const check = () => (/the demo has ended/.test(server!.stdout()) ? resolve() : setTimeout(check, 100));
       check();
     });
     const status = (await (await fetch(`${url}api/status`)).json()) as { seq: number; hypercalls: number };
