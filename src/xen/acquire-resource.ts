@@ -66,10 +66,10 @@ export function gnttabAcquireResource(
   let rc: number;
   if (id === XENMEM_resource_grant_table_id_shared) {
     rc = getSharedFrameMfn(hv, d, finalFrame);
-    frames = d.gt.shared;
+    frames = d.gt.shared.toArray();
   } else if (id === XENMEM_resource_grant_table_id_status && d.gt.version === 2) {
     rc = getStatusFrameMfn(hv, d, finalFrame);
-    frames = d.gt.status;
+    frames = d.gt.status.toArray();
   } else {
     return -XEN_EINVAL;
   }

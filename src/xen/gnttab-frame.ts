@@ -17,7 +17,7 @@ export function getSharedFrameMfn(hv: Hypervisor, d: Domain, idx: number): numbe
     if (nrGrant <= gt.maxGrantFrames) hv.growTable(d, nrGrant);
     if (idx >= gt.nrGrantFrames) return -XEN_EINVAL;
   }
-  return gt.shared[idx]!;
+  return gt.shared.get(idx);
 }
 
 /** The MFN of status frame idx (the table is v2), or -EINVAL when it cannot grow that far. */
@@ -29,7 +29,7 @@ export function getStatusFrameMfn(hv: Hypervisor, d: Domain, idx: number): numbe
     if (nrGrant <= gt.maxGrantFrames) hv.growTable(d, nrGrant);
     if (idx >= gt.nrStatusFrames) return -XEN_EINVAL;
   }
-  return gt.status[idx]!;
+  return gt.status.get(idx);
 }
 
 /** The frame number a domain sees for one of its grant-table frames (gnttab_shared_gfn). */

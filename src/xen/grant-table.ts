@@ -1,7 +1,10 @@
 // One domain's grant table (reference §4.1): shared frames (v1 or v2 layout),
 // status frames while v2, active entries, the maptrack, and the counters
 // set_version needs. Frames are Xen-heap pages in machine memory, owned by
-// the domain and shared with it read-write.
+// the domain and shared with it read-write. The table's own state is in the
+// hypervisor's private pages: a header page (the lock, the version, the list
+// lengths and counters, where the rest is), the frame lists, the active
+// entries and the maptrack. This object is one thread's view of them.
 import {
   GRANT_ENTRY_V1_SIZE,
   GRANT_ENTRY_V2_SIZE,
@@ -12,6 +15,8 @@ import {
   XEN_PAGE_SIZE,
 } from '../abi/limits.ts';
 import { ACT_PER_PAGE, ACT_WORDS, ActiveEntry, initActivePage } from './active-entry.ts';
+import { FrameList, LIST_SHARED, LIST_SHARED_GFN, LIST_STATUS, LIST_STATUS_GFN } from './frame-list.ts';
+import { LOCK_WORDS } from './locks.ts';
 import { Maptrack } from './maptrack.ts';
 import { PageDirectory } from './page-directory.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
@@ -19,29 +24,42 @@ import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 /** No GFN: the frame is not placed in the (HVM) domain's physical map. */
 export const NO_GFN = -1;
 
+// ---- the table's header page, in Int32 words (the one definition) ----
+/** The grant table's rwlock (gt->lock): the first LOCK_WORDS words. */
+export const GT_LOCK = 0;
+const GT_VERSION = LOCK_WORDS;
+const GT_NR_SHARED = LOCK_WORDS + 1;
+const GT_NR_SHARED_GFN = LOCK_WORDS + 2;
+const GT_NR_STATUS = LOCK_WORDS + 3;
+const GT_NR_STATUS_GFN = LOCK_WORDS + 4;
+const GT_NR_V2_OPS = LOCK_WORDS + 5;
+const GT_NR_ACTIVE = LOCK_WORDS + 6;
+const GT_MAX_VERSION = LOCK_WORDS + 7;
+const GT_MAX_GRANT_FRAMES = LOCK_WORDS + 8;
+const GT_ACTIVE_ROOT = LOCK_WORDS + 9;
+const GT_FRAMES_ROOT = LOCK_WORDS + 10;
+
 export class GrantTable {
-  version: 1 | 2 = 1;
   readonly maxVersion: 1 | 2;
   readonly maxGrantFrames: number;
   /** MFNs of the shared frames; the length is nr_grant_frames. */
-  readonly shared: number[] = [];
+  readonly shared: FrameList;
   /** MFNs of the status frames (v2 only). */
-  readonly status: number[] = [];
+  readonly status: FrameList;
   /** Translated domains: the GFN each shared / status frame is placed at, or NO_GFN. */
-  readonly sharedGfn: number[] = [];
-  readonly statusGfn: number[] = [];
+  readonly sharedGfn: FrameList;
+  readonly statusGfn: FrameList;
   readonly maptrack: Maptrack;
-  /**
-   * Active entries with a page: one per possible v1 entry of the frames the
-   * table has had, a multiple of ACT_PER_PAGE.
-   */
-  nrActive = 0;
-  /** The active entries' pages, in the hypervisor's private pages. */
+  /** The header's page among the hypervisor's private pages. */
+  readonly headerPage: number;
+  private readonly words: Int32Array;
+  private readonly hdr: number;
+  /** The active entries' pages. */
   private readonly activePages: PageDirectory;
+  /** The frame lists' pages. */
+  private readonly framePages: PageDirectory;
   /** This thread's views of the entries, made on first use. */
   private views: (ActiveEntry | undefined)[] = [];
-  /** Sub-page and transitive copy pins, plus transitive acquisitions in flight (XSA-501). */
-  nrV2Ops = 0;
 
   constructor(
     maxVersion: 1 | 2,
@@ -53,8 +71,54 @@ export class GrantTable {
   ) {
     this.maxVersion = maxVersion;
     this.maxGrantFrames = maxGrantFrames;
+    const header = pool.alloc();
+    if (header < 0) throw new RangeError("out of the hypervisor's private memory for a grant table");
+    this.headerPage = header;
+    this.words = pool.words;
+    this.hdr = header * PAGE_WORDS;
+    const w = this.words;
+    w[this.hdr + GT_VERSION] = 1;
+    w[this.hdr + GT_MAX_VERSION] = maxVersion;
+    w[this.hdr + GT_MAX_GRANT_FRAMES] = maxGrantFrames;
     this.maptrack = new Maptrack(maxMaptrackFrames, vcpus, random, pool);
     this.activePages = new PageDirectory(pool);
+    this.framePages = new PageDirectory(pool);
+    w[this.hdr + GT_ACTIVE_ROOT] = this.activePages.root;
+    w[this.hdr + GT_FRAMES_ROOT] = this.framePages.root;
+    const list = (column: number, length: number, capacity: number) =>
+      new FrameList(this.framePages, column, this.hdr + length, capacity);
+    const maxStatus = statusFramesFor(maxGrantFrames);
+    this.shared = list(LIST_SHARED, GT_NR_SHARED, maxGrantFrames);
+    this.sharedGfn = list(LIST_SHARED_GFN, GT_NR_SHARED_GFN, maxGrantFrames);
+    this.status = list(LIST_STATUS, GT_NR_STATUS, maxStatus);
+    this.statusGfn = list(LIST_STATUS_GFN, GT_NR_STATUS_GFN, maxStatus);
+  }
+
+  /** The layout in use (gt->gt_version). */
+  get version(): 1 | 2 {
+    return this.words[this.hdr + GT_VERSION] as 1 | 2;
+  }
+  set version(v: 1 | 2) {
+    this.words[this.hdr + GT_VERSION] = v;
+  }
+
+  /** Sub-page and transitive copy pins, plus transitive acquisitions in flight (XSA-501). */
+  get nrV2Ops(): number {
+    return this.words[this.hdr + GT_NR_V2_OPS]!;
+  }
+  set nrV2Ops(n: number) {
+    this.words[this.hdr + GT_NR_V2_OPS] = n;
+  }
+
+  /**
+   * Active entries with a page: one per possible v1 entry of the frames the
+   * table has had, a multiple of ACT_PER_PAGE.
+   */
+  get nrActive(): number {
+    return this.words[this.hdr + GT_NR_ACTIVE]!;
+  }
+  private set nrActive(n: number) {
+    this.words[this.hdr + GT_NR_ACTIVE] = n;
   }
 
   get nrGrantFrames(): number {
@@ -73,12 +137,12 @@ export class GrantTable {
   shaAddr(ref: number): number {
     if (this.version === 1) {
       return (
-        this.shared[Math.floor(ref / GRANT_PER_FRAME_V1)]! * XEN_PAGE_SIZE +
+        this.shared.get(Math.floor(ref / GRANT_PER_FRAME_V1)) * XEN_PAGE_SIZE +
         (ref % GRANT_PER_FRAME_V1) * GRANT_ENTRY_V1_SIZE
       );
     }
     return (
-      this.shared[Math.floor(ref / GRANT_PER_FRAME_V2)]! * XEN_PAGE_SIZE +
+      this.shared.get(Math.floor(ref / GRANT_PER_FRAME_V2)) * XEN_PAGE_SIZE +
       (ref % GRANT_PER_FRAME_V2) * GRANT_ENTRY_V2_SIZE
     );
   }
@@ -87,7 +151,7 @@ export class GrantTable {
   statusAddr(ref: number): number {
     if (this.version === 1) return this.shaAddr(ref);
     return (
-      this.status[Math.floor(ref / GRANT_STATUS_PER_FRAME)]! * XEN_PAGE_SIZE +
+      this.status.get(Math.floor(ref / GRANT_STATUS_PER_FRAME)) * XEN_PAGE_SIZE +
       (ref % GRANT_STATUS_PER_FRAME) * 2
     );
   }
@@ -139,9 +203,13 @@ export class GrantTable {
 
   /** grant_table_destroy: the active entries and the maptrack give their pages back. */
   destroy(): void {
+    if (this.framePages.root === 0) return;
     this.activePages.free();
+    this.framePages.free();
     this.maptrack.destroy();
     this.nrActive = 0;
     this.views = [];
+    this.words.fill(0, this.hdr, this.hdr + PAGE_WORDS);
+    this.activePages.pool.free(this.headerPage);
   }
 }

@@ -493,8 +493,8 @@ export class Hypervisor {
     d.sharedInfoMfn = -1;
     for (const mfn of [...d.tableFrames(), ...d.pagingPool]) this.putPage(mfn);
     d.pagingPool.length = 0;
-    d.gt.shared.length = 0;
-    d.gt.status.length = 0;
+    d.gt.shared.clear();
+    d.gt.status.clear();
     this.domains.delete(d.domid);
     this.domids.free(d.domid);
   }
@@ -612,26 +612,51 @@ export class Hypervisor {
       gt.version === 2 ? Math.max(0, statusFramesFor(Math.max(n, gt.nrGrantFrames)) - gt.nrStatusFrames) : 0;
     if (needShared + needStatus === 0) return true;
     if (needShared + needStatus > this.frames.freeFrames) return false;
-    // The active entries first: xzalloc of their pages can fail, grant frames are taken all or nothing.
-    if (!gt.ensureActive(n * GRANT_PER_FRAME_V1)) return false;
-    for (let i = 0; i < needShared; i++) {
-      gt.shared.push(this.allocXenHeapFrame(d));
+    // The bookkeeping first (xzalloc of active entries and of the frame
+    // lists' pages can fail), then the frames, all or nothing.
+    if (!gt.ensureActive(n * GRANT_PER_FRAME_V1) || !gt.shared.reserve(needShared)) return false;
+    if (!gt.status.reserve(needStatus)) return false;
+    const shared = this.allocXenHeapFrames(d, needShared);
+    if (shared === null) return false;
+    const status = this.allocXenHeapFrames(d, needStatus);
+    if (status === null) {
+      for (const mfn of shared) this.freeXenHeapFrame(mfn);
+      return false;
+    }
+    for (const mfn of shared) {
+      gt.shared.push(mfn);
       gt.sharedGfn.push(NO_GFN);
     }
-    for (let i = 0; i < needStatus; i++) {
-      gt.status.push(this.allocXenHeapFrame(d));
+    for (const mfn of status) {
+      gt.status.push(mfn);
       gt.statusGfn.push(NO_GFN);
     }
     return true;
+  }
+
+  /** `n` zeroed Xen-heap frames for `d`, or null (and none taken) when memory runs out. */
+  private allocXenHeapFrames(d: Domain, n: number): number[] | null {
+    const got: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const mfn = this.allocXenHeapFrame(d);
+      if (mfn < 0) {
+        for (const m of got) this.freeXenHeapFrame(m);
+        return null;
+      }
+      got.push(mfn);
+    }
+    return got;
   }
 
   /** Allocates and shares the status frames for the current table size (v1 -> v2). */
   populateStatusFrames(d: Domain): boolean {
     const gt = d.gt;
     const need = statusFramesFor(gt.nrGrantFrames) - gt.nrStatusFrames;
-    if (need > this.frames.freeFrames) return false;
-    for (let i = 0; i < need; i++) {
-      gt.status.push(this.allocXenHeapFrame(d));
+    if (need > this.frames.freeFrames || !gt.status.reserve(need)) return false;
+    const status = this.allocXenHeapFrames(d, need);
+    if (status === null) return false;
+    for (const mfn of status) {
+      gt.status.push(mfn);
       gt.statusGfn.push(NO_GFN);
     }
     return true;

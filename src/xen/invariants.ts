@@ -114,9 +114,9 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
         [d.gt.shared, d.gt.sharedGfn, 'shared'],
         [d.gt.status, d.gt.statusGfn, 'status'],
       ] as const) {
-        list.forEach((mfn, i) => {
+        list.toArray().forEach((mfn, i) => {
           const n = placed.get(mfn) ?? 0;
-          const recorded = gfns[i]!;
+          const recorded = gfns.get(i);
           if (n > 1) out.push(`d${d.domid} ${what} frame ${i} is mapped at ${n} GFNs`);
           if ((recorded === -1) !== (n === 0))
             out.push(`d${d.domid} ${what} frame ${i}: recorded GFN ${recorded}, mapped ${n} times`);

@@ -3,6 +3,7 @@
 // domain's P2M: the slot XENMEM_add_to_physmap fills and a foreign or grant
 // mapping over the same gfn empties.
 import type { Domain } from './domain.ts';
+import type { FrameList } from './frame-list.ts';
 
 /** Where a Xen-heap frame shared with a domain is placed in its P2M. */
 export interface GfnSlot {
@@ -10,12 +11,11 @@ export interface GfnSlot {
   set(gfn: number): void;
 }
 
-export function arraySlot(gfns: number[], i: number): GfnSlot {
+/** Entry i of a grant table's GFN list. */
+export function arraySlot(gfns: FrameList, i: number): GfnSlot {
   return {
-    get: () => gfns[i]!,
-    set: (gfn) => {
-      gfns[i] = gfn;
-    },
+    get: () => gfns.get(i),
+    set: (gfn) => gfns.set(i, gfn),
   };
 }
 

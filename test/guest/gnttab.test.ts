@@ -72,9 +72,9 @@ describe('gnttab_init and version choice (guest-side.md §2.2, §3.5)', () => {
         assert.equal(ctx.mem.mapped(GNTTAB_SHARED_VA + PAGE_SIZE), false);
         assert.equal(ctx.mem.mapped(GNTTAB_STATUS_VA), version === 2);
         if (kind === 'hvm') {
-          assert.equal(dom.xen.gt.sharedGfn[0], GNTTAB_SHARED_VA / PAGE_SIZE);
+          assert.equal(dom.xen.gt.sharedGfn.get(0), GNTTAB_SHARED_VA / PAGE_SIZE);
           // v2 on HVM: the status frame placed too (Linux does not; we do, §3.4).
-          if (version === 2) assert.equal(dom.xen.gt.statusGfn[0], GNTTAB_STATUS_VA / PAGE_SIZE);
+          if (version === 2) assert.equal(dom.xen.gt.statusGfn.get(0), GNTTAB_STATUS_VA / PAGE_SIZE);
         }
         assert.ok(host.console(dom.domid).includes(`Grant tables using version ${version} layout`));
         assert.equal(gt.init(), -EINVAL, 'a second init is refused');
@@ -644,7 +644,7 @@ describe('growth on demand (§3.3 gnttab_expand, xen-grant-tables §11)', () => 
       assert.equal(gt.nrGrantFrames, 9);
       assert.equal(dom.xen.gt.nrStatusFrames, 2);
       assert.equal(ctx.mem.mapped(GNTTAB_STATUS_VA + PAGE_SIZE), true);
-      if (kind === 'hvm') assert.equal(dom.xen.gt.statusGfn[1], GNTTAB_STATUS_VA / PAGE_SIZE + 1);
+      if (kind === 'hvm') assert.equal(dom.xen.gt.statusGfn.get(1), GNTTAB_STATUS_VA / PAGE_SIZE + 1);
       // A ref whose status word is in the second status frame.
       const ref = 2048 + 5;
       assert.ok(ref >= first && ref < first + 8 * 256);
@@ -742,8 +742,8 @@ describe('suspend and resume (§2.2)', () => {
     assert.equal(gt.suspend(), 0);
     assert.equal(ctx.mem.mapped(GNTTAB_SHARED_VA), true);
     assert.equal(gt.resume(), 0);
-    assert.equal(dom.xen.gt.sharedGfn[0], GNTTAB_SHARED_VA / PAGE_SIZE);
-    assert.equal(dom.xen.gt.statusGfn[0], GNTTAB_STATUS_VA / PAGE_SIZE);
+    assert.equal(dom.xen.gt.sharedGfn.get(0), GNTTAB_SHARED_VA / PAGE_SIZE);
+    assert.equal(dom.xen.gt.statusGfn.get(0), GNTTAB_STATUS_VA / PAGE_SIZE);
     assert.equal(gt.tryEndForeignAccess(ref), true);
     assert.deepEqual(host.checkInvariants(), []);
   });

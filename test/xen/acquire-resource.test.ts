@@ -317,7 +317,7 @@ describe('acquire_resource: a PV caller gets MFNs (copy_to_guest of mfn_list)', 
       const r = acquire(dom0, { domid: domU.domid, nr_frames: 3, frame: 2, frame_list: listAddr(dom0) });
       assert.equal(r.rc, 0);
       assert.equal(domU.xen.gt.nrGrantFrames, 5);
-      assert.deepEqual(readList(dom0, 4), [...big(domU.xen.gt.shared.slice(2, 5)), SENTINEL]);
+      assert.deepEqual(readList(dom0, 4), [...big(domU.xen.gt.shared.toArray().slice(2, 5)), SENTINEL]);
       clean(host);
     });
 
@@ -328,7 +328,7 @@ describe('acquire_resource: a PV caller gets MFNs (copy_to_guest of mfn_list)', 
       assert.equal(r.rc, 0);
       // Status frame 1 needs grant frames 8..15.
       assert.equal(domU.xen.gt.nrGrantFrames, 16);
-      assert.deepEqual(readList(dom0, 2), big(domU.xen.gt.status.slice(0, 2)));
+      assert.deepEqual(readList(dom0, 2), big(domU.xen.gt.status.toArray().slice(0, 2)));
       clean(host);
     });
   }
@@ -338,7 +338,7 @@ describe('acquire_resource: a PV caller gets MFNs (copy_to_guest of mfn_list)', 
     const r = acquire(dom0, { domid: domU.domid, nr_frames: 40, frame_list: listAddr(dom0) });
     assert.equal(r.rc, 0);
     assert.equal(domU.xen.gt.nrGrantFrames, 40);
-    assert.deepEqual(readList(dom0, 40), big(domU.xen.gt.shared.slice(0, 40)));
+    assert.deepEqual(readList(dom0, 40), big(domU.xen.gt.shared.toArray().slice(0, 40)));
     clean(host);
   });
 
@@ -349,7 +349,7 @@ describe('acquire_resource: a PV caller gets MFNs (copy_to_guest of mfn_list)', 
     assert.equal(r.rc, 0);
     assert.equal(domU.xen.gt.nrGrantFrames, 9);
     const got = readList(dom0, 8);
-    assert.deepEqual(got, [...sentinels(5), ...big(domU.xen.gt.shared.slice(6, 9))]);
+    assert.deepEqual(got, [...sentinels(5), ...big(domU.xen.gt.shared.toArray().slice(6, 9))]);
     clean(host);
   });
 
@@ -366,7 +366,7 @@ describe('update_va_mapping_otherdomain (do_update_va_mapping_otherdomain, get_p
     const { host, dom0, domU } = setup('pv', 'pv');
     mapGrantTable(domU);
     const [mfn] = acquireAndMap(dom0, domU, SHARED, 1);
-    assert.equal(mfn, domU.xen.gt.shared[0]);
+    assert.equal(mfn, domU.xen.gt.shared.get(0));
     // Entry 5's frame word, written by the domU, read by dom0, and the other way round.
     domU.memory.writeU32(0xc000_0000 + 8 * 5 + 4, 0x1234_5678);
     assert.equal(dom0.memory.readU32(ACQ_VA + 8 * 5 + 4), 0x1234_5678);
@@ -395,7 +395,7 @@ describe('update_va_mapping_otherdomain (do_update_va_mapping_otherdomain, get_p
     host.createDomain({ kind: 'pv' });
     const a = host.createDomain({ kind: 'pv' });
     const b = host.createDomain({ kind: 'pv' });
-    assert.equal(uvaOther(a, ACQ_VA, b.xen.gt.shared[0]! * 4096 + _PAGE_PRESENT, b.domid), -XEN_EPERM);
+    assert.equal(uvaOther(a, ACQ_VA, b.xen.gt.shared.get(0) * 4096 + _PAGE_PRESENT, b.domid), -XEN_EPERM);
     assert.equal(uvaOther(a, 2 ** 40, 0, b.domid), -XEN_EPERM);
     assert.equal(uvaOther(a, ACQ_VA, 0, DOMID_IO), -XEN_EPERM);
     clean(host);
@@ -404,7 +404,7 @@ describe('update_va_mapping_otherdomain (do_update_va_mapping_otherdomain, get_p
   it('mod_l1_entry with that page owner: a frame it does not own is -EBUSY, as plain update_va_mapping', () => {
     const { host, dom0, domU } = setup('pv', 'pv');
     const other = host.createDomain({ kind: 'pv' });
-    const mfn = domU.xen.gt.shared[0]!;
+    const mfn = domU.xen.gt.shared.get(0);
     assert.equal(uva(dom0, ACQ_VA, mfn * 4096 + _PAGE_PRESENT), -XEN_EBUSY);
     assert.equal(uvaOther(dom0, ACQ_VA, mfn * 4096 + _PAGE_PRESENT, other.domid), -XEN_EBUSY);
     // dom_io owns no RAM: -EBUSY too.
@@ -416,7 +416,7 @@ describe('update_va_mapping_otherdomain (do_update_va_mapping_otherdomain, get_p
   it('is PV only: an HVM caller gets -ENOSYS', () => {
     const { dom0, domU } = setup('hvm', 'pv');
     assert.equal(
-      uvaOther(dom0, ACQ_VA, domU.xen.gt.shared[0]! * 4096 + _PAGE_PRESENT, domU.domid),
+      uvaOther(dom0, ACQ_VA, domU.xen.gt.shared.get(0) * 4096 + _PAGE_PRESENT, domU.domid),
       -XEN_ENOSYS,
     );
   });
@@ -427,7 +427,7 @@ describe('acquire_resource: a translated caller gets foreign P2M entries (set_fo
     it(`an HVM dom0 sees a ${kindU} domU's grant frames at the GFNs it named; each entry holds a reference`, () => {
       const { host, dom0, domU } = setup('hvm', kindU);
       const mfns = acquireAndMap(dom0, domU, SHARED, 2);
-      assert.deepEqual(mfns, domU.xen.gt.shared.slice(0, 2));
+      assert.deepEqual(mfns, domU.xen.gt.shared.toArray().slice(0, 2));
       const f = host.hypervisor.frames;
       // The allocation, plus the foreign entry (p2m_entry_modify: a general reference, no type).
       assert.equal(f.count[mfns[1]!], 2);
@@ -446,7 +446,7 @@ describe('acquire_resource: a translated caller gets foreign P2M entries (set_fo
     const { host, dom0, domU } = setup('hvm', 'hvm');
     assert.equal(setVersion(domU, 2).rc, 0);
     const mfns = acquireAndMap(dom0, domU, STATUS, 1);
-    assert.deepEqual(mfns, domU.xen.gt.status.slice(0, 1));
+    assert.deepEqual(mfns, domU.xen.gt.status.toArray().slice(0, 1));
     clean(host);
   });
 
@@ -463,7 +463,7 @@ describe('acquire_resource: a translated caller gets foreign P2M entries (set_fo
     dom0.memory.writeU64(list, ACQ_GFN);
     dom0.memory.writeU64(list + 8, 2n ** 40n); // beyond the physical address space
     assert.equal(acquire(dom0, { domid: domU.domid, nr_frames: 2, frame_list: list }).rc, -XEN_EIO);
-    assert.equal(dom0.xen.p2m!.get(ACQ_GFN)?.mfn, domU.xen.gt.shared[0]);
+    assert.equal(dom0.xen.p2m!.get(ACQ_GFN)?.mfn, domU.xen.gt.shared.get(0));
     // The first entry's own failure says why.
     dom0.memory.writeU64(list, 2n ** 40n);
     assert.equal(acquire(dom0, { domid: domU.domid, nr_frames: 1, frame_list: list }).rc, -XEN_EINVAL);
@@ -479,7 +479,7 @@ describe('acquire_resource: a translated caller gets foreign P2M entries (set_fo
     );
     assert.equal(dom0.alive, false);
     // The crash released the foreign entry's reference.
-    assert.equal(host.hypervisor.frames.count[domU.xen.gt.shared[0]!], 1);
+    assert.equal(host.hypervisor.frames.count[domU.xen.gt.shared.get(0)], 1);
     clean(host);
   });
 
@@ -489,7 +489,7 @@ describe('acquire_resource: a translated caller gets foreign P2M entries (set_fo
     const before = dom0.xen.totPages;
     dom0.memory.writeU64(listAddr(dom0), 5);
     assert.equal(acquire(dom0, { domid: domU.domid, nr_frames: 1, frame_list: listAddr(dom0) }).rc, 0);
-    assert.equal(dom0.xen.p2m!.get(5)?.mfn, domU.xen.gt.shared[0]);
+    assert.equal(dom0.xen.p2m!.get(5)?.mfn, domU.xen.gt.shared.get(0));
     assert.equal(dom0.xen.totPages, before);
     assert.equal(host.hypervisor.frames.owner[ram], dom0.domid);
     clean(host);
@@ -514,7 +514,7 @@ describe('acquire_resource: a translated caller gets foreign P2M entries (set_fo
     const { host, dom0, domU } = setup('hvm', 'pv');
     const [mfn] = acquireAndMap(dom0, domU, SHARED, 1);
     assert.equal(addToPhysmap(dom0, 0, ACQ_GFN), 0);
-    assert.equal(dom0.xen.p2m!.get(ACQ_GFN)?.mfn, dom0.xen.gt.shared[0]);
+    assert.equal(dom0.xen.p2m!.get(ACQ_GFN)?.mfn, dom0.xen.gt.shared.get(0));
     assert.equal(host.hypervisor.frames.count[mfn!], 1);
     clean(host);
   });

@@ -577,7 +577,7 @@ describe('GNTTABOP_copy: gref and frame errors (§6.7.1, H3)', () => {
       gmfnCopy(c.frameOf(0x6000), 0, foreign, 0, 64),
       gmfnCopy(host.hypervisor.frames.nrFrames + 5, 0, c.frameOf(0x7000), 0, 64),
       // its own grant-table frame is its own page and may be read
-      gmfnCopy(c.xen.gt.shared[0]!, 0, c.frameOf(0x7000), 0, 8),
+      gmfnCopy(c.xen.gt.shared.get(0), 0, c.frameOf(0x7000), 0, 8),
     ]);
     assert.equal(r.rc, 0);
     assert.deepEqual(r.st, [GNTST_bad_page, GNTST_bad_page, GNTST_bad_page, GNTST_okay]);

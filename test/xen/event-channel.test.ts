@@ -872,7 +872,7 @@ describe('the shared-info page', () => {
     assert.deepEqual(host.checkInvariants(), []);
     // And the other way round.
     assert.equal(physmap(b, XENMAPSPACE_shared_info, 0, 5), 0);
-    assert.equal(b.xen.gt.sharedGfn[0], -1);
+    assert.equal(b.xen.gt.sharedGfn.get(0), -1);
     assert.equal(b.xen.sharedInfoGfn, 5);
     assert.deepEqual(host.checkInvariants(), []);
   });

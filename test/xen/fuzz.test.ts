@@ -351,7 +351,7 @@ class Fuzzer {
       // One of its own grant frames (PV: the MFN; HVM: where it placed them).
       const gt = s.dom.xen.gt;
       return s.dom.kind === 'pv'
-        ? (this.rng.pick(gt.shared) ?? 0)
+        ? (this.rng.pick(gt.shared.toArray()) ?? 0)
         : GNTTAB_VA / PAGE + this.rng.int(gt.nrGrantFrames + 1);
     }
     if (r < 92) return this.rng.int(RAM_PAGES + 64);
@@ -1079,7 +1079,7 @@ describe('fuzz regressions', () => {
     writeEntry(a, 10, GTF_permit_access | GTF_readonly, b.domid, GNTTAB_VA / PAGE);
     const m = mapOne(b, a.domid, 10, MAP_VA, GNTMAP_host_map | GNTMAP_readonly);
     assert.equal(m.status, 0);
-    const frame = a.xen.gt.shared[0]!;
+    const frame = a.xen.gt.shared.get(0);
     assert.equal(m.dev_bus_addr, frame * PAGE);
     host.destroyDomain(a.domid);
     assert.ok(host.hypervisor.domains.has(a.domid), 'the granter stays while its frame is mapped');
@@ -1108,11 +1108,11 @@ describe('fuzz regressions', () => {
     assert.equal(t.status, 0);
     // The transferred page is at that GFN now; the grant frame is placed nowhere.
     assert.equal(e.xen.translatePage(GNTTAB_VA, false), mfn * PAGE);
-    assert.equal(e.xen.gt.sharedGfn[0], -1);
+    assert.equal(e.xen.gt.sharedGfn.get(0), -1);
     assert.deepEqual(host.checkInvariants(), []);
     // Placing the grant frame again works and is recorded where it goes.
     placeTable(e);
-    assert.equal(e.xen.gt.sharedGfn[0], GNTTAB_VA / PAGE);
+    assert.equal(e.xen.gt.sharedGfn.get(0), GNTTAB_VA / PAGE);
     assert.deepEqual(host.checkInvariants(), []);
   });
 

@@ -834,7 +834,7 @@ describe('map_grant_ref: errors (§6.1 steps 1-11)', () => {
     const m = map(b, a, 10, GNTMAP_host_map, GNTTAB_VA);
     assert.equal(m.status, GNTST_okay);
     assert.equal(dec(b.memory.read(GNTTAB_VA, 14)), 'over the table');
-    assert.equal(b.xen.gt.sharedGfn[0], -1);
+    assert.equal(b.xen.gt.sharedGfn.get(0), -1);
     noViolations(host);
     assert.equal(unmap(b, m.handle, GNTTAB_VA), GNTST_okay);
     assert.throws(() => b.memory.read(GNTTAB_VA, 1), GuestFault);

@@ -109,7 +109,7 @@ function copyFrom(b: DomainHandle, a: DomainHandle, ref: number, off: number, le
 
 /** The bytes of all of a domain's shared frames, as Xen holds them. */
 function sharedBytes(host: Host, dom: DomainHandle): Uint8Array[] {
-  return dom.xen.gt.shared.map((mfn) => host.hypervisor.machine.frame(mfn).slice());
+  return dom.xen.gt.shared.toArray().map((mfn) => host.hypervisor.machine.frame(mfn).slice());
 }
 
 function writeV1(dom: DomainHandle, ref: number, flags: number, domid: number, frame: number): void {
@@ -246,7 +246,7 @@ describe('set_version: what is refused (§6.9 steps 1-5)', () => {
       assert.deepEqual(setVersion(a, other), { rc: -XEN_EBUSY, version });
       assert.equal(a.xen.gt.version, version);
       assert.deepEqual(sharedBytes(host, a), before);
-      assert.deepEqual(a.xen.gt.status, status);
+      assert.deepEqual(a.xen.gt.status.toArray(), status);
       assert.equal(host.hypervisor.frames.freeFrames, free);
       assert.equal(b.memory.readU32(MAP_VA), 0xb5b5);
       assert.deepEqual(host.checkInvariants(), []);
@@ -465,7 +465,7 @@ describe('set_version: entries across a switch (§7)', () => {
       assert.deepEqual(setVersion(d, 1), { rc: -XEN_ERANGE, version: 2 });
       assert.equal(d.xen.gt.version, 2);
       assert.deepEqual(sharedBytes(host, d), before);
-      assert.deepEqual(d.xen.gt.status, status);
+      assert.deepEqual(d.xen.gt.status.toArray(), status);
       assert.equal(host.hypervisor.frames.freeFrames, free);
       assert.deepEqual(host.checkInvariants(), []);
     }));
@@ -585,7 +585,7 @@ describe('set_version: status frames (§6.9 steps 6, 9; §7)', () => {
     const free = host.hypervisor.frames.freeFrames;
     assert.deepEqual(setVersion(a, 1), { rc: -XEN_EBUSY, version: 2 });
     assert.equal(a.xen.gt.version, 2);
-    assert.deepEqual(a.xen.gt.status, status);
+    assert.deepEqual(a.xen.gt.status.toArray(), status);
     assert.deepEqual(sharedBytes(host, a), before);
     assert.equal(host.hypervisor.frames.freeFrames, free);
     for (const mfn of status) assert.equal(host.hypervisor.frames.owner[mfn], a.domid);

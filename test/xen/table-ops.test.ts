@@ -143,8 +143,8 @@ function swap(dom: DomainHandle, pairs: readonly (readonly [number, number])[]) 
 /** The frame number a domain sees for its shared frame i (PV: MFN; HVM: GFN or all ones). */
 function expectedSharedFrame(dom: DomainHandle, i: number): bigint {
   const gt = dom.xen.gt;
-  if (dom.kind === 'pv') return BigInt(gt.shared[i]!);
-  const gfn = gt.sharedGfn[i]!;
+  if (dom.kind === 'pv') return BigInt(gt.shared.get(i));
+  const gfn = gt.sharedGfn.get(i);
   return gfn < 0 ? ALL_ONES : BigInt(gfn);
 }
 
@@ -318,7 +318,7 @@ describe('setup_table (§6.4)', () => {
     const b = host.createDomain({ kind: 'pv', memoryKiB: 256 });
     mapGrantTable(a, 2);
     const list = readList(a, scratch(a, 2), 2);
-    assert.deepEqual(list, [BigInt(a.xen.gt.shared[0]!), BigInt(a.xen.gt.shared[1]!)]);
+    assert.deepEqual(list, [BigInt(a.xen.gt.shared.get(0)), BigInt(a.xen.gt.shared.get(1))]);
     // Ref 600 lies in frame 1 (512 v1 entries per frame).
     a.memory.write(0x4000, new TextEncoder().encode('frame one'));
     grantAccess(a, 600, b.domid, a.frameOf(0x4000));
@@ -443,14 +443,14 @@ describe('get_status_frames (§6.10)', () => {
     }
     fillSentinel(d, listAddr(d), 2);
     assert.deepEqual(getStatusFrames(d, DOMID_SELF, 1), { rc: 0, status: GNTST_okay });
-    assert.deepEqual(readList(d, listAddr(d), 2), [BigInt(d.xen.gt.status[0]!), SENTINEL]);
+    assert.deepEqual(readList(d, listAddr(d), 2), [BigInt(d.xen.gt.status.get(0)), SENTINEL]);
     // 9 grant frames need ceil(9/8) = 2 status frames.
     setupTable(d, DOMID_SELF, 9);
     fillSentinel(d, listAddr(d), 3);
     assert.deepEqual(getStatusFrames(d, DOMID_SELF, 2), { rc: 0, status: GNTST_okay });
     assert.deepEqual(readList(d, listAddr(d), 3), [
-      BigInt(d.xen.gt.status[0]!),
-      BigInt(d.xen.gt.status[1]!),
+      BigInt(d.xen.gt.status.get(0)),
+      BigInt(d.xen.gt.status.get(1)),
       SENTINEL,
     ]);
     assert.deepEqual(getStatusFrames(d, DOMID_SELF, 3), { rc: 0, status: GNTST_general_error });
@@ -480,7 +480,7 @@ describe('get_status_frames (§6.10)', () => {
     assert.deepEqual(getStatusFrames(u1, u2.domid, 1), { rc: 0, status: GNTST_permission_denied });
     assert.deepEqual(readList(u1, listAddr(u1), 1), [SENTINEL]);
     assert.deepEqual(getStatusFrames(dom0, u2.domid, 1), { rc: 0, status: GNTST_okay });
-    assert.deepEqual(readList(dom0, listAddr(dom0), 1), [BigInt(u2.xen.gt.status[0]!)]);
+    assert.deepEqual(readList(dom0, listAddr(dom0), 1), [BigInt(u2.xen.gt.status.get(0))]);
     assert.deepEqual(host.checkInvariants(), []);
   });
 
@@ -504,7 +504,10 @@ describe('get_status_frames (§6.10)', () => {
     // Both entries writable: both written.
     assert.equal(uva(d, ro, roMfn * 4096 + (_PAGE_PRESENT | _PAGE_RW)), 0);
     assert.deepEqual(getStatusFrames(d, DOMID_SELF, 2, rw - 8), { rc: 0, status: GNTST_okay });
-    assert.deepEqual(readList(d, rw - 8, 2), [BigInt(d.xen.gt.status[0]!), BigInt(d.xen.gt.status[1]!)]);
+    assert.deepEqual(readList(d, rw - 8, 2), [
+      BigInt(d.xen.gt.status.get(0)),
+      BigInt(d.xen.gt.status.get(1)),
+    ]);
     assert.deepEqual(host.checkInvariants(), []);
   });
 
@@ -726,7 +729,7 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
         assert.equal(d.xen.gt.nrGrantFrames, 6);
         assert.equal(d.xen.gt.nrStatusFrames, version === 2 ? 1 : 0);
         // The frame is visible at the GFN: Xen's table bytes appear there.
-        const mfn = d.xen.gt.shared[5]!;
+        const mfn = d.xen.gt.shared.get(5);
         host.hypervisor.machine.u8[mfn * 4096 + 100] = 0x42;
         assert.equal(d.memory.readU8(0xc000_5000 + 100), 0x42);
         const free = host.hypervisor.frames.freeFrames;
@@ -752,7 +755,7 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
         assert.equal(addToPhysmap(d, 0, 0xc0010), 0);
         assert.throws(() => d.memory.readU32(0xc000_0000), GuestFault);
         assert.equal(d.memory.readU32(0xc001_0000 + 8 * 40 + 4), 0xfeedbeef);
-        assert.equal(d.xen.gt.sharedGfn[0], 0xc0010);
+        assert.equal(d.xen.gt.sharedGfn.get(0), 0xc0010);
         setupTable(d, DOMID_SELF, 1);
         assert.deepEqual(readList(d, listAddr(d), 1), [0xc0010n]);
         if (version === 2) {
@@ -761,7 +764,7 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
           assert.equal(addToPhysmap(d, st, 0xd0004), 0);
           assert.throws(() => d.memory.readU16(0xd000_0000), GuestFault);
           assert.equal(d.memory.readU16(0xd000_4000), 0);
-          assert.equal(d.xen.gt.statusGfn[0], 0xd0004);
+          assert.equal(d.xen.gt.statusGfn.get(0), 0xd0004);
         }
         assert.deepEqual(host.checkInvariants(), []);
       },
@@ -778,7 +781,7 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
     assert.equal(d.xen.totPages, tot - 1);
     assert.equal(host.hypervisor.frames.freeFrames, free + 1);
     assert.equal(d.xen.owned.has(ramMfn), false);
-    assert.equal(d.xen.p2m!.get(5)!.mfn, d.xen.gt.shared[0]);
+    assert.equal(d.xen.p2m!.get(5)!.mfn, d.xen.gt.shared.get(0));
     // gfn 5 now shows the (empty) grant frame, not the old RAM.
     assert.equal(d.memory.readU32(0x5000), 0);
     // Moving the grant frame away leaves gfn 5 empty.
@@ -807,7 +810,7 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
     assert.equal(addToPhysmap(d, XENMAPIDX_grant_table_status + 1, 0xd0001), 0);
     assert.equal(d.xen.gt.nrGrantFrames, 16);
     assert.equal(d.xen.gt.nrStatusFrames, 2);
-    assert.equal(d.xen.gt.statusGfn[1], 0xd0001);
+    assert.equal(d.xen.gt.statusGfn.get(1), 0xd0001);
     assert.deepEqual(host.checkInvariants(), []);
 
     // With max 10, status frame 1 would need 16 grant frames: Xen does not grow at all.
@@ -832,10 +835,10 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
     const u2 = host.createDomain({ kind: 'hvm', memoryKiB: 256 });
     assert.equal(addToPhysmap(u1, 0, 0xc0000, 0x5555), -XEN_ESRCH);
     assert.equal(addToPhysmap(u1, 0, 0xc0000, u2.domid), -XEN_EPERM);
-    assert.equal(u2.xen.gt.sharedGfn[0], -1);
+    assert.equal(u2.xen.gt.sharedGfn.get(0), -1);
     assert.equal(addToPhysmap(dom0, 2, 0xc0002, u2.domid), 0);
     assert.equal(u2.xen.gt.nrGrantFrames, 3);
-    assert.equal(u2.xen.gt.sharedGfn[2], 0xc0002);
+    assert.equal(u2.xen.gt.sharedGfn.get(2), 0xc0002);
     assert.equal(u2.memory.readU32(0xc000_2000), 0);
     assert.deepEqual(host.checkInvariants(), []);
   });
@@ -863,7 +866,7 @@ describe('update_va_mapping (hypercall 14)', () => {
     const va = 0x9000_0000;
     const cases: [number, number][] = [
       [bMfn, -XEN_EBUSY], // another domain's RAM
-      [b.xen.gt.shared[0]!, -XEN_EBUSY], // another domain's grant frame
+      [b.xen.gt.shared.get(0), -XEN_EBUSY], // another domain's grant frame
       [0, -XEN_EBUSY], // Xen's own frame
       [host.hypervisor.frames.nrFrames - 1, -XEN_EBUSY], // a free frame
       [1 << 30, -XEN_EPERM], // beyond machine memory: MMIO space

@@ -218,7 +218,7 @@ describe('GNTTABOP_transfer: bad_page keeps the page (quirk §15.16)', () => {
     const rMfn = r.frameOf(0x3000);
     // r's page unmapped too, so only ownership stops it
     const rMfn2 = giveablePage(r, 0x4000, pat(PAGE, 7));
-    const grantFrame = s.xen.gt.shared[0]!;
+    const grantFrame = s.xen.gt.shared.get(0);
     acceptTransfer(r, 12, s.domid);
     const free0 = host.hypervisor.frames.freeFrames;
     const res = xfer(s, [

@@ -21,7 +21,7 @@ export const xsa24: XsaEntry = {
     const frame = a.dom.memory.readU64(one.list);
     lab.expect(one.rc === 0 && one.status === GNTST_okay, 'count 1: completes once with status okay');
     lab.expect(
-      frame !== UNWRITTEN && Number(frame) === a.dom.xen.gt.status[0],
+      frame !== UNWRITTEN && Number(frame) === a.dom.xen.gt.status.get(0),
       'count 1: the status frame is written to the list',
     );
     const two = a.getStatusFrames(1, 2);

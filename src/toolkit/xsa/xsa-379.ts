@@ -24,7 +24,7 @@ export const xsa379: XsaEntry = {
   run: async () => {
     const lab = new Lab(379, title);
     const a = lab.domain('A', { kind: 'hvm', version: 2, vcpus: 2 });
-    const status = a.dom.xen.gt.status[0]!;
+    const status = a.dom.xen.gt.status.get(0);
     lab.note(
       `A's status frame 0 is MFN 0x${status.toString(16)}; GFNs X = 0x${GFN_X.toString(16)}, Y = 0x${GFN_Y.toString(16)}`,
     );

@@ -13,7 +13,7 @@ async function statusRace(id: number, title: string, o: XsaRunOptions): Promise<
   const gt = a.dom.xen.gt;
   lab.note('fixed interleaving, in both orders: the insertion of status frame 0 and the switch to v1');
   // Insertion first: it completes, and the switch removes it before freeing the page.
-  const s0 = gt.status[0]!;
+  const s0 = gt.status.get(0);
   const rc1 = d0.addToPhysmap(
     XENMAPIDX_grant_table_status,
     GFN_X,

@@ -16,8 +16,8 @@ export const xsa387: XsaEntry = {
     const lab = new Lab(387, title);
     const a = lab.domain('A', { kind: 'hvm', version: 2 });
     const gt = a.dom.xen.gt;
-    const status = gt.status[0]!;
-    const grant0 = gt.shared[0]!;
+    const status = gt.status.get(0);
+    const grant0 = gt.shared.get(0);
     a.addToPhysmap(XENMAPIDX_grant_table_status, GFN_X, `status idx 0 at X = 0x${GFN_X.toString(16)}`);
     lab.note('A places its status frame at X, then its grant frame 0 over X');
     a.addToPhysmap(0, GFN_X, 'grant idx 0 at X (over the status frame)');

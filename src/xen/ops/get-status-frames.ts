@@ -27,7 +27,12 @@ export function getStatusFrames(hv: Hypervisor, ld: Domain, uop: number, count: 
   else {
     for (let i = 0; i < op.nr_frames; i++) {
       if (
-        !copyU64ToGuest(hv, ld, op.frame_list + i * 8, frameNumberFor(d, d.gt.status[i]!, d.gt.statusGfn[i]!))
+        !copyU64ToGuest(
+          hv,
+          ld,
+          op.frame_list + i * 8,
+          frameNumberFor(d, d.gt.status.get(i), d.gt.statusGfn.get(i)),
+        )
       ) {
         // gnttab_get_status_frames stops at the first entry it cannot write.
         status = GNTST_bad_virt_addr;

@@ -113,10 +113,10 @@ function changeVersion(hv: Hypervisor, d: Domain, version: number): number {
 function unpopulateStatusFrames(hv: Hypervisor, d: Domain): number {
   const gt = d.gt;
   if (d.p2m !== null) {
-    gt.status.forEach((_mfn, i) => {
-      const gfn = gt.statusGfn[i]!;
+    gt.status.toArray().forEach((_mfn, i) => {
+      const gfn = gt.statusGfn.get(i);
       if (gfn !== NO_GFN) d.p2m!.delete(gfn);
-      gt.statusGfn[i] = NO_GFN;
+      gt.statusGfn.set(i, NO_GFN);
     });
   }
   for (const mfn of gt.status) {
@@ -126,7 +126,7 @@ function unpopulateStatusFrames(hv: Hypervisor, d: Domain): number {
     }
   }
   for (const mfn of gt.status) hv.freeXenHeapFrame(mfn);
-  gt.status.length = 0;
-  gt.statusGfn.length = 0;
+  gt.status.clear();
+  gt.statusGfn.clear();
   return 0;
 }

@@ -36,7 +36,12 @@ export function setupTable(hv: Hypervisor, ld: Domain, uop: number, count: numbe
     } else {
       for (let i = 0; i < op.nr_frames; i++) {
         if (
-          !copyU64ToGuest(hv, ld, op.frame_list + i * 8, frameNumberFor(d, gt.shared[i]!, gt.sharedGfn[i]!))
+          !copyU64ToGuest(
+            hv,
+            ld,
+            op.frame_list + i * 8,
+            frameNumberFor(d, gt.shared.get(i), gt.sharedGfn.get(i)),
+          )
         ) {
           status = GNTST_bad_virt_addr;
           break;
