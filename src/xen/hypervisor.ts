@@ -201,6 +201,13 @@ export class Hypervisor {
    * throws is recorded in internalErrors.
    */
   readonly domainDestroyed: ((d: Domain) => void)[] = [];
+  /**
+   * Called where Xen drops the granter's grant lock in the middle of an op and
+   * takes it again later: map_grant_ref after the pin, before the host mapping
+   * (its undo path retakes the lock). Null by default. Another CPU may act
+   * there; a fixed interleaving (gnttab xsa, XSA-501) places its hypercall here.
+   */
+  grantLockDropped: ((op: string, rd: Domain, ref: number) => void) | null = null;
   /** The trace ring records go to (xentrace's buffers), or null: tracing off, the default. */
   trace: TraceBuffer | null = null;
   private readonly domids = new DomidAllocator();

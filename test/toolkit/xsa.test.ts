@@ -146,6 +146,13 @@ const EXPECTED: Record<number, string[]> = {
     'update_va_mapping: rc 0',
     'set_version: rc 0',
     'transfer: general_error',
+    // Test 3: map_grant_ref's undo path clears the bits where the current version keeps them.
+    'set_version: rc 0',
+    'map_grant_ref: general_error',
+    'set_version: rc 0',
+    'map_grant_ref: general_error',
+    'set_version: -EBUSY',
+    'map_grant_ref: general_error',
   ],
   // gnttab_map_frame / xenmem_add_to_physmap_one.
   379: [...Array<string>(8).fill('add_to_physmap: rc 0'), 'set_version: rc 0'],

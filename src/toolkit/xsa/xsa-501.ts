@@ -1,13 +1,90 @@
 // XSA-501 (2026): a version change racing operations that drop and retake the grant lock.
-import { GTF_accept_transfer, GTF_transitive } from '../../abi/flags.ts';
+import {
+  GNTMAP_host_map,
+  GTF_accept_transfer,
+  GTF_permit_access,
+  GTF_reading,
+  GTF_transitive,
+  GTF_writing,
+} from '../../abi/flags.ts';
 import { gnttab_set_version } from '../../abi/gnttab-ops.ts';
-import { GNTTABOP_set_version, XEN_EAGAIN } from '../../abi/hypercall.ts';
+import { GNTTABOP_set_version, XEN_EAGAIN, XEN_EBUSY } from '../../abi/hypercall.ts';
 import { GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
 import { copyFrom, G1, PAYLOAD, transitiveWorld } from './transitive.ts';
 import type { XsaEntry } from './types.ts';
 
 const title = 'version change racing with other operations';
+/** A host_addr no PV address space has (4 GiB): the host mapping fails after the pin. */
+const BAD_HOST_ADDR = 0x1_0000_0000;
+
+/**
+ * Test 3, three times on a host of its own: B maps A's ref (host_map at a bad
+ * address) and, where Xen has dropped A's grant lock after the pin, A
+ * switches version. Returns how many times the switch ran in that window.
+ */
+function lateMapFailure(lab: Lab): number {
+  const l3 = new Lab(501, title);
+  const a = l3.domain('A', { kind: 'pv' });
+  const b = l3.domain('B', { kind: 'pv' });
+  const hv = l3.host.hypervisor;
+  const w = hv.machine.words;
+  const bits = (ref: number) => w.load16(a.dom.xen.gt.statusAddr(ref)) & (GTF_reading | GTF_writing);
+  let hits = 0;
+  const run = (ref: number, to: 1 | 2, what: string) => {
+    let rc: number | null = null;
+    let freed: number[] = [];
+    let lateWrites = 0;
+    const status = a.dom.xen.gt.status.toArray();
+    hv.grantLockDropped = (_op, rd, r) => {
+      if (rc !== null || rd !== a.dom.xen || r !== ref) return;
+      rc = a.setVersion(to);
+      l3.steps.at(-1)!.who = 'A vCPU1';
+      l3.steps.at(-1)!.args += `, during B's map of ref ${ref}`;
+      if (rc === 0 && to === 1) freed = status;
+    };
+    const m = l3.interleave(
+      (_op, addr) => {
+        if (freed.some((mfn) => Math.floor(addr / 4096) === mfn)) lateWrites++;
+      },
+      () => b.map(a, ref, GNTMAP_host_map, BAD_HOST_ADDR),
+    );
+    hv.grantLockDropped = null;
+    if (rc !== null) hits++;
+    lab.expect(m.status === GNTST_general_error, `${what}: the map fails late with general_error`);
+    return { rc, lateWrites };
+  };
+  l3.note("test 3 (third host): B maps A's ref at host_addr 4 GiB, which fails after the pin");
+  // v1 -> v2 with reserved ref 3 pinned: allowed; the bits are cleared in the v2 status word.
+  a.grant(3, b, a.frameOf(0x3000), GTF_permit_access, ' (reserved ref 3)');
+  const r1 = run(3, 2, 'ref 3, A switched to v2');
+  lab.expect(r1.rc === 0 && a.dom.xen.gt.version === 2, 'ref 3: set_version(2) during the map succeeds');
+  lab.expect(
+    a.pin(3) === 0 && bits(3) === 0,
+    'ref 3: pin 0 and the bits clear in the v2 status word (the current location)',
+  );
+  const e1 = a.dom.xen.gt.shaAddr(1);
+  lab.expect(
+    w.load32(e1) === 0 && w.load32(e1 + 8) === 0,
+    "the old v1 location of ref 3's flags (inside v2 entry 1) is not written",
+  );
+  // v2 -> v1: the status frame is freed; the bits are cleared in the v1 flags, nothing is written to it.
+  const r2 = run(3, 1, 'ref 3, A switched to v1');
+  lab.expect(r2.rc === 0 && a.dom.xen.gt.version === 1, 'ref 3: set_version(1) during the map succeeds');
+  lab.expect(a.pin(3) === 0 && bits(3) === 0, 'ref 3: pin 0 and the bits clear in the v1 flags');
+  lab.expect(r2.lateWrites === 0, 'no shared-word step touches the freed status frame after the switch');
+  // A ref from 8 up: the switch is refused while it is pinned.
+  a.grant(10, b, a.frameOf(0x3000), GTF_permit_access);
+  const r3 = run(10, 2, 'ref 10');
+  lab.expect(
+    r3.rc === -XEN_EBUSY && a.dom.xen.gt.version === 1,
+    'ref 10: set_version(2) during the map is refused (-EBUSY); A stays in v1',
+  );
+  lab.expect(a.pin(10) === 0 && bits(10) === 0, 'ref 10: pin 0 and the bits clear');
+  lab.expect(l3.host.checkInvariants().length === 0, 'the invariants hold on that host');
+  lab.steps.push(...l3.steps);
+  return hits;
+}
 
 export const xsa501: XsaEntry = {
   id: 501,
@@ -72,19 +149,22 @@ export const xsa501: XsaEntry = {
     lab.expect(switched === 0 && st2 === GNTST_general_error, 'the transfer fails with general_error');
     lab.expect(lab2.host.hypervisor.frames.owner[mfn] !== rcv.domid, 'the page is not given to R');
     lab.expect(lab2.host.checkInvariants().length === 0, 'the invariants hold on that host');
+    // Test 3: A switches version while B's map of A's reserved ref 3 is between its pin and its
+    // failure (a bad host_addr), where Xen runs without A's grant lock.
+    const t3 = lateMapFailure(lab);
     lab.races.push({
       mode: 'interleaving',
-      window: 'a version switch inside a copy and inside a transfer',
-      target: 2,
-      hits: (during !== null ? 1 : 0) + (switched !== -1 ? 1 : 0),
-      attempts: 2,
+      window: 'a version switch inside a copy, inside a transfer, and inside a map that fails late',
+      target: 5,
+      hits: (during !== null ? 1 : 0) + (switched !== -1 ? 1 : 0) + t3,
+      attempts: 5,
       violations: 0,
     });
-    lab.note('test 3 (a late map failure on a reserved ref while switching) is not run');
     return lab.finish(
       [
         'set_version(1) during a v2 op in flight returns -EAGAIN; the table stays v2; no status word is written after status frames are freed',
         'a transfer whose receiver switched version fails with general_error, and Xen writes nothing into the entry after the switch',
+        "a map that fails late clears the status bits in the current version's location for refs 0-7 (nothing is written to freed status frames); for a ref from 8 up the switch is refused while it is pinned",
       ],
       { statusBits: false },
     );

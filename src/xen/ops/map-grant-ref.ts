@@ -111,6 +111,9 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
   }
   act.pin = (act.pin + pinIncr) >>> 0;
   const mfn = act.mfn;
+  // Xen releases the active entry and rd's read lock here: the mapping is made
+  // without them, and the undo path below takes them again (XSA-501).
+  hv.grantLockDropped?.('map_grant_ref', rd, ref);
 
   // References and the mapping itself (step 11). Every mapping holds a general
   // reference of its own: taken here unless H3 just took it.
