@@ -23,6 +23,7 @@ import {
   words,
 } from './race-harness.ts';
 import { transitiveRoles } from './race-roles-transitive.ts';
+import { versionRoles } from './race-roles-version.ts';
 
 const NOISE = 0x200;
 /** Where dom0 places A's status frame in the XSA-384 race. */
@@ -142,7 +143,7 @@ const roles: Record<string, Role> = {
 };
 
 export default async function main(ctx: GuestContext, a: RaceArgs): Promise<unknown> {
-  const role = roles[a.role] ?? transitiveRoles[a.role];
+  const role = roles[a.role] ?? transitiveRoles[a.role] ?? versionRoles[a.role];
   if (role === undefined) throw new Error(`no race role ${a.role}`);
   const w = words(a);
   // A side that throws stops the race; one that returns (its setup done) leaves it running.

@@ -71,6 +71,24 @@ const SPECS: Record<string, RaceSpec> = {
     ],
     statusBits: false,
   },
+  'xsa-501': {
+    window:
+      "A's set_version(1) inside Xen while B's copy of A's sub-page ref 20 held its pin (the switch refused)",
+    sides: [
+      { name: 'B', role: 'xsa-501-copier', domain: pv },
+      { name: 'A', role: 'xsa-501-switcher', domain: pv },
+    ],
+    smp: "the copy's pin is held inside one hypercall, the switch is another",
+  },
+  'xsa-501-map': {
+    window:
+      "A's set_version inside Xen while B's map of A's reserved ref 3 was between its pin and its late failure",
+    sides: [
+      { name: 'B', role: 'xsa-501-late-mapper', domain: pv },
+      { name: 'A', role: 'xsa-501-reserved-switcher', domain: pv },
+    ],
+    smp: "the map's unlocked stretch is inside one hypercall, the switch is another",
+  },
   'xsa-384': {
     window: "A's set_version and dom0's add_to_physmap of A's status frame inside Xen at the same time",
     sides: [

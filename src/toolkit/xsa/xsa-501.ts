@@ -11,8 +11,9 @@ import { gnttab_set_version } from '../../abi/gnttab-ops.ts';
 import { GNTTABOP_set_version, XEN_EAGAIN, XEN_EBUSY } from '../../abi/hypercall.ts';
 import { GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
+import { threadRace, threadsNeed } from './race.ts';
 import { copyFrom, G1, PAYLOAD, transitiveWorld } from './transitive.ts';
-import type { XsaEntry } from './types.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'version change racing with other operations';
 /** A host_addr no PV address space has (4 GiB): the host mapping fails after the pin. */
@@ -93,10 +94,10 @@ export const xsa501: XsaEntry = {
   op: 'GNTTABOP_set_version / copy / transfer',
   side: 'hypervisor',
   race: true,
-  run: async () => {
+  threadsNeed: threadsNeed('xsa-501')!,
+  run: async (o: XsaRunOptions = {}) => {
     // Test 1: B switches to v1 while C's copy through B's transitive entry is in flight.
     const { lab, a, b, c } = transitiveWorld(501, title);
-    lab.note('no worker-thread run yet: only the fixed interleavings');
     lab.note("test 1: B's other vCPU calls set_version(1) when Xen, with B's lock dropped, reads A's g1");
     b.grantTransitive(2, c, a, G1, GTF_transitive);
     const inner = lab.shaAddr(a, G1);
@@ -160,6 +161,17 @@ export const xsa501: XsaEntry = {
       attempts: 5,
       violations: 0,
     });
+    if (o.threads !== false) {
+      lab.note(
+        "threads, test 1: B copies from A's sub-page ref 20 in batches while A switches to v1 and back",
+      );
+      lab.races.push(await threadRace('xsa-501', lab, o));
+      lab.note("threads, test 3: B maps A's reserved ref 3 at a bad host_addr while A switches v1 <-> v2");
+      lab.races.push(await threadRace('xsa-501-map', lab, o));
+      lab.note(
+        "test 2 (a switch between a transfer's commit and its completion) runs only as the fixed interleaving",
+      );
+    }
     return lab.finish(
       [
         'set_version(1) during a v2 op in flight returns -EAGAIN; the table stays v2; no status word is written after status frames are freed',
