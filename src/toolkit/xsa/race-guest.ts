@@ -22,6 +22,7 @@ import {
   waitReady,
   words,
 } from './race-harness.ts';
+import { transferRoles } from './race-roles-transfer.ts';
 import { transitiveRoles } from './race-roles-transitive.ts';
 import { versionRoles } from './race-roles-version.ts';
 
@@ -143,7 +144,7 @@ const roles: Record<string, Role> = {
 };
 
 export default async function main(ctx: GuestContext, a: RaceArgs): Promise<unknown> {
-  const role = roles[a.role] ?? transitiveRoles[a.role] ?? versionRoles[a.role];
+  const role = roles[a.role] ?? transitiveRoles[a.role] ?? versionRoles[a.role] ?? transferRoles[a.role];
   if (role === undefined) throw new Error(`no race role ${a.role}`);
   const w = words(a);
   // A side that throws stops the race; one that returns (its setup done) leaves it running.

@@ -33,6 +33,8 @@ export const H = {
   ref3: 10,
   /** A second passive side's progress, as seq. */
   seq2: 11,
+  /** Operations the active side saw succeed (for the other side's final check). */
+  done: 12,
 } as const;
 export const HARNESS_WORDS = 16;
 

@@ -62,6 +62,14 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'A', role: 'xsa-396-frontend', domain: { kind: 'hvm', memoryKiB: 1024 } },
     ],
   },
+  'xsa-73': {
+    window: "A's transfer into B and B's copy from its own grant inside Xen at once (both take B's locks)",
+    sides: [
+      { name: 'B', role: 'xsa-73-receiver', domain: { kind: 'pv', memoryKiB: 1024, maxMemoryKiB: 2048 } },
+      { name: 'A', role: 'xsa-73-sender', domain: { kind: 'pv', memoryKiB: 2048 } },
+    ],
+    smp: "the transfer is one hypercall, the copy on the receiver's table another",
+  },
   'xsa-226': {
     window: "B rewrote t (target ref, type) while Xen was inside C's batch of copies through it",
     sides: [
