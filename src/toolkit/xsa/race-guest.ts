@@ -23,7 +23,7 @@ import {
   words,
 } from './race-harness.ts';
 import { transferRoles } from './race-roles-transfer.ts';
-import { transitiveRoles } from './race-roles-transitive.ts';
+import { transitiveRaceRoles, transitiveRoles } from './race-roles-transitive.ts';
 import { versionRoles } from './race-roles-version.ts';
 
 const NOISE = 0x200;
@@ -144,7 +144,12 @@ const roles: Record<string, Role> = {
 };
 
 export default async function main(ctx: GuestContext, a: RaceArgs): Promise<unknown> {
-  const role = roles[a.role] ?? transitiveRoles[a.role] ?? versionRoles[a.role] ?? transferRoles[a.role];
+  const role =
+    roles[a.role] ??
+    transitiveRoles[a.role] ??
+    transitiveRaceRoles[a.role] ??
+    versionRoles[a.role] ??
+    transferRoles[a.role];
   if (role === undefined) throw new Error(`no race role ${a.role}`);
   const w = words(a);
   // A side that throws stops the race; one that returns (its setup done) leaves it running.

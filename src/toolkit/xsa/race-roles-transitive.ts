@@ -1,8 +1,8 @@
-// Worker-thread roles of the transitive-grant races (XSA-226): A (v2) grants
-// two pages to B; B (v2) has a transitive entry t for C onto (A, g1) and keeps
-// rewriting it (target ref, type) from its own thread; C copies from (B, t) in
-// batches. Each side sets up its own table, as guests do, and publishes its
-// refs in the harness words.
+// Worker-thread roles of the transitive-grant races (XSA-226, 318, 411): A
+// (v2) grants pages to B; B (v2) has a transitive entry t for C onto (A, g1)
+// and rewrites it from its own thread; C (and others) copy through it. Each
+// side sets up its own table, as guests do, and publishes its refs in the
+// harness words.
 import { DOMID_SELF } from '../../abi/domid.ts';
 import { GNTCOPY_source_gref, GTF_transitive } from '../../abi/flags.ts';
 import { gnttab_copy } from '../../abi/gnttab-ops.ts';
@@ -12,7 +12,7 @@ import type { GuestContext } from '../../guest/context.ts';
 import { Gnttab } from '../../guest/gnttab/grant-table.ts';
 import { grantTableOp } from '../../guest/hypercall.ts';
 import { GNTTAB_SHARED_VA } from '../../guest/layout.ts';
-import { H, type Role, stopped, tally, waitReady } from './race-harness.ts';
+import { H, overlapped, passive, type Role, stopped, tally, waitReady } from './race-harness.ts';
 
 /** The bytes of A's two granted pages: which one a copy read tells which target t had. */
 export const PAGE_A = 0x5a;
@@ -124,4 +124,118 @@ export const transitiveRoles: Record<string, Role> = {
   'xsa-226-granter': granter,
   'xsa-226-intermediate': intermediate,
   'xsa-226-copier': copier,
+  'xsa-318-granter': granter,
+};
+
+// ---- XSA-318: a copy retried at its first element --------------------------------------------
+
+/** Copies per batch of XSA-318 (the advisory's 3), statuses preset to the sentinel. */
+const BATCH_318 = 3;
+
+/**
+ * One batch from (granter, ref) into `dest`: true when every element came
+ * back with a GNTST status (never the sentinel), an okay one with `byte`
+ * throughout its 16 bytes and a failed one with nothing written.
+ */
+function copySound(
+  ctx: GuestContext,
+  ops: readonly Record<string, number>[],
+  dest: number,
+  byte: number,
+): { sound: boolean; okay: number } {
+  ctx.mem.fill(dest, ops.length * LEN, 0);
+  const r = grantTableOp(ctx, GNTTABOP_copy, gnttab_copy, ops);
+  let sound = r.rc === 0;
+  let okay = 0;
+  r.out.forEach((o, i) => {
+    const got = ctx.mem.read(dest + i * LEN, LEN);
+    if (!isGntst(o.status)) sound = false;
+    else if (o.status === GNTST_okay) {
+      okay++;
+      if (got.some((x) => x !== byte)) sound = false;
+    } else if (got.some((x) => x !== 0)) sound = false;
+  });
+  return { sound, okay };
+}
+
+function copyOps(src: number, srcDomid: number, destFrame: number, n: number, status = 0) {
+  return Array.from({ length: n }, (_, i) => ({
+    source_u: src,
+    source_domid: srcDomid,
+    source_offset: 0,
+    dest_u: destFrame,
+    dest_domid: DOMID_SELF,
+    dest_offset: i * LEN,
+    len: LEN,
+    flags: GNTCOPY_source_gref,
+    status,
+  }));
+}
+
+/**
+ * XSA-318, B: t onto (A, g1), its grantee switched between C and C2 for ever,
+ * so C2's copies pin t now and then: Xen retries C's element when t's pin
+ * changed while B's lock was dropped, which needs C2's copy inside Xen then.
+ */
+async function grantee318(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 2);
+  await waitReady(ctx, w, 1);
+  const t = gt.grantForeignAccessTrans(a.domids.C!, 0, a.domids.A!, Atomics.load(w, H.ref));
+  if (t < 0) throw new Error(`grant_foreign_access_trans: ${t}`);
+  Atomics.store(w, H.ref3, t);
+  Atomics.add(w, H.ready, 1);
+  const entry = GNTTAB_SHARED_VA + t * 16;
+  let n = 0;
+  while (!stopped(w)) {
+    ctx.mem.store16(entry + 2, (n & 1) === 0 ? a.domids.C2! : a.domids.C!);
+    if ((++n & 255) === 0) await ctx.clock.sleep(0);
+  }
+  ctx.mem.store16(entry + 2, a.domids.C!);
+  return n;
+}
+
+/** XSA-318, C2: copies from (B, t) for ever; A's bytes, or general_error while t names C. */
+async function second318(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 1);
+  const dest = gt.pages.alloc();
+  await waitReady(ctx, w, 2);
+  const ops = copyOps(Atomics.load(w, H.ref3), a.domids.B!, gt.pages.gfnOf(dest), 1);
+  Atomics.add(w, H.ready, 1);
+  return passive(ctx, w, () => {
+    if (!copySound(ctx, ops, dest, PAGE_A).sound) Atomics.add(w, H.violations, 1);
+  });
+}
+
+/**
+ * XSA-318, C: batches of 3 copies through (B, t), statuses preset to the
+ * sentinel: at return every status is written and a GNTST value, rc 0. A hit
+ * is a batch while C2's copy was inside Xen.
+ */
+async function batch318(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 1);
+  const dest = gt.pages.alloc();
+  await waitReady(ctx, w, 3);
+  const ops = copyOps(Atomics.load(w, H.ref3), a.domids.B!, gt.pages.gfnOf(dest), BATCH_318, SENTINEL);
+  let n = 0;
+  let okay = 0;
+  while (!stopped(w)) {
+    let sound = false;
+    const hit = overlapped(w, () => {
+      const r = copySound(ctx, ops, dest, PAGE_A);
+      sound = r.sound;
+      okay += r.okay;
+    });
+    if (!sound) Atomics.add(w, H.violations, 1);
+    tally(w, a, hit);
+    if ((++n & 63) === 0) await ctx.clock.sleep(0);
+  }
+  // A harness whose copies never went through would check nothing.
+  if (okay === 0) Atomics.add(w, H.violations, 1);
+  return n;
+}
+
+export const transitiveRaceRoles: Record<string, Role> = {
+  'xsa-318-grantee': grantee318,
+  'xsa-318-second': second318,
+  'xsa-318-batch': batch318,
 };

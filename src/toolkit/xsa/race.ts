@@ -97,6 +97,18 @@ const SPECS: Record<string, RaceSpec> = {
     ],
     smp: "the map's unlocked stretch is inside one hypercall, the switch is another",
   },
+  'xsa-318': {
+    window:
+      "C's batch of 3 copies through (B, t) inside Xen while C2's copy through t (B switches t's grantee between them) held its pin",
+    sides: [
+      { name: 'A', role: 'xsa-318-granter', domain: pv },
+      { name: 'B', role: 'xsa-318-grantee', domain: pv },
+      { name: 'C2', role: 'xsa-318-second', domain: pv },
+      { name: 'C', role: 'xsa-318-batch', domain: pv },
+    ],
+    statusBits: false,
+    smp: "Xen retries C's element when t's pin changed while B's lock was dropped: another copy's pin, inside another hypercall",
+  },
   'xsa-384': {
     window: "A's set_version and dom0's add_to_physmap of A's status frame inside Xen at the same time",
     sides: [

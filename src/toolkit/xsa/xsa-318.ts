@@ -2,8 +2,9 @@
 // no status written.
 import { GTF_transitive } from '../../abi/flags.ts';
 import { isGntst } from '../../abi/status.ts';
+import { threadRace, threadsNeed } from './race.ts';
 import { copyFrom, T, transitiveWorld } from './transitive.ts';
-import type { XsaEntry } from './types.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'wrong continuation handling in copy';
 const SENTINEL = 0x7777;
@@ -15,9 +16,9 @@ export const xsa318: XsaEntry = {
   op: 'GNTTABOP_copy (continuation)',
   side: 'hypervisor',
   race: true,
-  run: async () => {
+  threadsNeed: threadsNeed('xsa-318')!,
+  run: async (o: XsaRunOptions = {}) => {
     const { lab, b, c } = transitiveWorld(318, title);
-    lab.note('no worker-thread run: the element-0 retry needs a step placed inside one hypercall');
     lab.note(`C's batch of 3 copies through (B, t), each status preset to 0x${SENTINEL.toString(16)}`);
     lab.note('fixed interleaving: B rewrites t when Xen first reads it in element 0');
     lab.note(
@@ -50,6 +51,7 @@ export const xsa318: XsaEntry = {
       attempts: 1,
       violations: 0,
     });
+    if (o.threads !== false) lab.races.push(await threadRace('xsa-318', lab, o));
     return lab.finish(
       [
         'the hypercall does not return until every element has been processed',
