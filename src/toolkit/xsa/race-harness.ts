@@ -35,6 +35,7 @@ export const H = {
   seq2: 11,
   /** Operations the active side saw succeed (for the other side's final check). */
   done: 12,
+  ref4: 13,
 } as const;
 export const HARNESS_WORDS = 16;
 

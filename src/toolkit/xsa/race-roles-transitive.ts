@@ -234,8 +234,97 @@ async function batch318(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array
   return n;
 }
 
+// ---- XSA-411: two transitive copies, each through the other's intermediate --------------------
+
+/**
+ * XSA-411, A (v2): g1 (ref 10's page, PAGE_A) to B; once B's ref for A is
+ * published, a transitive entry for D onto it; then rewrites that entry's
+ * target now and then (to an empty ref and back) to push Xen onto its error
+ * paths.
+ */
+async function a411(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 2);
+  const page = gt.pages.alloc();
+  ctx.mem.fill(page, 4096, PAGE_A);
+  Atomics.store(w, H.ref, gt.grantForeignAccess(a.domids.B!, gt.pages.gfnOf(page), false));
+  Atomics.add(w, H.ready, 1);
+  while (Atomics.load(w, H.ref2) <= 0 && !stopped(w)) await ctx.clock.sleep(1);
+  const target = Atomics.load(w, H.ref2);
+  const t = gt.grantForeignAccessTrans(a.domids.D!, 0, a.domids.B!, target);
+  if (t < 0) throw new Error(`grant_foreign_access_trans: ${t}`);
+  Atomics.store(w, H.ref3, t);
+  Atomics.add(w, H.ready, 1);
+  return rewriteTarget(ctx, w, GNTTAB_SHARED_VA + t * 16, target);
+}
+
+/** XSA-411, B (v2): its page (PAGE_B) to A; t for C onto (A, g1); then rewrites t's target likewise. */
+async function b411(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 2);
+  const page = gt.pages.alloc();
+  ctx.mem.fill(page, 4096, PAGE_B);
+  await waitReady(ctx, w, 1);
+  const g1 = Atomics.load(w, H.ref);
+  const t = gt.grantForeignAccessTrans(a.domids.C!, 0, a.domids.A!, g1);
+  if (t < 0) throw new Error(`grant_foreign_access_trans: ${t}`);
+  Atomics.store(w, H.ref4, t);
+  Atomics.store(w, H.ref2, gt.grantForeignAccess(a.domids.A!, gt.pages.gfnOf(page), false));
+  Atomics.add(w, H.ready, 1);
+  return rewriteTarget(ctx, w, GNTTAB_SHARED_VA + t * 16, g1);
+}
+
+/** Points a transitive entry at an empty ref and back, every 64th step, until the race stops. */
+async function rewriteTarget(ctx: GuestContext, w: Int32Array, entry: number, target: number) {
+  let n = 0;
+  while (!stopped(w)) {
+    ctx.mem.store32(entry + 8, (n & 64) === 0 ? target : target ^ 0x40);
+    if ((++n & 63) === 0) await ctx.clock.sleep(0);
+  }
+  ctx.mem.store32(entry + 8, target);
+  return n;
+}
+
+/** XSA-411, C: copies through (B, t) for ever: PAGE_A, or a GNTST error with nothing written. */
+async function c411(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 1);
+  const dest = gt.pages.alloc();
+  await waitReady(ctx, w, 3);
+  const ops = copyOps(Atomics.load(w, H.ref4), a.domids.B!, gt.pages.gfnOf(dest), 1);
+  Atomics.add(w, H.ready, 1);
+  return passive(ctx, w, () => {
+    if (!copySound(ctx, ops, dest, PAGE_A).sound) Atomics.add(w, H.violations, 1);
+  });
+}
+
+/** XSA-411, D: copies through (A, 21); a hit is a copy while C's was inside Xen. */
+async function d411(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx, 1);
+  const dest = gt.pages.alloc();
+  await waitReady(ctx, w, 4);
+  const ops = copyOps(Atomics.load(w, H.ref3), a.domids.A!, gt.pages.gfnOf(dest), 1);
+  let n = 0;
+  let okay = 0;
+  while (!stopped(w)) {
+    let sound = false;
+    const hit = overlapped(w, () => {
+      const r = copySound(ctx, ops, dest, PAGE_B);
+      sound = r.sound;
+      okay += r.okay;
+    });
+    if (!sound) Atomics.add(w, H.violations, 1);
+    tally(w, a, hit);
+    if ((++n & 63) === 0) await ctx.clock.sleep(0);
+  }
+  // A harness whose copies never went through would check nothing.
+  if (okay === 0) Atomics.add(w, H.violations, 1);
+  return n;
+}
+
 export const transitiveRaceRoles: Record<string, Role> = {
   'xsa-318-grantee': grantee318,
   'xsa-318-second': second318,
   'xsa-318-batch': batch318,
+  'xsa-411-a': a411,
+  'xsa-411-b': b411,
+  'xsa-411-c': c411,
+  'xsa-411-d': d411,
 };

@@ -109,6 +109,18 @@ const SPECS: Record<string, RaceSpec> = {
     statusBits: false,
     smp: "Xen retries C's element when t's pin changed while B's lock was dropped: another copy's pin, inside another hypercall",
   },
+  'xsa-411': {
+    window:
+      "C's copy through (B, t) and D's through (A, 21) inside Xen at once, each taking the other's intermediate's grant lock",
+    sides: [
+      { name: 'A', role: 'xsa-411-a', domain: pv },
+      { name: 'B', role: 'xsa-411-b', domain: pv },
+      { name: 'C', role: 'xsa-411-c', domain: pv },
+      { name: 'D', role: 'xsa-411-d', domain: pv },
+    ],
+    statusBits: false,
+    smp: 'a deadlock needs the two copies, two hypercalls, inside Xen at the same time',
+  },
   'xsa-384': {
     window: "A's set_version and dom0's add_to_physmap of A's status frame inside Xen at the same time",
     sides: [

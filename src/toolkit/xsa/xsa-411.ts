@@ -4,8 +4,9 @@ import { GTF_permit_access, GTF_transitive } from '../../abi/flags.ts';
 import { GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
 import { held, nestedPairs, withLockChecker } from './lock-order.ts';
+import { threadRace, threadsNeed } from './race.ts';
 import { copyFrom } from './transitive.ts';
-import type { XsaEntry } from './types.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'lock-order inversion on the transitive copy error path';
 
@@ -16,14 +17,14 @@ export const xsa411: XsaEntry = {
   op: 'GNTTABOP_copy (transitive retry)',
   side: 'hypervisor',
   race: true,
-  run: () =>
+  threadsNeed: threadsNeed('xsa-411')!,
+  run: (o: XsaRunOptions = {}) =>
     withLockChecker(async () => {
       const lab = new Lab(411, title);
       const a = lab.domain('A', { kind: 'pv', version: 2 });
       const b = lab.domain('B', { kind: 'pv', version: 2 });
       const c = lab.domain('C', { kind: 'pv' });
       const d = lab.domain('D', { kind: 'pv' });
-      lab.note('no worker-thread run yet: only the fixed interleaving, with the lock checker on');
       lab.note("Xen's lock-order checker is on: a second grant-table lock, or an inversion, is refused");
       a.grant(10, b, a.frameOf(0x3000), GTF_permit_access);
       b.grantTransitive(20, c, a, 10, GTF_transitive);
@@ -35,11 +36,14 @@ export const xsa411: XsaEntry = {
       const shas = new Set([lab.shaAddr(a, 10), lab.shaAddr(b, 20), lab.shaAddr(b, 11), lab.shaAddr(a, 21)]);
       const u32 = lab.host.hypervisor.machine.words.u32;
       let twoGrantLocks = 0;
+      let locksSeen = 0;
       let rewrites = 0;
       // At each of Xen's steps on these entries: look at the locks held; the intermediates rewrite
       // their transitive entry's target now and then to push Xen onto its error paths.
       const at = (_op: string, addr: number) => {
-        if (held().filter((l) => l.startsWith('grant_table')).length > 1) twoGrantLocks++;
+        const h = held();
+        locksSeen += h.length;
+        if (h.filter((l) => l.startsWith('grant_table')).length > 1) twoGrantLocks++;
         if (!shas.has(addr)) return;
         rewrites++;
         const t = rewrites % 3 === 0 ? lab.shaAddr(b, 20) : rewrites % 3 === 1 ? lab.shaAddr(a, 21) : -1;
@@ -61,6 +65,10 @@ export const xsa411: XsaEntry = {
         okC > 0 && okD > 0,
         `copies finish: ${okC} of C's, ${okD} of D's went through, the rest failed with a status`,
       );
+      if (locksSeen === 0 && nestedPairs().length === 0)
+        lab.note(
+          "the lock checks hold vacuously today: the hypervisor's ops take none of Xen's locks yet (xen/locks.ts; they come with the SMP hypervisor, issue 8)",
+        );
       lab.races.push({
         mode: 'interleaving',
         window: "an intermediate rewrites its transitive entry at Xen's steps on it",
@@ -69,6 +77,7 @@ export const xsa411: XsaEntry = {
         attempts: 40,
         violations: twoGrantLocks,
       });
+      if (o.threads !== false) lab.races.push(await threadRace('xsa-411', lab, o));
       return lab.finish(
         [
           'no deadlock: every copy finishes or is retried',
