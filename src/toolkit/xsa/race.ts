@@ -39,10 +39,18 @@ interface RaceSpec {
   statusBits?: boolean;
   /** The window needs two hypercalls inside Xen at once: why (see the header). */
   smp?: string;
+  /**
+   * Both sides are vCPUs of one domain: a WorkerHost runs one thread per
+   * domain, so there is no harness yet (sides is empty) and nothing is run.
+   */
+  oneDomain?: boolean;
 }
 
 /** What a race whose window lies between two hypercalls needs. */
 export const NEEDS_SMP = 'the SMP hypervisor (issue 8: hypercalls run in the calling thread)';
+/** What a race between two vCPUs of one domain needs besides. */
+export const NEEDS_VCPU_THREADS =
+  'a domain with two vCPU threads (a WorkerHost runs one worker per domain, so no harness yet)';
 
 const pv: DomainOptions = { kind: 'pv', memoryKiB: 1024 };
 
@@ -121,6 +129,19 @@ const SPECS: Record<string, RaceSpec> = {
     statusBits: false,
     smp: 'a deadlock needs the two copies, two hypercalls, inside Xen at the same time',
   },
+  'xsa-218': {
+    window: "B's two unmaps of one grant (or of one handle's host and device parts) inside Xen at once",
+    sides: [],
+    oneDomain: true,
+    smp: 'the two unmaps are two hypercalls of two vCPUs of B',
+  },
+  'xsa-228': {
+    window:
+      "B's vCPU1 stealing a maptrack handle from vCPU0's free list while vCPU0 frees one, inside Xen at once",
+    sides: [],
+    oneDomain: true,
+    smp: 'the map and the unmap are two hypercalls of two vCPUs of B',
+  },
   'xsa-384': {
     window: "A's set_version and dom0's add_to_physmap of A's status frame inside Xen at the same time",
     sides: [
@@ -133,8 +154,9 @@ const SPECS: Record<string, RaceSpec> = {
 
 /** Why race `name`'s worker half cannot hit its window on `WorkerHost` today, if it cannot. */
 export function threadsNeed(name: string): string | undefined {
-  const smp = SPECS[name]?.smp;
-  return smp === undefined ? undefined : `${NEEDS_SMP}: ${smp}`;
+  const spec = SPECS[name];
+  if (spec?.smp === undefined) return undefined;
+  return `${NEEDS_SMP}${spec.oneDomain === true ? ` and ${NEEDS_VCPU_THREADS}` : ''}: ${spec.smp}`;
 }
 
 /** Module of the race roles, beside this file (.ts in a checkout, .js when built). */
@@ -153,6 +175,11 @@ export async function threadRace(name: string, lab: Lab, o: XsaRunOptions = {}):
   const spec = SPECS[name];
   if (spec === undefined) throw new Error(`no thread race ${name}`);
   const hits = o.hits ?? DEFAULT_HITS;
+  if (spec.oneDomain === true) {
+    const needs = threadsNeed(name)!;
+    lab.note(`threads: not run; the window needs ${needs}`);
+    return { mode: 'threads', window: spec.window, target: hits, hits: 0, attempts: 0, violations: 0, needs };
+  }
   // Not `await using`: from a checkout, Node 22 runs these sources by stripping
   // types (a worker's guest importing 'gnttab'), and its V8 has no `using`.
   const wh = await WorkerHost.start({ memoryMiB: 16 });

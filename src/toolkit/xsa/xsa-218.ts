@@ -3,7 +3,8 @@
 import { GNTMAP_device_map, GNTMAP_host_map, GTF_permit_access } from '../../abi/flags.ts';
 import { GNTST_bad_handle, GNTST_okay } from '../../abi/status.ts';
 import { Lab, MAP_VA } from './lab.ts';
-import type { XsaEntry } from './types.ts';
+import { threadRace, threadsNeed } from './race.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'races in unmap';
 
@@ -14,7 +15,8 @@ export const xsa218: XsaEntry = {
   op: 'GNTTABOP_unmap_grant_ref',
   side: 'hypervisor',
   race: true,
-  run: async () => {
+  threadsNeed: threadsNeed('xsa-218')!,
+  run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(218, title);
     const a = lab.domain('A', { kind: 'pv' });
     const b = lab.domain('B', { kind: 'pv', vcpus: 2 });
@@ -83,6 +85,7 @@ export const xsa218: XsaEntry = {
     );
     b.unmap(n1.handle, MAP_VA);
     b.unmap(n2.handle, MAP_VA + 4096);
+    if (o.threads !== false) lab.races.push(await threadRace('xsa-218', lab, o));
     return lab.finish([
       "A's GTF_reading/GTF_writing clear only after both unmaps complete",
       'at no observable point are the flags clear while act.pin != 0',

@@ -2,7 +2,8 @@
 import { GNTMAP_host_map, GNTMAP_readonly, GTF_permit_access, GTF_readonly } from '../../abi/flags.ts';
 import { GNTST_no_space, GNTST_okay } from '../../abi/status.ts';
 import { Lab, MAP_VA } from './lab.ts';
-import type { XsaEntry } from './types.ts';
+import { threadRace, threadsNeed } from './race.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'races on the maptrack free list';
 const REFS = 8;
@@ -14,7 +15,8 @@ export const xsa228: XsaEntry = {
   op: 'GNTTABOP_map_grant_ref (maptrack steal)',
   side: 'hypervisor',
   race: true,
-  run: async () => {
+  threadsNeed: threadsNeed('xsa-228')!,
+  run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(228, title);
     const a = lab.domain('A', { kind: 'pv' });
     const b = lab.domain('B', { kind: 'pv', vcpus: 2, maxMaptrackFrames: 1, memoryKiB: 2048 });
@@ -87,6 +89,7 @@ export const xsa228: XsaEntry = {
       attempts: 64,
       violations: dup,
     });
+    if (o.threads !== false) lab.races.push(await threadRace('xsa-228', lab, o));
     return lab.finish([
       'no handle is ever handed out twice; every live handle is unique',
       'once every mapping is unmapped, the free lists hold every allocated handle exactly once',
