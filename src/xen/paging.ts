@@ -70,13 +70,14 @@ export function makePte(mfn: number, flags: number): number {
 /** Allocates (and zeroes) a frame for the hypervisor's own use, or -1. */
 export type TableFrameAllocator = () => number;
 
-/** A two-level translation table in machine memory. */
+/**
+ * A two-level translation table in machine memory. The root's entries say
+ * which leaves exist, so every thread that walks it sees the same table.
+ */
 class TwoLevelTable {
   readonly root: number;
   private readonly machine: MachineMemory;
   private readonly alloc: TableFrameAllocator;
-  /** Leaf frames in use, by root index. */
-  private readonly leaves = new Map<number, number>();
 
   constructor(machine: MachineMemory, alloc: TableFrameAllocator) {
     this.machine = machine;
@@ -86,9 +87,25 @@ class TwoLevelTable {
     this.root = root;
   }
 
+  /** The leaf frame for root slot i, or -1. */
+  private leaf(i: number): number {
+    const e = readTableEntry(this.machine, this.root, i);
+    return (e & PTE_PRESENT) === 0 ? -1 : e >>> XEN_PAGE_SHIFT;
+  }
+
+  /** The leaves in use, [root index, frame], lowest index first. */
+  private leaves(): [number, number][] {
+    const out: [number, number][] = [];
+    for (let i = 0; i < MMU_ENTRIES; i++) {
+      const leaf = this.leaf(i);
+      if (leaf >= 0) out.push([i, leaf]);
+    }
+    return out;
+  }
+
   /** Every frame the table occupies (root and leaves). */
   frames(): number[] {
-    return [this.root, ...this.leaves.values()];
+    return [this.root, ...this.leaves().map(([, leaf]) => leaf)];
   }
 
   raw(pfn: number): number {
@@ -98,18 +115,17 @@ class TwoLevelTable {
   /** Makes sure the leaf for `pfn` exists; false when no frame could be had. */
   ensure(pfn: number): boolean {
     const i = pfn >>> 10;
-    if (this.leaves.has(i)) return true;
+    if (this.leaf(i) >= 0) return true;
     const leaf = this.alloc();
     if (leaf < 0) return false;
-    this.leaves.set(i, leaf);
     writeTableEntry(this.machine, this.root, i, leaf * XEN_PAGE_SIZE + PTE_PRESENT);
     return true;
   }
 
   /** Writes the entry for `pfn`; a non-zero entry needs its leaf (ensure) first. */
   write(pfn: number, entry: number): void {
-    const leaf = this.leaves.get(pfn >>> 10);
-    if (leaf === undefined) {
+    const leaf = this.leaf(pfn >>> 10);
+    if (leaf < 0) {
       if (entry === 0) return;
       throw new Error(`page table: no leaf for page ${pfn} (ensure() was not called)`);
     }
@@ -117,7 +133,7 @@ class TwoLevelTable {
   }
 
   *entries(): IterableIterator<[number, number]> {
-    for (const [i, leaf] of [...this.leaves.entries()].sort((a, b) => a[0] - b[0])) {
+    for (const [i, leaf] of this.leaves()) {
       for (let j = 0; j < MMU_ENTRIES; j++) {
         const e = readTableEntry(this.machine, leaf, j);
         if (e !== 0) yield [i * MMU_ENTRIES + j, e];
