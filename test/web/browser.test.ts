@@ -3,7 +3,9 @@
 // follow the host: domains and entries appear, an entry's flags gain
 // reading|writing when the backend maps it (Xen's _set_status_v1 sets
 // GTF_reading/GTF_writing on a writable map), the mapping arrow appears and
-// goes after the unmap, and the page's sequence number reaches the server's.
+// goes after the unmap; the timeline, paused, stays as it was while hypercalls
+// come, scrubs back to earlier records and, resumed, follows the host again; and
+// the page's sequence number, records and totals reach the server's.
 // Every wait is for a condition; the timeouts only guard against a hang.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -64,8 +66,22 @@ describe('gnttab serve in chromium (the paced demo)', {
     rmSync(profile, { recursive: true, force: true });
   });
 
-  it('shows the domains and entries; flags gain reading|writing on map; the arrow comes and goes; the page keeps up', async () => {
+  it('shows the domains and entries; flags gain reading|writing on map; the arrow comes and goes; the timeline pauses, scrubs back and resumes; the page keeps up', async () => {
     page.setDefaultTimeout(GUARD);
+    const status = async () =>
+      (await (await fetch(`${url}api/status`)).json()) as {
+        seq: number;
+        hypercalls: number;
+        records: number;
+        lost: number;
+      };
+    /** Until the page has had every message up to `seq`. */
+    const caughtUp = (seq: number) =>
+      page.waitForFunction(
+        (n) => Number(document.querySelector('[data-testid="seq"]')?.getAttribute('data-seq')) >= n,
+        seq,
+        { timeout: GUARD },
+      );
     await page.goto(url);
     // Both domains: d0 the backend (the first domain is dom0), d1 the frontend.
     await page.getByTestId('domain-d0').waitFor();
@@ -99,6 +115,19 @@ describe('gnttab serve in chromium (the paced demo)', {
     assert.match((await page.getByTestId('entry-detail').textContent()) ?? '', /GTF_reading/);
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'web-view.png'), fullPage: true });
+    // Pausing the timeline freezes what it shows: the records, the lanes, the counts.
+    const timeline = page.getByTestId('timeline');
+    const pause = page.getByTestId('pause');
+    const num = async (testid: string, attr: string) =>
+      Number(await page.getByTestId(testid).getAttribute(attr));
+    await pause.click();
+    assert.equal(await pause.textContent(), 'resume');
+    assert.equal(await timeline.getAttribute('data-paused'), '1');
+    const frozen = await timeline.innerHTML();
+    const frozenRecords = await num('timeline', 'data-records');
+    const frozenLast = await num('timeline', 'data-last');
+    const frozenCalls = await num('total-calls', 'data-calls');
+    assert.ok(frozenRecords > 0 && frozenCalls > 0);
     // The backend unmaps (vchan close): the arrow goes, the flags lose reading|writing.
     await arrow.waitFor({ state: 'detached' });
     await page.waitForFunction(
@@ -109,22 +138,63 @@ describe('gnttab serve in chromium (the paced demo)', {
       `entry-d1-${ref}`,
       { timeout: GUARD, polling: 50 },
     );
-    // The page keeps up: once the demo has ended, its sequence number reaches the server's.
+    // New hypercalls since the pause, and the page has had them (its sequence number has
+    // reached the server's), yet the timeline shows what it showed.
+    const during = await status();
+    assert.ok(
+      during.hypercalls > frozenCalls,
+      `${during.hypercalls} hypercalls, ${frozenCalls} at the pause`,
+    );
+    await caughtUp(during.seq);
+    assert.equal(await timeline.innerHTML(), frozen);
+    // Scrubbing back: the window ends earlier and shows the earlier records, with the
+    // hypervisor's counts as they stood then.
+    await page.getByTestId('scrub').fill('0');
+    await page.waitForFunction(
+      (last) => Number(document.querySelector('[data-testid="timeline"]')?.getAttribute('data-end')) < last,
+      frozenLast,
+      { timeout: GUARD, polling: 50 },
+    );
+    const end = await num('timeline', 'data-end');
+    const shownLast = await num('timeline', 'data-last');
+    assert.ok(
+      shownLast <= end && shownLast < frozenLast,
+      `last shown ${shownLast}, end ${end}, frozen ${frozenLast}`,
+    );
+    assert.ok((await num('timeline', 'data-shown')) > 0);
+    assert.equal(await num('timeline', 'data-records'), frozenRecords);
+    assert.notEqual(await page.getByTestId('timeline-last').textContent(), '');
+    assert.ok((await num('total-calls', 'data-calls')) <= frozenCalls);
+    assert.match(
+      (await page.getByTestId('hypercall-totals').textContent()) ?? '',
+      /, as of \d\d:\d\d:\d\d\.\d{3}\./,
+    );
+    // Resuming follows the host again: the records that came during the pause are there.
+    await pause.click();
+    assert.equal(await pause.textContent(), 'pause');
+    assert.equal(await timeline.getAttribute('data-paused'), '0');
+    assert.ok((await num('timeline', 'data-records')) > frozenRecords);
+    assert.ok((await num('timeline', 'data-last')) > frozenLast);
+    assert.ok((await num('total-calls', 'data-calls')) >= during.hypercalls);
+    // The page keeps up: once the demo has ended, its sequence number reaches the server's,
+    // its timeline holds every record the server sent and its totals are the hypervisor's.
     await new Promise<void>((resolve) => {
       const check = () => (/the demo has ended/.test(server!.stdout()) ? resolve() : setTimeout(check, 100));
       check();
     });
-    const status = (await (await fetch(`${url}api/status`)).json()) as { seq: number; hypercalls: number };
-    assert.ok(status.hypercalls > 0);
-    await page.waitForFunction(
-      (seq) => Number(document.querySelector('[data-testid="seq"]')?.getAttribute('data-seq')) >= seq,
-      status.seq,
-      { timeout: GUARD },
-    );
-    // The timeline has the hypercalls, and pausing freezes it.
-    await page.getByTestId('pause').click();
-    assert.equal(await page.getByTestId('pause').textContent(), 'resume');
-    assert.match((await page.getByTestId('timeline').textContent()) ?? '', /grant_table_op\/map_grant_ref/);
+    // (The server drains the ring's last records at its next ticks: until the page has what
+    // the server last said it sent, look again.)
+    let final = await status();
+    for (;;) {
+      await caughtUp(final.seq);
+      const shown = [await num('timeline', 'data-records'), await num('total-calls', 'data-calls')];
+      if (shown[0] === final.records && shown[1] === final.hypercalls) break;
+      await new Promise((r) => setTimeout(r, 100));
+      final = await status();
+    }
+    assert.ok(final.hypercalls > 0);
+    assert.equal(await num('hypercall-totals', 'data-lost'), final.lost);
+    assert.match((await timeline.textContent()) ?? '', /grant_table_op\/map_grant_ref/);
     // Read-only: anything but GET is refused.
     assert.equal((await fetch(`${url}api/state`, { method: 'POST' })).status, 405);
   });
