@@ -3,6 +3,7 @@
 // race-harness.ts. This module is what each worker loads: the roles of
 // XSA-295, 396 and 384 are here, the others in race-roles-*.ts.
 
+import { DOMID_SELF } from '../../abi/domid.ts';
 import { XEN_EINVAL, XENMAPIDX_grant_table_status, XENMAPSPACE_grant_table } from '../../abi/hypercall.ts';
 import { GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { GuestContext } from '../../guest/context.ts';
@@ -27,6 +28,9 @@ import { transitiveRaceRoles, transitiveRoles } from './race-roles-transitive.ts
 import { versionRoles } from './race-roles-version.ts';
 
 const NOISE = 0x200;
+/** XSA-379: the two GFNs A's status frame 0 is placed at, by A itself and by dom0. */
+const GFN_X = 0xd0010;
+const GFN_Y = 0xd0020;
 /** Where dom0 places A's status frame in the XSA-384 race. */
 const STATUS_GFN = 0xd0040;
 
@@ -124,6 +128,30 @@ const roles: Record<string, Role> = {
         if (rc !== 0) Atomics.add(w, H.violations, 1);
       }
     });
+  },
+  /** XSA-379, A (HVM, v2): places its own status frame 0 at GFN X for ever; each placement 0. */
+  async 'xsa-379-self'(ctx, _a, w) {
+    if (setVersion(ctx, 2).rc !== 0) throw new Error('set_version(2) failed');
+    Atomics.add(w, H.ready, 1);
+    return passive(ctx, w, () => {
+      const rc = addToPhysmap(ctx, DOMID_SELF, XENMAPSPACE_grant_table, XENMAPIDX_grant_table_status, GFN_X);
+      if (rc !== 0) Atomics.add(w, H.violations, 1);
+    });
+  },
+  /** XSA-379, dom0: places A's status frame 0 at GFN Y; a hit overlaps A's placement. */
+  async 'xsa-379-other'(ctx, a, w) {
+    await waitReady(ctx, w, 1);
+    let n = 0;
+    while (!stopped(w)) {
+      let rc = 0;
+      const hit = overlapped(w, () => {
+        rc = addToPhysmap(ctx, a.peer, XENMAPSPACE_grant_table, XENMAPIDX_grant_table_status, GFN_Y);
+      });
+      if (rc !== 0) Atomics.add(w, H.violations, 1);
+      tally(w, a, hit);
+      if ((++n & 1023) === 0) await ctx.clock.sleep(0);
+    }
+    return n;
   },
   /** XSA-384/486, dom0: places A's status frame 0 in A's P2M; a hit overlaps a switch. */
   async 'xsa-384-placer'(ctx, a, w) {

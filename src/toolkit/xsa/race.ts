@@ -142,6 +142,14 @@ const SPECS: Record<string, RaceSpec> = {
     oneDomain: true,
     smp: 'the map and the unmap are two hypercalls of two vCPUs of B',
   },
+  'xsa-379': {
+    window: "A's and dom0's add_to_physmap of A's status frame 0 (at X and at Y) inside Xen at once",
+    sides: [
+      { name: 'A', role: 'xsa-379-self', domain: { kind: 'hvm', memoryKiB: 1024 } },
+      { name: 'dom0', role: 'xsa-379-other', domain: pv },
+    ],
+    smp: "the two placements are two hypercalls (of A's two vCPUs in the advisory; here A and dom0)",
+  },
   'xsa-384': {
     window: "A's set_version and dom0's add_to_physmap of A's status frame inside Xen at the same time",
     sides: [

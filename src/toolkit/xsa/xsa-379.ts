@@ -1,7 +1,8 @@
 // XSA-379 (2021): a v2 status page placed at more than one GFN.
 import { XENMAPIDX_grant_table_status } from '../../abi/hypercall.ts';
 import { Lab, type LabDomain } from './lab.ts';
-import type { XsaEntry } from './types.ts';
+import { threadRace, threadsNeed } from './race.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'v2 status pages mapped at more than one GFN';
 export const GFN_X = 0xd0010;
@@ -21,7 +22,9 @@ export const xsa379: XsaEntry = {
   title,
   op: 'XENMEM_add_to_physmap (XENMAPSPACE_grant_table)',
   side: 'hypervisor',
-  run: async () => {
+  race: true,
+  threadsNeed: threadsNeed('xsa-379')!,
+  run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(379, title);
     const a = lab.domain('A', { kind: 'hvm', version: 2, vcpus: 2 });
     const status = a.dom.xen.gt.status.get(0);
@@ -49,6 +52,15 @@ export const xsa379: XsaEntry = {
     const rc = a.setVersion(1);
     lab.expect(rc === 0, 'set_version(1) succeeds');
     lab.expect(gfnsOf(a, status).length === 0, 'after it no GFN of A refers to the freed status page');
+    lab.races.push({
+      mode: 'interleaving',
+      window: "vCPU0's and vCPU1's requests for the same status frame, in turn",
+      target: ROUNDS,
+      hits: ROUNDS,
+      attempts: ROUNDS,
+      violations: atMostOne && moved ? 0 : 1,
+    });
+    if (o.threads !== false) lab.races.push(await threadRace('xsa-379', lab, o));
     return lab.finish([
       'at any moment the status page appears at no more than one GFN; the later request moves it',
       "after set_version(1) no GFN in A's P2M refers to a freed page",
