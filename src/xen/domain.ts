@@ -3,8 +3,18 @@ import { DOMID_IO } from '../abi/domid.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from '../machine/machine-memory.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, EventChannelTable } from './event-channel.ts';
+import type { FrameTable } from './frame-table.ts';
 import type { GrantTable } from './grant-table.ts';
+import { LOCK_WORDS } from './locks.ts';
+import { PageList } from './page-list.ts';
 import { ADDRESS_SPACE_PAGES, P2m, PvPageTable, type TableFrameAllocator } from './paging.ts';
+import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
+
+// ---- the domain's record, a private page (the one definition of its words) ----
+/** d->page_alloc_lock: the first LOCK_WORDS words. */
+export const D_PAGE_ALLOC_LOCK = 0;
+/** The page list's head, tail and length (tot_pages). */
+const D_PAGE_LIST = LOCK_WORDS;
 
 export type DomainKind = 'pv' | 'hvm';
 
@@ -25,8 +35,10 @@ export class Domain {
   readonly ramPages: number;
   /** Reservation limit (max_pages). */
   readonly maxPages: number;
-  /** RAM pages the domain owns now (tot_pages), by MFN. */
-  readonly owned = new Set<number>();
+  /** RAM pages the domain owns now (d->page_list; its size is tot_pages). */
+  readonly owned: PageList;
+  /** The domain's record among the hypervisor's private pages. */
+  readonly recordPage: number;
   readonly gt: GrantTable;
   /** PV: its page table. */
   readonly pt: PvPageTable | null;
@@ -57,7 +69,14 @@ export class Domain {
     gt: GrantTable,
     machine: MachineMemory,
     allocTableFrame: TableFrameAllocator,
+    frames: FrameTable,
+    pool: PrivatePages,
   ) {
+    const record = pool.alloc();
+    if (record < 0) throw new RangeError("out of the hypervisor's private memory for a domain");
+    this.recordPage = record;
+    this.owned = new PageList(frames, domid, pool.words, record * PAGE_WORDS + D_PAGE_LIST);
+    this.owned.init();
     this.domid = domid;
     this.kind = kind;
     this.vcpus = vcpus;

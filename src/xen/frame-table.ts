@@ -14,7 +14,9 @@
 // Layout, in Int32 words (the one definition):
 //   [0, LOCK_WORDS)   heap_lock
 //   HDR_NR_FREE       frames on the free list
-//   then five planes of nrFrames words: owner, count, typeCount, flags, free list.
+//   then eight planes of nrFrames words: owner, count, typeCount, flags, free
+//   list, and the links of the domain page list a frame is on (page-list.ts:
+//   next, prev, and the list's owner + 1, 0 when on none).
 import type { WaitPolicy } from '../machine/wait-policy.ts';
 import { LOCAL_WAIT, LOCK_CLASSES, LOCK_WORDS, SpinLock } from './locks.ts';
 
@@ -31,7 +33,7 @@ export const PGC_allocated = 2;
 const HDR_NR_FREE = LOCK_WORDS;
 /** Header words, a multiple of LOCK_WORDS. */
 const HDR_WORDS = 2 * LOCK_WORDS;
-const PLANES = 5;
+const PLANES = 8;
 
 /** Bytes of the SharedArrayBuffer a table of `nrFrames` frames needs. */
 export function frameTableBytes(nrFrames: number): number {
@@ -49,6 +51,11 @@ export class FrameTable {
   readonly typeCount: Int32Array;
   /** PGC_ bits. */
   readonly flags: Int32Array;
+  /** Domain page lists (page-list.ts): the next and previous frame, -1 at an end. */
+  readonly listNext: Int32Array;
+  readonly listPrev: Int32Array;
+  /** The domid + 1 of the page list the frame is on, 0 when it is on none. */
+  readonly listOf: Int32Array;
   private readonly words: Int32Array;
   private readonly freeList: Int32Array;
   private readonly heapLock: SpinLock;
@@ -93,6 +100,9 @@ export class FrameTable {
     this.typeCount = plane(2);
     this.flags = plane(3);
     this.freeList = plane(4);
+    this.listNext = plane(5);
+    this.listPrev = plane(6);
+    this.listOf = plane(7);
     this.heapLock = new SpinLock(words, 0, LOCK_CLASSES.heap, 0, policy);
   }
 

@@ -372,7 +372,18 @@ export class Hypervisor {
       const mfn = pool.pop();
       return mfn === undefined ? -1 : mfn;
     };
-    const d = new Domain(domid, o.kind, vcpus, ramPages, maxKib / 4, gt, this.machine, allocTableFrame);
+    const d = new Domain(
+      domid,
+      o.kind,
+      vcpus,
+      ramPages,
+      maxKib / 4,
+      gt,
+      this.machine,
+      allocTableFrame,
+      this.frames,
+      this.privatePages,
+    );
     d.pagingPool = pool;
     for (let pfn = 0; pfn < ramPages; pfn += 1024) {
       const ok = d.pt !== null ? d.pt.ensure(pfn) : d.p2m!.ensure(pfn);
@@ -502,6 +513,7 @@ export class Hypervisor {
     d.pagingPool.length = 0;
     d.gt.shared.clear();
     d.gt.status.clear();
+    this.privatePages.free(d.recordPage);
     this.domains.delete(d.domid);
     this.domids.free(d.domid);
   }
@@ -540,15 +552,13 @@ export class Hypervisor {
     if (c < 0) throw new Error(`page ${mfn}: reference count underflow`);
     const owner = f.owner[mfn]!;
     const xenHeap = (f.flags[mfn]! & PGC_xen_heap) !== 0;
+    // Off its owner's page list before it is free: once on the free list,
+    // another thread may hand it out and put it on a list of its own.
+    const d = owner !== OWNER_NONE && !xenHeap ? this.domains.get(owner) : undefined;
+    d?.owned.delete(mfn);
     this.machine.zeroFrame(mfn);
     f.release(mfn);
-    if (owner !== OWNER_NONE && !xenHeap) {
-      const d = this.domains.get(owner);
-      if (d !== undefined) {
-        d.owned.delete(mfn);
-        this.maybeFinalise(d);
-      }
-    }
+    if (d !== undefined) this.maybeFinalise(d);
   }
 
   /** Drops the owner's allocation reference (PGC_allocated), once. */

@@ -50,6 +50,7 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     const owner = f.owner[mfn]!;
     if (owner === OWNER_NONE) {
       if (f.count[mfn] !== 0) out.push(`free frame ${mfn} has count ${f.count[mfn]}`);
+      if (f.listOf[mfn] !== 0) out.push(`free frame ${mfn} is still on d${f.listOf[mfn]! - 1}'s page list`);
       continue;
     }
     if (f.count[mfn]! <= 0) out.push(`allocated frame ${mfn} (owner ${owner}) has count ${f.count[mfn]}`);
@@ -74,8 +75,13 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
   }
 
   for (const d of hv.domains.values()) {
-    for (const mfn of d.owned)
+    let listed = 0;
+    for (const mfn of d.owned) {
+      listed++;
       if (f.owner[mfn] !== d.domid) out.push(`d${d.domid} lists frame ${mfn} it does not own`);
+    }
+    if (listed !== d.owned.size)
+      out.push(`d${d.domid}'s page list holds ${listed} frames, tot_pages says ${d.owned.size}`);
     if (d.isDying && d.owned.size === 0 && !hv.xenHeapFramesInUse(d))
       out.push(`dying d${d.domid} has no pages left but was not finalised`);
     // Address space entries never point at freed frames (invariant 4).

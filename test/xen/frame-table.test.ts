@@ -14,6 +14,7 @@ import {
   OWNER_XEN,
   PGC_allocated,
 } from '../../src/xen/frame-table.ts';
+import { PageList } from '../../src/xen/page-list.ts';
 import type { FrameWorkerData } from '../fixtures/frame-table-worker.ts';
 
 describe('frame table (frame_table, heap_lock)', () => {
@@ -76,6 +77,31 @@ describe('frame table (frame_table, heap_lock)', () => {
     assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [OWNER_NONE, 1, 0]);
     t.assign(m, 9);
     assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [9, 1, PGC_allocated]);
+  });
+
+  it("a domain's page list (page_list_add_tail, page_list_del) is linked through the frame table", () => {
+    const t = FrameTable.create(32, 16);
+    const words = new Int32Array(8);
+    const a = new PageList(t, 3, words, 0);
+    const b = new PageList(t, 4, words, 4);
+    a.init();
+    b.init();
+    const m = [t.alloc(3), t.alloc(3), t.alloc(3), t.alloc(4)];
+    for (const mfn of m.slice(0, 3)) a.add(mfn);
+    b.add(m[3]!);
+    a.add(m[3]!); // on b's list already: stays there
+    assert.deepEqual([...a], m.slice(0, 3));
+    assert.deepEqual([a.size, b.size], [3, 1]);
+    assert.equal(a.has(m[3]!), false);
+    assert.equal(a.delete(m[1]!), true, 'from the middle');
+    assert.equal(a.delete(m[1]!), false, 'once');
+    assert.deepEqual([...a], [m[0], m[2]]);
+    assert.equal(a.delete(m[2]!), true, 'the tail');
+    assert.equal(a.delete(m[0]!), true, 'the head');
+    assert.deepEqual([[...a], a.size], [[], 0]);
+    a.add(m[1]!);
+    assert.deepEqual([...a], [m[1]]);
+    assert.deepEqual([...b], [m[3]]);
   });
 
   it('attach views the same words', () => {
