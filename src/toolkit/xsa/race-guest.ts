@@ -23,7 +23,7 @@ import {
   waitReady,
   words,
 } from './race-harness.ts';
-import { transferRoles } from './race-roles-transfer.ts';
+import { stealRoles, transferRoles } from './race-roles-transfer.ts';
 import { transitiveRaceRoles, transitiveRoles } from './race-roles-transitive.ts';
 import { versionRoles } from './race-roles-version.ts';
 
@@ -177,7 +177,8 @@ export default async function main(ctx: GuestContext, a: RaceArgs): Promise<unkn
     transitiveRoles[a.role] ??
     transitiveRaceRoles[a.role] ??
     versionRoles[a.role] ??
-    transferRoles[a.role];
+    transferRoles[a.role] ??
+    stealRoles[a.role];
   if (role === undefined) throw new Error(`no race role ${a.role}`);
   const w = words(a);
   // A side that throws stops the race; one that returns (its setup done) leaves it running.

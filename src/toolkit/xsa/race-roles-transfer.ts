@@ -1,18 +1,30 @@
-// Worker-thread roles of XSA-73 (lock-order inversion in transfer): A (PV)
+// Worker-thread roles of the transfer races. XSA-73 (lock-order inversion in transfer): A (PV)
 // transfers pages into B's accept_transfer entries while B copies from its
 // own grant, so both hypercalls take B's page-allocation and grant-table
 // locks. The window (both inside Xen at once) needs two hypercalls in Xen at
-// the same time; the attempts are bounded by A's pool of pages.
+// the same time; the attempts are bounded by A's pool of pages. XSA-287
+// (steal_page and the page-state rules): A transfers a page C maps through
+// A's grant, again and again.
 import { DOMID_SELF } from '../../abi/domid.ts';
 import { GNTCOPY_source_gref, GTF_transfer_completed } from '../../abi/flags.ts';
 import { gnttab_copy, gnttab_transfer } from '../../abi/gnttab-ops.ts';
 import { GNTTABOP_copy, GNTTABOP_transfer } from '../../abi/hypercall.ts';
-import { GNTST_okay } from '../../abi/status.ts';
+import { GNTST_bad_page, GNTST_okay, isGntst } from '../../abi/status.ts';
 import type { GuestContext } from '../../guest/context.ts';
 import { Gnttab } from '../../guest/gnttab/grant-table.ts';
 import { grantTableOp, updateVaMapping } from '../../guest/hypercall.ts';
-import { GNTTAB_SHARED_VA } from '../../guest/layout.ts';
-import { H, overlapped, passive, type Role, stopped, tally, waitReady } from './race-harness.ts';
+import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA } from '../../guest/layout.ts';
+import {
+  H,
+  mapOnce,
+  overlapped,
+  passive,
+  type Role,
+  stopped,
+  tally,
+  unmapOnce,
+  waitReady,
+} from './race-harness.ts';
 
 /** Pages A can give away (and accept_transfer entries B arms): the bound on attempts. */
 export const TRANSFER_POOL = 240;
@@ -99,4 +111,95 @@ async function receiver(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array
 export const transferRoles: Record<string, Role> = {
   'xsa-73-sender': sender,
   'xsa-73-receiver': receiver,
+};
+
+// ---- XSA-287: a transfer racing another reference on the same page ---------------------------
+
+/** XSA-287, B: arms TRANSFER_POOL accept_transfer entries for A, publishes them and is done. */
+async function acceptor(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx);
+  const first = gt.allocGrantReferenceSeq(TRANSFER_POOL);
+  if (first < 0) throw new Error('out of grant refs');
+  for (let i = 0; i < TRANSFER_POOL; i++) gt.grantForeignTransferRef(first + i, a.domids.A!, 0);
+  Atomics.store(w, H.ref2, TRANSFER_POOL);
+  Atomics.store(w, H.ref3, first);
+  Atomics.add(w, H.ready, 1);
+  return first;
+}
+
+/**
+ * XSA-287, C: maps A's published grant, writes to the page, unmaps, for
+ * ever. H.mapped is 1 (and H.done counts the mapping) from the map's return
+ * to the unmap's call: the reference C's mapping holds is live all that time.
+ */
+async function referencer(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  await waitReady(ctx, w, 2);
+  return passive(ctx, w, () => {
+    const ref = Atomics.load(w, H.ref);
+    const m = mapOnce(ctx, a.domids.A!, ref);
+    if (m.status === GNTST_okay) {
+      Atomics.add(w, H.done, 1);
+      Atomics.store(w, H.mapped, 1);
+      ctx.mem.writeU32(FOREIGN_MAP_VA, 0x287);
+      Atomics.store(w, H.mapped, 0);
+      if (unmapOnce(ctx, m.handle) !== GNTST_okay) Atomics.add(w, H.violations, 1);
+    } else if (!isGntst(m.status)) Atomics.add(w, H.violations, 1);
+  });
+}
+
+/**
+ * XSA-287, A: grants a page to C and transfers it to B, again and again. A
+ * transfer is bad_page while C's mapping holds a reference (the page stays
+ * A's, and A tries again), or okay, and then A grants its next page. Never
+ * both: a transfer that succeeded while one mapping of C's was live from
+ * before the call to after it is a violation.
+ */
+async function giver(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
+  const gt = initTable(ctx);
+  await waitReady(ctx, w, 1);
+  const first = Atomics.load(w, H.ref3);
+  const pool = Atomics.load(w, H.ref2);
+  const next = () => {
+    const page = gt.pages.alloc();
+    const mfn = gt.pages.gfnOf(page);
+    if (updateVaMapping(ctx, page, 0) !== 0) throw new Error('update_va_mapping failed');
+    return mfn;
+  };
+  let mfn = next();
+  const ref = gt.grantForeignAccess(a.domids.C!, mfn, false);
+  Atomics.store(w, H.ref, ref);
+  Atomics.add(w, H.ready, 1);
+  let given = 0;
+  let n = 0;
+  while (!stopped(w) && given < pool) {
+    let status = 0;
+    const live0 = Atomics.load(w, H.mapped) === 1 ? Atomics.load(w, H.done) : -1;
+    const hit = overlapped(w, () => {
+      const r = grantTableOp(ctx, GNTTABOP_transfer, gnttab_transfer, [
+        { mfn, domid: a.domids.B!, ref: first + given },
+      ]);
+      status = r.rc !== 0 ? r.rc : r.out[0]!.status;
+    });
+    const live1 = Atomics.load(w, H.mapped) === 1 ? Atomics.load(w, H.done) : -1;
+    if (status === GNTST_okay) {
+      if (live0 >= 0 && live0 === live1) Atomics.add(w, H.violations, 1);
+      given++;
+      if (given < pool) {
+        mfn = next();
+        gt.grantForeignAccessRef(ref, a.domids.C!, mfn, false);
+      }
+    } else if (status !== GNTST_bad_page) Atomics.add(w, H.violations, 1);
+    if (given === pool) Atomics.store(w, H.stop, 1);
+    tally(w, a, hit);
+    if ((++n & 63) === 0) await ctx.clock.sleep(0);
+  }
+  // A harness where no transfer went through, or C never mapped, would check nothing.
+  if (given === 0 || Atomics.load(w, H.done) === 0) Atomics.add(w, H.violations, 1);
+  return given;
+}
+
+export const stealRoles: Record<string, Role> = {
+  'xsa-287-acceptor': acceptor,
+  'xsa-287-referencer': referencer,
+  'xsa-287-giver': giver,
 };

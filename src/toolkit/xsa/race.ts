@@ -78,6 +78,16 @@ const SPECS: Record<string, RaceSpec> = {
     ],
     smp: "the transfer is one hypercall, the copy on the receiver's table another",
   },
+  'xsa-287': {
+    window:
+      "A's transfer of its page (steal_page) and C's map of it through A's grant (get_page) inside Xen at once",
+    sides: [
+      { name: 'B', role: 'xsa-287-acceptor', domain: { kind: 'pv', memoryKiB: 1024, maxMemoryKiB: 2048 } },
+      { name: 'C', role: 'xsa-287-referencer', domain: pv },
+      { name: 'A', role: 'xsa-287-giver', domain: { kind: 'pv', memoryKiB: 2048 } },
+    ],
+    smp: 'the transfer is one hypercall, the map taking a reference on the same page another',
+  },
   'xsa-226': {
     window: "B rewrote t (target ref, type) while Xen was inside C's batch of copies through it",
     sides: [

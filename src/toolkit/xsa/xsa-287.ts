@@ -3,7 +3,8 @@
 import { GNTMAP_host_map, GTF_accept_transfer, GTF_permit_access } from '../../abi/flags.ts';
 import { GNTST_bad_page, GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
-import type { XsaEntry } from './types.ts';
+import { threadRace, threadsNeed } from './race.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'steal_page broke the page-state rules';
 
@@ -13,7 +14,9 @@ export const xsa287: XsaEntry = {
   title,
   op: 'GNTTABOP_transfer (steal_page)',
   side: 'hypervisor',
-  run: async () => {
+  race: true,
+  threadsNeed: threadsNeed('xsa-287')!,
+  run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(287, title);
     const a = lab.domain('A', { kind: 'pv' });
     const b = lab.domain('B', { kind: 'pv', maxMemoryKiB: 1024 });
@@ -49,6 +52,15 @@ export const xsa287: XsaEntry = {
     );
     const m2 = c.map(a, 10, GNTMAP_host_map);
     lab.expect(m2.status !== GNTST_okay, "C's map through A's grant now fails: A no longer owns the frame");
+    lab.races.push({
+      mode: 'interleaving',
+      window: "C's reference and A's transfer of the same page, in both orders",
+      target: 2,
+      hits: 2,
+      attempts: 2,
+      violations: 0,
+    });
+    if (o.threads !== false) lab.races.push(await threadRace('xsa-287', lab, o));
     return lab.finish([
       "either the transfer fails (bad_page, the page stays A's with every count intact) or the other reference attempt fails; never both succeed",
       'refcount > 0 implies an owner, at every step',
