@@ -160,6 +160,12 @@ export class Vchan {
   private ctrlMap: XengnttabMapping | null = null;
   private port = -1;
   private fired = false;
+  /**
+   * Events delivered so far. A blocking call notes it before it looks at the
+   * ring and sleeps until it changes, so a stream's read and write, blocked at
+   * once, both wake on an event (`fired` alone would be taken by the first).
+   */
+  private events = 0;
   private gntshr: Xengntshr | null = null;
   private gnttab: Xengnttab | null = null;
   private xsPath: string | null = null;
@@ -265,6 +271,7 @@ export class Vchan {
     // xenevtchn_unmask; the handler is what the evtchn device's read() would report.
     const rc = this.svc.events.bind(port, () => {
       this.fired = true;
+      this.events++;
     });
     if (rc === 0) return;
     this.svc.events.close(port);
@@ -657,6 +664,7 @@ export class Vchan {
     let bi = 0;
     let off = 0;
     for (;;) {
+      const seen = this.events;
       let avail = Math.min(this.fastBufferSpace(total - done), total - done);
       while (avail > 0) {
         const b = buffers[bi]!;
@@ -675,7 +683,7 @@ export class Vchan {
         off = 0;
       }
       if (done === total || !blocking) return done;
-      await this.waitIn(op, signal);
+      await this.waitIn(op, signal, seen);
       if (!this.isOpen()) throw this.closedError(op);
     }
   }
@@ -698,13 +706,14 @@ export class Vchan {
   ): Promise<number> {
     const n = buf.length;
     for (;;) {
+      const seen = this.events;
       const avail = this.fastDataReady(n);
       if (n <= avail) return this.doRecv(op, buf, 0, n);
       if (!this.isOpen()) throw this.closedError(op);
       if (!blocking) return 0;
       if (n > this.size(this.rd))
         throw new XenError(op, EMSGSIZE, `a ${n}-byte packet never fits the ${this.size(this.rd)}-byte ring`);
-      await this.waitIn(op, signal);
+      await this.waitIn(op, signal, seen);
     }
   }
 
@@ -725,12 +734,13 @@ export class Vchan {
   ): Promise<number> {
     let size = buf.length;
     for (;;) {
+      const seen = this.events;
       const avail = this.fastDataReady(size);
       if (avail > 0 && size > avail) size = avail;
       if (avail > 0) return this.doRecv(op, buf, 0, size);
       if (!this.isOpen()) throw this.closedError(op);
       if (!blocking) return 0;
-      await this.waitIn(op, signal);
+      await this.waitIn(op, signal, seen);
     }
   }
 
@@ -743,9 +753,14 @@ export class Vchan {
     return this.waitIn('libxenvchan_wait', options.signal);
   }
 
-  private async waitIn(op: string, signal?: AbortSignal): Promise<void> {
+  /**
+   * libxenvchan_wait; `seen` (a blocking call's count of events when it last
+   * looked at the ring): wake on any event after that, not only on an unconsumed one.
+   */
+  private async waitIn(op: string, signal?: AbortSignal, seen?: number): Promise<void> {
     if (this.port < 0) throw this.closedError(op);
-    await this.svc.waiter.until(() => this.fired || this.port < 0, signal);
+    const woken = seen === undefined ? () => this.fired : () => this.events !== seen;
+    await this.svc.waiter.until(() => woken() || this.port < 0, signal);
     if (this.port < 0) throw this.closedError(op);
     this.fired = false;
   }
