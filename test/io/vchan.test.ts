@@ -7,6 +7,8 @@
 // no grant entry in use, no maptrack handle, no port, no xenstore node, no
 // violated invariant.
 import assert from 'node:assert/strict';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import { XenError } from '../../src/guest/xen-error.ts';
 import { snapshotTables } from '../../src/host/snapshot.ts';
@@ -1077,6 +1079,45 @@ describe('Node idioms on libxenvchan: typed errors, writev, async iterator, Dupl
     // vchan): the stream finishes, destroys itself and closes its vchan, on every Node line.
     if (!client.closed) await new Promise((r) => client.once('close', r));
     assert.equal(client.writableFinished, true, 'the writable side ended with the readable');
+    assert.equal(c.isOpen(), 0);
+    await assertClean(w);
+  });
+
+  it('stream.pipeline: the server pipes its stream through a Transform back into itself, the client a Readable into its own', async () => {
+    const p = await pair('c2s', 2048);
+    const { s, c, w } = p;
+    // The server: every byte back upper-cased, until the client closes.
+    const server = s.stream();
+    const upper = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        cb(null, Buffer.from(chunk.toString('latin1').toUpperCase(), 'latin1'));
+      },
+    });
+    const serving = pipeline(server, upper, server);
+    // The client: 7000 bytes (more than either ring) in from a Readable, read back alongside.
+    const text = Array.from({ length: 500 }, (_, i) => `line ${i % 10}; `).join('');
+    const client = c.stream({ chunkSize: 512 });
+    const sending = pipeline(
+      Readable.from(
+        Array.from({ length: Math.ceil(text.length / 300) }, (_, i) =>
+          Buffer.from(text.slice(i * 300, i * 300 + 300), 'latin1'),
+        ),
+      ),
+      client,
+    );
+    const back: Buffer[] = [];
+    let n = 0;
+    for await (const chunk of client as AsyncIterable<Buffer>) {
+      back.push(chunk);
+      n += chunk.length;
+      if (n >= text.length) break; // leaving the loop destroys the stream, which closes c
+    }
+    await sending;
+    assert.equal(Buffer.concat(back).toString('latin1'), text.toUpperCase());
+    // The client's close ends the server's readable side: the pipeline finishes and its stream closes s.
+    await serving;
+    if (!server.closed) await new Promise((r) => server.once('close', r));
+    assert.equal(s.isOpen(), 0);
     assert.equal(c.isOpen(), 0);
     await assertClean(w);
   });

@@ -133,6 +133,15 @@ export function atoi(s: string): number {
  * It is an async iterator of chunks, stream() gives a node:stream Duplex,
  * and `await using` closes it.
  *
+ * A Vchan is not itself a Duplex because it keeps libxenvchan's names, and
+ * read and write are Duplex methods with other contracts: libxenvchan's
+ * `read(buf)` fills `buf` from the ring and resolves to a byte count, where
+ * `Duplex.read(size)` returns what the stream already buffered, at once;
+ * `write(data)` resolves when the ring has taken the bytes, where
+ * `Duplex.write(chunk)` queues and returns a backpressure boolean. So
+ * stream() wraps the vchan in a Duplex of its own, for stream.pipeline and
+ * everything else that takes a Node stream.
+ *
  * ```ts
  * await using v = await Vchan.clientInit(svc, serverDomid, '/local/domain/1/data/vchan');
  * v.blocking = true;
@@ -793,7 +802,22 @@ export class Vchan {
   /**
    * The channel as a node:stream Duplex (Buffers in and out; writes block
    * until the ring takes them, reads end when the peer closes). The stream
-   * owns the vchan: destroying or ending both sides closes it.
+   * owns the vchan: destroying or ending both sides closes it. A separate
+   * object, not the Vchan itself, because libxenvchan's read(buf) and
+   * write(data) (promises of byte counts) would clash with Duplex's read(size)
+   * and write(chunk) (synchronous, buffered); see the class.
+   *
+   * ```ts
+   * import { Transform } from 'node:stream';
+   * import { pipeline } from 'node:stream/promises';
+   * // A server that sends back upper-cased whatever its client writes, until the client closes.
+   * const stream = (await Vchan.serverInit(svc, clientDomid, path, 4096, 4096)).stream();
+   * const upper = new Transform({
+   *   transform: (chunk: Buffer, _encoding, done) => done(null, chunk.toString().toUpperCase()),
+   * });
+   * await pipeline(stream, upper, stream);
+   * // A file into a vchan: await pipeline(createReadStream(file), vchan.stream());
+   * ```
    */
   stream(options: VchanStreamOptions = {}): Duplex {
     return vchanStream(this, options, {
