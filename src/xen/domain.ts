@@ -15,6 +15,22 @@ import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 export const D_PAGE_ALLOC_LOCK = 0;
 /** The page list's head, tail and length (tot_pages). */
 const D_PAGE_LIST = LOCK_WORDS;
+/** d->is_dying. */
+const D_DYING = LOCK_WORDS + 3;
+const D_SHARED_INFO_MFN = LOCK_WORDS + 4;
+const D_SHARED_INFO_GFN = LOCK_WORDS + 5;
+/** Exceptions injected so far (each a vector and a reason's index in INJECT_REASONS). */
+const D_NR_INJECTED = LOCK_WORDS + 6;
+/** Why Xen crashed it: a length (-1: not crashed) and as many UTF-16 code units. */
+const D_CRASH_LEN = 64;
+const D_CRASH_TEXT = 65;
+const D_CRASH_MAX = 400;
+const D_INJECTED = 512;
+const D_INJECTED_MAX = 256;
+
+/** The reasons Xen injects an exception into a guest here. */
+export const INJECT_REASONS = ['attempt to implicitly unmap a grant PTE'] as const;
+export type InjectReason = (typeof INJECT_REASONS)[number];
 
 export type DomainKind = 'pv' | 'hvm';
 
@@ -35,10 +51,17 @@ export class Domain {
   readonly ramPages: number;
   /** Reservation limit (max_pages). */
   readonly maxPages: number;
-  /** RAM pages the domain owns now (d->page_list; its size is tot_pages). */
-  readonly owned: PageList;
+  private readonly pageList: PageList;
+  private readonly frames: FrameTable;
   /** The domain's record among the hypervisor's private pages. */
   readonly recordPage: number;
+  private readonly words: Int32Array;
+  private readonly rec: number;
+  /**
+   * What this thread's view keeps once the record is freed (the domain is
+   * gone): why it crashed and what was injected, for the host API.
+   */
+  private retired: { crashed: string | null; injected: { vector: number; reason: string }[] } | null = null;
   readonly gt: GrantTable;
   /** PV: its page table. */
   readonly pt: PvPageTable | null;
@@ -48,15 +71,6 @@ export class Domain {
   pagingPool: number[] = [];
   /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
   currentVcpu = 0;
-  isDying = false;
-  /** Set when Xen crashed the domain (domain_crash); the host destroys it after the hypercall. */
-  crashed: string | null = null;
-  /** Exceptions Xen injected (a debug build: #GP on an implicit grant unmap, quirk §15.19). */
-  readonly injected: { vector: number; reason: string }[] = [];
-  /** The shared-info page: a Xen-heap frame the domain owns and may map read-write (-1: none). */
-  sharedInfoMfn = -1;
-  /** HVM: where the guest placed its shared-info page (XENMAPSPACE_shared_info), or -1. */
-  sharedInfoGfn = -1;
   /** Event channels (2-level ABI); replaced at creation when max_evtchn_port is given. */
   evtchn: EventChannelTable;
 
@@ -75,8 +89,14 @@ export class Domain {
     const record = pool.alloc();
     if (record < 0) throw new RangeError("out of the hypervisor's private memory for a domain");
     this.recordPage = record;
-    this.owned = new PageList(frames, domid, pool.words, record * PAGE_WORDS + D_PAGE_LIST);
-    this.owned.init();
+    this.words = pool.words;
+    this.rec = record * PAGE_WORDS;
+    this.frames = frames;
+    this.pageList = new PageList(frames, domid, pool.words, this.rec + D_PAGE_LIST);
+    this.pageList.init();
+    this.words[this.rec + D_SHARED_INFO_MFN] = -1;
+    this.words[this.rec + D_SHARED_INFO_GFN] = -1;
+    this.words[this.rec + D_CRASH_LEN] = -1;
     this.domid = domid;
     this.kind = kind;
     this.vcpus = vcpus;
@@ -86,6 +106,95 @@ export class Domain {
     this.pt = kind === 'pv' ? new PvPageTable(machine, allocTableFrame) : null;
     this.p2m = kind === 'hvm' ? new P2m(machine, allocTableFrame) : null;
     this.evtchn = new EventChannelTable(DEFAULT_MAX_EVTCHN_PORT, vcpus);
+  }
+
+  /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */
+  get owned(): PageList {
+    if (this.retired === null) return this.pageList;
+    const empty = new PageList(this.frames, this.domid, new Int32Array(3), 0);
+    empty.init();
+    return empty;
+  }
+
+  /** d->is_dying: set by destruction; new hypercalls are refused. */
+  get isDying(): boolean {
+    return this.retired !== null || this.words[this.rec + D_DYING] !== 0;
+  }
+  set isDying(v: boolean) {
+    this.words[this.rec + D_DYING] = v ? 1 : 0;
+  }
+
+  /** The shared-info page: a Xen-heap frame the domain owns and may map read-write (-1: none). */
+  get sharedInfoMfn(): number {
+    return this.retired !== null ? -1 : this.words[this.rec + D_SHARED_INFO_MFN]!;
+  }
+  set sharedInfoMfn(mfn: number) {
+    this.words[this.rec + D_SHARED_INFO_MFN] = mfn;
+  }
+
+  /** HVM: where the guest placed its shared-info page (XENMAPSPACE_shared_info), or -1. */
+  get sharedInfoGfn(): number {
+    return this.retired !== null ? -1 : this.words[this.rec + D_SHARED_INFO_GFN]!;
+  }
+  set sharedInfoGfn(gfn: number) {
+    this.words[this.rec + D_SHARED_INFO_GFN] = gfn;
+  }
+
+  /** Why Xen crashed the domain (domain_crash), or null; the host destroys it after the hypercall. */
+  get crashed(): string | null {
+    if (this.retired !== null) return this.retired.crashed;
+    const w = this.words;
+    const n = w[this.rec + D_CRASH_LEN]!;
+    if (n < 0) return null;
+    let text = '';
+    for (let i = 0; i < n; i++) text += String.fromCharCode(w[this.rec + D_CRASH_TEXT + i]!);
+    return text;
+  }
+  set crashed(reason: string | null) {
+    const w = this.words;
+    if (reason === null) {
+      w[this.rec + D_CRASH_LEN] = -1;
+      return;
+    }
+    const n = Math.min(reason.length, D_CRASH_MAX);
+    for (let i = 0; i < n; i++) w[this.rec + D_CRASH_TEXT + i] = reason.charCodeAt(i);
+    w[this.rec + D_CRASH_LEN] = n;
+  }
+
+  /** Exceptions Xen injected, oldest first (a debug build: #GP on an implicit grant unmap, quirk §15.19). */
+  get injected(): { vector: number; reason: string }[] {
+    if (this.retired !== null) return this.retired.injected.map((f) => ({ ...f }));
+    const w = this.words;
+    const out: { vector: number; reason: string }[] = [];
+    const n = Math.min(w[this.rec + D_NR_INJECTED]!, D_INJECTED_MAX);
+    for (let i = 0; i < n; i++) {
+      const at = this.rec + D_INJECTED + 2 * i;
+      out.push({ vector: w[at]!, reason: INJECT_REASONS[w[at + 1]!] ?? 'unknown' });
+    }
+    return out;
+  }
+
+  /** Records an exception Xen injects (the first D_INJECTED_MAX are kept, as a bounded log). */
+  inject(vector: number, reason: InjectReason): void {
+    const w = this.words;
+    const i = w[this.rec + D_NR_INJECTED]!;
+    if (i < D_INJECTED_MAX) {
+      w[this.rec + D_INJECTED + 2 * i] = vector;
+      w[this.rec + D_INJECTED + 2 * i + 1] = INJECT_REASONS.indexOf(reason);
+    }
+    w[this.rec + D_NR_INJECTED] = i + 1;
+  }
+
+  /**
+   * The domain is gone and its record goes back to `pool`: this view keeps
+   * what the host API still answers about it.
+   */
+  retire(pool: PrivatePages): void {
+    if (this.retired !== null) return;
+    const kept = { crashed: this.crashed, injected: this.injected };
+    this.words.fill(0, this.rec, this.rec + PAGE_WORDS);
+    pool.free(this.recordPage);
+    this.retired = kept;
   }
 
   /** HVM, PVH and every Arm guest are "translated" (paging_mode_translate / external). */

@@ -513,7 +513,7 @@ export class Hypervisor {
     d.pagingPool.length = 0;
     d.gt.shared.clear();
     d.gt.status.clear();
-    this.privatePages.free(d.recordPage);
+    d.retire(this.privatePages);
     this.domains.delete(d.domid);
     this.domids.free(d.domid);
   }
@@ -589,7 +589,7 @@ export class Hypervisor {
     const flags = pteFlags(pte);
     if (!this.frames.isValid(mfn) || this.frames.owner[mfn] === OWNER_NONE) return;
     if (this.opts.debugBuild && (flags & PTE_GNTTAB_MARK) !== 0 && !d.isDying)
-      d.injected.push({ vector: 13, reason: 'attempt to implicitly unmap a grant PTE' });
+      d.inject(13, 'attempt to implicitly unmap a grant PTE');
     const owner = this.domains.get(this.frames.owner[mfn]!);
     if ((flags & _PAGE_RW) !== 0 && (owner === d || (owner !== undefined && !owner.translated)))
       this.putPageType(mfn);
