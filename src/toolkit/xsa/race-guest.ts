@@ -4,11 +4,19 @@
 // XSA-295, 396 and 384 are here, the others in race-roles-*.ts.
 
 import { DOMID_SELF } from '../../abi/domid.ts';
-import { XEN_EINVAL, XENMAPIDX_grant_table_status, XENMAPSPACE_grant_table } from '../../abi/hypercall.ts';
-import { GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
+import { GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly } from '../../abi/flags.ts';
+import { gnttab_copy, gnttab_map_grant_ref } from '../../abi/gnttab-ops.ts';
+import {
+  GNTTABOP_copy,
+  GNTTABOP_map_grant_ref,
+  XEN_EINVAL,
+  XENMAPIDX_grant_table_status,
+  XENMAPSPACE_grant_table,
+} from '../../abi/hypercall.ts';
+import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { GuestContext } from '../../guest/context.ts';
 import { Gnttab } from '../../guest/gnttab/grant-table.ts';
-import { addToPhysmap, setVersion } from '../../guest/hypercall.ts';
+import { addToPhysmap, grantTableOp, setVersion } from '../../guest/hypercall.ts';
 import { FOREIGN_MAP_VA, GNTTAB_SHARED_VA } from '../../guest/layout.ts';
 import {
   H,
@@ -128,6 +136,65 @@ const roles: Record<string, Role> = {
         if (rc !== 0) Atomics.add(w, H.violations, 1);
       }
     });
+  },
+  /** XSA-236, A: grants a page of 0x41 bytes to B as a ref, publishes it and is done (the host destroys A later). */
+  async 'xsa-236-granter'(ctx, a, w) {
+    const gt = new Gnttab(ctx, { version: 1 });
+    if (gt.init() !== 0) throw new Error('gnttab init failed');
+    const page = gt.pages.alloc();
+    ctx.mem.fill(page, 4096, 0x41);
+    Atomics.store(w, H.ref, gt.grantForeignAccess(a.peer, gt.pages.gfnOf(page), true));
+    Atomics.add(w, H.ready, 1);
+    return 0;
+  },
+  /**
+   * XSA-236, B: maps A's ref read-only (so its copies take the pinned fast
+   * path), then copies from it until the race stops, A destroyed on the way.
+   * Each copy is A's bytes, or bad_domain / bad_page / general_error with
+   * nothing written; once A is gone B unmaps, and the zombie goes.
+   */
+  async 'xsa-236-copier'(ctx, a, w) {
+    const gt = new Gnttab(ctx, { version: 1 });
+    if (gt.init() !== 0) throw new Error('gnttab init failed');
+    const dest = gt.pages.alloc();
+    await waitReady(ctx, w, 1);
+    const ref = Atomics.load(w, H.ref);
+    const m = grantTableOp(ctx, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
+      { host_addr: FOREIGN_MAP_VA, flags: GNTMAP_host_map | GNTMAP_readonly, ref, dom: a.peer },
+    ]).out[0]!;
+    if (m.status !== GNTST_okay) throw new Error(`map of A's ref: ${m.status}`);
+    const op = {
+      source_u: ref,
+      source_domid: a.peer,
+      dest_u: gt.pages.gfnOf(dest),
+      dest_domid: DOMID_SELF,
+      len: 64,
+      flags: GNTCOPY_source_gref,
+    };
+    let okay = 0;
+    let failed = 0;
+    let n = 0;
+    while (!stopped(w)) {
+      ctx.mem.fill(dest, 64, 0);
+      let status = 0;
+      const hit = overlapped(w, () => {
+        status = grantTableOp(ctx, GNTTABOP_copy, gnttab_copy, [op]).out[0]!.status;
+      });
+      const got = ctx.mem.read(dest, 64);
+      if (status === GNTST_okay && got.every((x) => x === 0x41)) okay++;
+      else if (
+        (status === GNTST_bad_domain || status === GNTST_bad_page || status === GNTST_general_error) &&
+        got.every((x) => x === 0)
+      )
+        failed++;
+      else Atomics.add(w, H.violations, 1);
+      tally(w, a, hit);
+      if ((++n & 63) === 0) await ctx.clock.sleep(0);
+    }
+    if (unmapOnce(ctx, m.handle) !== GNTST_okay) Atomics.add(w, H.violations, 1);
+    // Both sides of A's death must have been seen, or the harness checked nothing.
+    if (okay === 0 || failed === 0) Atomics.add(w, H.violations, 1);
+    return n;
   },
   /** XSA-379, A (HVM, v2): places its own status frame 0 at GFN X for ever; each placement 0. */
   async 'xsa-379-self'(ctx, _a, w) {

@@ -40,6 +40,11 @@ interface RaceSpec {
   /** The window needs two hypercalls inside Xen at once: why (see the header). */
   smp?: string;
   /**
+   * The host destroys this domain once the active side has made this many
+   * attempts (the toolstack's action of the race; its guest has returned by then).
+   */
+  destroy?: { name: string; afterAttempts: number };
+  /**
    * Both sides are vCPUs of one domain: a WorkerHost runs one thread per
    * domain, so there is no harness yet (sides is empty) and nothing is run.
    */
@@ -87,6 +92,15 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'A', role: 'xsa-287-giver', domain: { kind: 'pv', memoryKiB: 2048 } },
     ],
     smp: 'the transfer is one hypercall, the map taking a reference on the same page another',
+  },
+  'xsa-236': {
+    window: "A's destruction while B's copy from A's grant (on the pinned fast path) was inside Xen",
+    sides: [
+      { name: 'A', role: 'xsa-236-granter', domain: pv },
+      { name: 'B', role: 'xsa-236-copier', domain: pv },
+    ],
+    destroy: { name: 'A', afterAttempts: 50 },
+    smp: "A's destruction is the toolstack's call into Xen, the copy is B's hypercall",
   },
   'xsa-226': {
     window: "B rewrote t (target ref, type) while Xen was inside C's batch of copies through it",
@@ -188,6 +202,26 @@ export const DEFAULT_MAX_ATTEMPTS = 200_000;
 /** Attempts of a race whose window this host cannot reach: enough to run every check, no more. */
 export const UNREACHABLE_ATTEMPTS = 300;
 
+/**
+ * The host's part of a race: destroys `dom` once enough attempts were made,
+ * counting around it as a passive side counts around its actions (H.seq).
+ */
+async function destroyMidway(
+  wh: WorkerHost,
+  w: Int32Array,
+  dom: ThreadDomain,
+  name: string,
+  afterAttempts: number,
+  lab: Lab,
+): Promise<void> {
+  while (Atomics.load(w, H.attempts) < afterAttempts && Atomics.load(w, H.stop) === 0)
+    await new Promise((r) => setTimeout(r, 1));
+  Atomics.add(w, H.seq, 1);
+  await wh.destroyDomain(dom.domid);
+  Atomics.add(w, H.seq, 1);
+  lab.step('threads', 'host destroy', `${name}, after ${Atomics.load(w, H.attempts)} attempts`, 'done');
+}
+
 /** Runs race `name` on worker threads; records its setup and checks in `lab`. */
 export async function threadRace(name: string, lab: Lab, o: XsaRunOptions = {}): Promise<XsaRace> {
   const spec = SPECS[name];
@@ -250,6 +284,11 @@ async function raceOn(
       `threads: this host serves hypercalls one at a time, so the window cannot be hit; it needs ${needs}. The harness runs ${maxAttempts} attempts with every check, and counts no hit`,
     );
   const threads = spec.sides.map((s) => wh.spawn(doms.get(s.name)!, GUEST, args(s)));
+  if (spec.destroy !== undefined) {
+    // Halfway through at the latest, so that copies run on both sides of the death.
+    const after = Math.min(spec.destroy.afterAttempts, Math.floor(maxAttempts / 2));
+    await destroyMidway(wh, w, doms.get(spec.destroy.name)!, spec.destroy.name, after, lab);
+  }
   const outcomes = await Promise.allSettled(threads);
   const crashed = outcomes
     .filter((r) => r.status === 'rejected')

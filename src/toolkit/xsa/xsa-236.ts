@@ -4,7 +4,8 @@ import { DOMID_SELF } from '../../abi/domid.ts';
 import { GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly, GTF_permit_access } from '../../abi/flags.ts';
 import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
-import type { XsaEntry } from './types.ts';
+import { threadRace, threadsNeed } from './race.ts';
+import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'race between pin count and page reference';
 
@@ -14,7 +15,9 @@ export const xsa236: XsaEntry = {
   title,
   op: 'GNTTABOP_copy (release_grant_for_copy)',
   side: 'hypervisor',
-  run: async () => {
+  race: true,
+  threadsNeed: threadsNeed('xsa-236')!,
+  run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(236, title);
     const a = lab.domain('A', { kind: 'pv' });
     const b = lab.domain('B', { kind: 'pv' });
@@ -59,6 +62,15 @@ export const xsa236: XsaEntry = {
       b.dom.memory.read(0x5000, 64).every((x) => x === 0x41),
       "B's buffer holds only what A granted while it was A's",
     );
+    lab.races.push({
+      mode: 'interleaving',
+      window: "A's death between B's copies on the pinned fast path",
+      target: 1,
+      hits: 1,
+      attempts: 1,
+      violations: 0,
+    });
+    if (o.threads !== false) lab.races.push(await threadRace('xsa-236', lab, o));
     return lab.finish([
       'a copy either succeeds on the page A granted, or fails with bad_domain / bad_page / general_error',
       'Xen never reads a page whose owner is no longer A; the fast path checks owner and dying',
