@@ -1,8 +1,13 @@
 // Nodes and paths: the stored node record, the quotas of unprivileged
 // domains, and path arithmetic (xenstored's core.c, watch.c, domain.c).
 
+import type { XsConnection } from './connection.ts';
 import type { XsPermEntry } from './permissions.ts';
-import { XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_SERVER_FEATURE_WATCHDEPTH } from './wire.ts';
+import {
+  XENSTORE_REL_PATH_MAX,
+  XENSTORE_SERVER_FEATURE_ERROR,
+  XENSTORE_SERVER_FEATURE_WATCHDEPTH,
+} from './wire.ts';
 
 /** A node as stored: never changed in place (a write stores a new record). */
 export interface XsNode {
@@ -84,4 +89,16 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** canonicalize: the absolute name of a path argument, or null (EINVAL). */
+export function canonicalize(conn: XsConnection, node: string | null, allowSpecial: boolean): string | null {
+  if (node === null || !VALID_CHARS.test(node) || (node.startsWith('@') && !allowSpecial)) return null;
+  const name = !node.startsWith('/') && !node.startsWith('@') ? `${conn.home}/${node}` : node;
+  const local = /^\/local\/domain\/\d{1,5}\//.exec(name);
+  const localOff = local === null ? 0 : local[0].length;
+  if (name.endsWith('/') && name !== '/') return null;
+  if (name.includes('//')) return null;
+  if (conn.unprivileged && name.length - localOff > XENSTORE_REL_PATH_MAX) return null;
+  return name;
 }

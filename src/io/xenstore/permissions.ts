@@ -1,5 +1,7 @@
 // Permissions of a node (xenstore_lib.h): entries, their string form, and
 // how xenstored reads a domain id.
+import type { XsConnection } from './connection.ts';
+
 export const XS_PERM_NONE = 0;
 export const XS_PERM_READ = 1;
 export const XS_PERM_WRITE = 2;
@@ -54,4 +56,14 @@ export function atoi(s: string): number {
   const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
   if (m === null) return 0;
   return Number.parseInt(m[1]!, 10) | 0;
+}
+
+/** perm_for_conn. */
+export function permFor(conn: XsConnection, perms: readonly XsPermEntry[]): number {
+  if (!conn.unprivileged || perms[0]!.id === conn.domid) return XS_PERM_ALL;
+  for (let i = 1; i < perms.length; i++) {
+    const e = perms[i]!;
+    if (e.ignore !== true && e.id === conn.domid) return e.perms & XS_PERM_ALL;
+  }
+  return perms[0]!.perms & XS_PERM_ALL;
 }

@@ -31,25 +31,25 @@ import type { XsClientCore } from './client.ts';
 import { Transaction, type Watch, XsConnection, type XsConnectionKind } from './connection.ts';
 import {
   baseName,
-  bytesEqual,
+  canonicalize,
   childPath,
   domainPath,
   isChildPath,
   NO_GENERATION,
   NODE_HDR_SIZE,
   parentPath,
-  VALID_CHARS,
   XENSTORED_FEATURES,
   XS_PERMISSIONS_SIZE,
   XS_QUOTA,
   type XsNode,
 } from './nodes.ts';
+import { flush, type Reply, sendError, sendEvent, sendReply } from './output.ts';
 import {
   atoi,
   DOMID_SELF,
   parsePerm,
+  permFor,
   permToString,
-  XS_PERM_ALL,
   XS_PERM_NONE,
   XS_PERM_OWNER,
   XS_PERM_READ,
@@ -59,18 +59,15 @@ import {
 import { ToolClient } from './tool-client.ts';
 import {
   concatBytes,
-  encodeMessage,
   fromBytes,
   nulStrings,
   splitStrings,
   toBytes,
   XENSTORE_PAYLOAD_MAX,
-  XENSTORE_REL_PATH_MAX,
   XENSTORE_SERVER_FEATURE_WATCHDEPTH,
   XS_CONTROL,
   XS_DIRECTORY,
   XS_DIRECTORY_PART,
-  XS_ERROR,
   XS_GET_DOMAIN_PATH,
   XS_GET_FEATURE,
   XS_GET_PERMS,
@@ -88,7 +85,6 @@ import {
   XS_TRANSACTION_START,
   XS_UNWATCH,
   XS_WATCH,
-  XS_WATCH_EVENT,
   XS_WRITE,
   type XsErrno,
   type XsMessage,
@@ -120,7 +116,6 @@ interface Ctx {
   readonly tx: Transaction | null;
 }
 
-type Reply = { type: number; payload: Uint8Array };
 type Result = Reply | XsErrno;
 
 const ACK = nulStrings('OK');
@@ -334,9 +329,9 @@ export class XenStore {
   handle(conn: XsConnection, msg: XsMessage): void {
     if (conn.closed || conn.ignored) return;
     const r = this.process(conn, msg);
-    if (typeof r === 'string') this.sendError(conn, msg, r);
-    else if (r !== null) this.sendReply(conn, msg, r);
-    this.flush(conn);
+    if (typeof r === 'string') sendError(conn, msg, r);
+    else if (r !== null) sendReply(conn, msg, r);
+    flush(conn);
   }
 
   private process(conn: XsConnection, msg: XsMessage): Result | null {
@@ -472,7 +467,7 @@ export class XenStore {
     if (typeof g === 'string') {
       // No permissions, invalid input?
       if (g !== 'ENOENT') return g;
-      name = this.canonicalize(c.conn, path, false)!;
+      name = canonicalize(c.conn, path, false)!;
       const made = this.createNode(c, name, value);
       if (typeof made === 'string') return made;
       node = made;
@@ -491,7 +486,7 @@ export class XenStore {
     const g = this.getNode(c, path, XS_PERM_WRITE, false);
     if (typeof g !== 'string') return undefined;
     if (g !== 'ENOENT') return g;
-    const name = this.canonicalize(c.conn, path, false)!;
+    const name = canonicalize(c.conn, path, false)!;
     const made = this.createNode(c, name, new Uint8Array(0));
     if (typeof made === 'string') return made;
     this.fireWatches(c, name, made, false, null);
@@ -504,7 +499,7 @@ export class XenStore {
     const g = this.getNode(c, path, XS_PERM_WRITE, false);
     if (typeof g === 'string') {
       if (g !== 'ENOENT') return g;
-      const name = this.canonicalize(c.conn, path, false)!;
+      const name = canonicalize(c.conn, path, false)!;
       return this.readNode(c, parentPath(name)) !== undefined ? { type: XS_RM, payload: ACK } : 'ENOENT';
     }
     if (g.name === '/') return 'EINVAL';
@@ -554,15 +549,15 @@ export class XenStore {
     } else if (strs.length !== 2) return 'EINVAL';
     const [path, token] = strs as [string, string];
     const relative = !path.startsWith('/') && !path.startsWith('@');
-    const node = this.canonicalize(conn, path, true);
+    const node = canonicalize(conn, path, true);
     if (node === null) return 'EINVAL';
     if (conn.watches.some((w) => w.node === node && w.token === token)) return 'EEXIST';
     if (conn.unprivileged && conn.watches.length > XS_QUOTA.watches) return 'E2BIG';
     const w: Watch = { node, token, prefixLen: relative ? conn.home.length + 1 : 0, depth };
     conn.watches.push(w);
-    this.sendReply(conn, msg, { type: XS_WATCH, payload: ACK });
+    sendReply(conn, msg, { type: XS_WATCH, payload: ACK });
     // We fire once up front: simplifies clients and restart.
-    this.sendEvent(conn, node.slice(w.prefixLen), token);
+    sendEvent(conn, node.slice(w.prefixLen), token);
     return null;
   }
 
@@ -586,7 +581,7 @@ export class XenStore {
   private doUnwatch(c: Ctx, p: Uint8Array): Result {
     const strs = splitStrings(p);
     if (strs.length !== 2) return 'EINVAL';
-    const node = this.canonicalize(c.conn, strs[0]!, true);
+    const node = canonicalize(c.conn, strs[0]!, true);
     if (node === null) return 'EINVAL';
     const i = c.conn.watches.findIndex((w) => w.node === node && w.token === strs[1]);
     if (i < 0) return 'ENOENT';
@@ -643,26 +638,9 @@ export class XenStore {
 
   // ---- node access -------------------------------------------------------------------------------
 
-  /** canonicalize: the absolute name of a path argument, or null (EINVAL). */
-  private canonicalize(conn: XsConnection, node: string | null, allowSpecial: boolean): string | null {
-    if (node === null || !VALID_CHARS.test(node) || (node.startsWith('@') && !allowSpecial)) return null;
-    const name = !node.startsWith('/') && !node.startsWith('@') ? `${conn.home}/${node}` : node;
-    const local = /^\/local\/domain\/\d{1,5}\//.exec(name);
-    const localOff = local === null ? 0 : local[0].length;
-    if (name.endsWith('/') && name !== '/') return null;
-    if (name.includes('//')) return null;
-    if (conn.unprivileged && name.length - localOff > XENSTORE_REL_PATH_MAX) return null;
-    return name;
-  }
-
   /** perm_for_conn. */
   permFor(conn: XsConnection, perms: readonly XsPermEntry[]): number {
-    if (!conn.unprivileged || perms[0]!.id === conn.domid) return XS_PERM_ALL;
-    for (let i = 1; i < perms.length; i++) {
-      const e = perms[i]!;
-      if (e.ignore !== true && e.id === conn.domid) return e.perms & XS_PERM_ALL;
-    }
-    return perms[0]!.perms & XS_PERM_ALL;
+    return permFor(conn, perms);
   }
 
   /**
@@ -676,12 +654,12 @@ export class XenStore {
     perm: number,
     allowSpecial: boolean,
   ): { name: string; node: XsNode } | XsErrno {
-    const name = this.canonicalize(c.conn, path, allowSpecial);
+    const name = canonicalize(c.conn, path, allowSpecial);
     if (name === null) return 'EINVAL';
     const node = this.readNode(c, name);
     let err: XsErrno;
     if (node === undefined) err = 'ENOENT';
-    else if ((this.permFor(c.conn, node.perms) & perm) !== perm) err = 'EACCES';
+    else if ((permFor(c.conn, node.perms) & perm) !== perm) err = 'EACCES';
     else return { name, node };
     // ask_parents: what does the closest existing ancestor say?
     let anc: XsNode | undefined;
@@ -690,7 +668,7 @@ export class XenStore {
       p = parentPath(p);
       anc = this.readNode(c, p);
     } while (anc === undefined && p !== '/');
-    const parentPerm = anc === undefined ? XS_PERM_NONE : this.permFor(c.conn, anc.perms);
+    const parentPerm = anc === undefined ? XS_PERM_NONE : permFor(c.conn, anc.perms);
     return (parentPerm & perm) !== 0 ? err : 'EACCES';
   }
 
@@ -897,7 +875,7 @@ export class XenStore {
       if (!this.watchPermitted(i, name, node, oldPerms)) continue;
       for (const w of i.watches) {
         if (exact ? w.node === name : isChildPath(name, w.node, w.depth))
-          this.sendEvent(i, name.slice(w.prefixLen), w.token);
+          sendEvent(i, name.slice(w.prefixLen), w.token);
       }
     }
   }
@@ -909,53 +887,17 @@ export class XenStore {
     node: XsNode | null,
     oldPerms: readonly XsPermEntry[] | null,
   ): boolean {
-    if (oldPerms !== null && (this.permFor(conn, oldPerms) & XS_PERM_READ) !== 0) return true;
+    if (oldPerms !== null && (permFor(conn, oldPerms) & XS_PERM_READ) !== 0) return true;
     const n = node ?? this.nodes.get(name);
     if (n === undefined) return false;
-    if ((this.permFor(conn, n.perms) & XS_PERM_READ) !== 0) return true;
+    if ((permFor(conn, n.perms) & XS_PERM_READ) !== 0) return true;
     const parent = this.nodes.get(parentPath(name));
-    return parent !== undefined && (this.permFor(conn, parent.perms) & XS_PERM_READ) !== 0;
+    return parent !== undefined && (permFor(conn, parent.perms) & XS_PERM_READ) !== 0;
   }
 
   private fireSpecial(name: string): void {
     const node = this.nodes.get(name);
     if (node !== undefined) this.fireWatches(null, name, node, true, null);
-  }
-
-  // ---- output ------------------------------------------------------------------------------------
-
-  private queue(conn: XsConnection, m: XsMessage, event: boolean): void {
-    if (conn.closed || conn.ignored) return;
-    conn.out.push({ bytes: encodeMessage(m), used: 0, event });
-  }
-
-  /** send_reply: the request's req_id and tx_id echoed; over-long replies become E2BIG. */
-  private sendReply(conn: XsConnection, req: XsMessage, r: Reply): void {
-    if (r.payload.length > XENSTORE_PAYLOAD_MAX) {
-      this.sendError(conn, req, 'E2BIG');
-      return;
-    }
-    this.queue(conn, { type: r.type, reqId: req.reqId, txId: req.txId, payload: r.payload }, false);
-  }
-
-  private sendError(conn: XsConnection, req: XsMessage, errno: XsErrno): void {
-    this.queue(conn, { type: XS_ERROR, reqId: req.reqId, txId: req.txId, payload: nulStrings(errno) }, false);
-  }
-
-  /** send_event: "path\0token\0"; over-long events are not sent, duplicates of a pending one dropped. */
-  private sendEvent(conn: XsConnection, path: string, token: string): void {
-    const payload = nulStrings(path, token);
-    if (payload.length > XENSTORE_PAYLOAD_MAX) return;
-    if (!path.startsWith('@')) {
-      const bytes = encodeMessage({ type: XS_WATCH_EVENT, reqId: 0, txId: 0, payload });
-      if (conn.out.some((m) => m.event && m.used === 0 && bytesEqual(m.bytes, bytes))) return;
-    }
-    this.queue(conn, { type: XS_WATCH_EVENT, reqId: 0, txId: 0, payload }, true);
-    this.flush(conn);
-  }
-
-  private flush(conn: XsConnection): void {
-    if (conn.out.length > 0 && conn.onOutput !== null) conn.onOutput();
   }
 
   private check(e: XsErrno | undefined, what: string): void {
