@@ -6,8 +6,8 @@ import { DEFAULT_MAX_EVTCHN_PORT, EventChannelTable } from './event-channel.ts';
 import type { FrameTable } from './frame-table.ts';
 import type { GrantTable } from './grant-table.ts';
 import { LOCK_WORDS } from './locks.ts';
-import { PageList } from './page-list.ts';
-import { ADDRESS_SPACE_PAGES, P2m, PvPageTable, type TableFrameAllocator } from './paging.ts';
+import { PageList, pageListTag, pagingPoolTag } from './page-list.ts';
+import { ADDRESS_SPACE_PAGES, P2m, PvPageTable } from './paging.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 
 // ---- the domain's record, a private page (the one definition of its words) ----
@@ -27,6 +27,8 @@ const D_CRASH_TEXT = 65;
 const D_CRASH_MAX = 400;
 const D_INJECTED = 512;
 const D_INJECTED_MAX = 256;
+/** The paging pool's list: head, tail, length. */
+const D_POOL_LIST = LOCK_WORDS + 7;
 
 /** The reasons Xen injects an exception into a guest here. */
 export const INJECT_REASONS = ['attempt to implicitly unmap a grant PTE'] as const;
@@ -67,8 +69,8 @@ export class Domain {
   readonly pt: PvPageTable | null;
   /** HVM: its P2M. */
   readonly p2m: P2m | null;
-  /** Frames reserved for its translation table and not used yet. */
-  pagingPool: number[] = [];
+  /** Frames reserved for its translation table and not used yet (Xen's own, on a list of d's). */
+  readonly pagingPool: PageList;
   /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
   currentVcpu = 0;
   /** Event channels (2-level ABI); replaced at creation when max_evtchn_port is given. */
@@ -82,9 +84,10 @@ export class Domain {
     maxPages: number,
     gt: GrantTable,
     machine: MachineMemory,
-    allocTableFrame: TableFrameAllocator,
     frames: FrameTable,
     pool: PrivatePages,
+    poolFrames: number,
+    allocXenFrame: () => number,
   ) {
     const record = pool.alloc();
     if (record < 0) throw new RangeError("out of the hypervisor's private memory for a domain");
@@ -92,8 +95,17 @@ export class Domain {
     this.words = pool.words;
     this.rec = record * PAGE_WORDS;
     this.frames = frames;
-    this.pageList = new PageList(frames, domid, pool.words, this.rec + D_PAGE_LIST);
+    this.pageList = new PageList(frames, pageListTag(domid), pool.words, this.rec + D_PAGE_LIST);
     this.pageList.init();
+    // The translation table's frames come from a pool reserved now, as Xen's
+    // HAP/shadow paging pool: mapping things later never takes machine memory.
+    this.pagingPool = new PageList(frames, pagingPoolTag(domid), pool.words, this.rec + D_POOL_LIST);
+    this.pagingPool.init();
+    for (let i = 0; i < poolFrames; i++) {
+      const mfn = allocXenFrame();
+      if (mfn >= 0) this.pagingPool.add(mfn);
+    }
+    const allocTableFrame = () => this.pagingPool.pop();
     this.words[this.rec + D_SHARED_INFO_MFN] = -1;
     this.words[this.rec + D_SHARED_INFO_GFN] = -1;
     this.words[this.rec + D_CRASH_LEN] = -1;
@@ -111,7 +123,7 @@ export class Domain {
   /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */
   get owned(): PageList {
     if (this.retired === null) return this.pageList;
-    const empty = new PageList(this.frames, this.domid, new Int32Array(3), 0);
+    const empty = new PageList(this.frames, pageListTag(this.domid), new Int32Array(3), 0);
     empty.init();
     return empty;
   }

@@ -364,14 +364,6 @@ export class Hypervisor {
       this.domids.free(domid);
       throw err;
     }
-    // The translation table's frames come from a pool reserved now, as Xen's
-    // HAP/shadow paging pool: mapping things later never takes machine memory.
-    const pool: number[] = [];
-    for (let i = 0; i < poolFrames; i++) pool.push(this.allocXenFrame());
-    const allocTableFrame = () => {
-      const mfn = pool.pop();
-      return mfn === undefined ? -1 : mfn;
-    };
     const d = new Domain(
       domid,
       o.kind,
@@ -380,11 +372,11 @@ export class Hypervisor {
       maxKib / 4,
       gt,
       this.machine,
-      allocTableFrame,
       this.frames,
       this.privatePages,
+      poolFrames,
+      () => this.allocXenFrame(),
     );
-    d.pagingPool = pool;
     for (let pfn = 0; pfn < ramPages; pfn += 1024) {
       const ok = d.pt !== null ? d.pt.ensure(pfn) : d.p2m!.ensure(pfn);
       if (!ok) throw new RangeError('out of machine memory for a page table');
@@ -509,8 +501,8 @@ export class Hypervisor {
     d.gt.destroy();
     if (d.sharedInfoMfn >= 0) this.freeXenHeapFrame(d.sharedInfoMfn);
     d.sharedInfoMfn = -1;
-    for (const mfn of [...d.tableFrames(), ...d.pagingPool]) this.putPage(mfn);
-    d.pagingPool.length = 0;
+    for (let mfn = d.pagingPool.pop(); mfn >= 0; mfn = d.pagingPool.pop()) this.putPage(mfn);
+    for (const mfn of d.tableFrames()) this.putPage(mfn);
     d.gt.shared.clear();
     d.gt.status.clear();
     d.retire(this.privatePages);

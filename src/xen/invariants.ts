@@ -50,7 +50,7 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     const owner = f.owner[mfn]!;
     if (owner === OWNER_NONE) {
       if (f.count[mfn] !== 0) out.push(`free frame ${mfn} has count ${f.count[mfn]}`);
-      if (f.listOf[mfn] !== 0) out.push(`free frame ${mfn} is still on d${f.listOf[mfn]! - 1}'s page list`);
+      if (f.listOf[mfn] !== 0) out.push(`free frame ${mfn} is still on a list (tag ${f.listOf[mfn]})`);
       continue;
     }
     if (f.count[mfn]! <= 0) out.push(`allocated frame ${mfn} (owner ${owner}) has count ${f.count[mfn]}`);

@@ -8,23 +8,37 @@ import type { FrameTable } from './frame-table.ts';
 
 const END = -1;
 
+/** The tag of d's page list (its RAM). */
+export function pageListTag(domid: number): number {
+  return domid + 1;
+}
+
+/** The tag of d's paging pool (Xen's frames reserved for its translation tables). */
+export function pagingPoolTag(domid: number): number {
+  return -(domid + 1);
+}
+
 export class PageList implements Iterable<number> {
   private readonly frames: FrameTable;
   private readonly words: Int32Array;
   private readonly headAt: number;
   private readonly tailAt: number;
   private readonly sizeAt: number;
-  /** The owner's domid + 1, as the frames' list plane holds it. */
+  /** What the frames' list plane holds for a frame on this list (never 0). */
   private readonly tag: number;
 
-  /** A view of the list whose head, tail and length are words[at], [at + 1] and [at + 2]. */
-  constructor(frames: FrameTable, domid: number, words: Int32Array, at: number) {
+  /**
+   * A view of the list whose head, tail and length are words[at], [at + 1]
+   * and [at + 2]; `tag` names the list in the frame table (a domain's page
+   * list is its domid + 1, see pageListTag).
+   */
+  constructor(frames: FrameTable, tag: number, words: Int32Array, at: number) {
     this.frames = frames;
     this.words = words;
     this.headAt = at;
     this.tailAt = at + 1;
     this.sizeAt = at + 2;
-    this.tag = domid + 1;
+    this.tag = tag;
   }
 
   /** Makes the list empty (a new domain's). */
@@ -70,6 +84,14 @@ export class PageList implements Iterable<number> {
     f.listOf[mfn] = 0;
     this.words[this.sizeAt]!--;
     return true;
+  }
+
+  /** Takes the frame at the tail off the list, or returns -1 when it is empty. */
+  pop(): number {
+    const tail = this.words[this.tailAt]!;
+    if (tail === END) return -1;
+    this.delete(tail);
+    return tail;
   }
 
   *[Symbol.iterator](): IterableIterator<number> {

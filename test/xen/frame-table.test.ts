@@ -14,7 +14,7 @@ import {
   OWNER_XEN,
   PGC_allocated,
 } from '../../src/xen/frame-table.ts';
-import { PageList } from '../../src/xen/page-list.ts';
+import { PageList, pageListTag } from '../../src/xen/page-list.ts';
 import type { FrameWorkerData } from '../fixtures/frame-table-worker.ts';
 
 describe('frame table (frame_table, heap_lock)', () => {
@@ -82,8 +82,8 @@ describe('frame table (frame_table, heap_lock)', () => {
   it("a domain's page list (page_list_add_tail, page_list_del) is linked through the frame table", () => {
     const t = FrameTable.create(32, 16);
     const words = new Int32Array(8);
-    const a = new PageList(t, 3, words, 0);
-    const b = new PageList(t, 4, words, 4);
+    const a = new PageList(t, pageListTag(3), words, 0);
+    const b = new PageList(t, pageListTag(4), words, 4);
     a.init();
     b.init();
     const m = [t.alloc(3), t.alloc(3), t.alloc(3), t.alloc(4)];
