@@ -58,6 +58,7 @@ export const testFiles = [
   'test/conformance/raw-abi.test.ts',
   'test/conformance/imports.test.ts',
   'test/conformance/node-syntax.test.ts',
+  'test/conformance/jsdoc.test.ts',
   'test/readme.test.ts',
   'test/web/browser.test.ts',
 ];

@@ -55,6 +55,7 @@ export interface LeftBehind {
   xenstoreKeys: string[];
 }
 
+/** What `gnttab run` (runGuestPair) reports of one guest: its domain, outcome, console and leftovers. */
 export interface GuestReport {
   role: 'frontend' | 'backend';
   module: string;
@@ -71,6 +72,7 @@ export interface GuestReport {
   leftBehind: LeftBehind | null;
 }
 
+/** The whole of a `gnttab run` (its `--json`): both guests, the tables while they ran, leftovers, invariants. */
 export interface RunReport {
   ok: boolean;
   frontend: GuestReport;

@@ -4,6 +4,7 @@
 import { ECS_INTERDOMAIN, ECS_IPI, ECS_PIRQ, ECS_UNBOUND, ECS_VIRQ } from '../xen/event-channel.ts';
 import type { Hypervisor } from '../xen/hypervisor.ts';
 
+/** One event-channel port in use, as the host lists it (state, peer, virq). */
 export interface PortSnapshot {
   domid: number;
   port: number;

@@ -167,6 +167,7 @@ export function gnttabUnmapRefs(
 
 // ---- mapping a peer's pages into the foreign-map area -------------------------------------------
 
+/** A peer's grants mapped by mapForeignRefs: where, from whom, and the handles to unmap them with. */
 export interface ForeignMapping {
   /** First page of the mapping (unpopulated space above RAM); page i at addr + i * 4096. */
   readonly addr: number;

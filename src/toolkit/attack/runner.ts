@@ -12,6 +12,7 @@ import type { AttackerArgs } from './peer.ts';
 import { AttackRng } from './rng.ts';
 import { type AttackProtocol, type AttackRole, KEY_STATE, STATE_CLOSED, type VictimArgs } from './victim.ts';
 
+/** What attack() takes: the victim module, the side to attack from, the protocol, moves, time and seed. */
 export interface AttackOptions {
   /** The victim module (a path or file URL): see victim.ts for its contract. */
   victim: string | URL;
@@ -54,11 +55,13 @@ export type FindingKind =
   | 'leaked-xenstore'
   | 'invariant';
 
+/** One thing the attacker caught the victim at (a crash, a leak, a broken invariant, ...). */
 export interface AttackFinding {
   kind: FindingKind;
   message: string;
 }
 
+/** What attack() found: the run's parameters (seed and options, to run it again) and its findings. */
 export interface AttackReport {
   victim: string;
   as: AttackRole;
@@ -140,6 +143,11 @@ const STARTUP_MS = 60_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * Runs a malicious peer against a victim frontend or backend module (`gnttab
+ * attack`): random hostile moves over the protocol, then a check for crashes,
+ * leaked grants, mappings, ports and xenstore keys, and broken invariants.
+ */
 export async function attack(o: AttackOptions): Promise<AttackReport> {
   const t0 = performance.now();
   const seed = o.seed ?? 1;

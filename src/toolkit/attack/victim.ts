@@ -27,7 +27,9 @@ import type { GuestContext } from '../../guest/context.ts';
 import { argArea } from '../../guest/hypercall.ts';
 import type { XsClient } from '../../io/xenstore/api.ts';
 
+/** The side the attacker plays (the victim plays the other). */
 export type AttackRole = 'frontend' | 'backend';
+/** What attacker and victim speak: a one-page ring.h ring, or a vchan. */
 export type AttackProtocol = 'ring' | 'vchan';
 
 /** What a victim module's default export gets as its second argument. */
@@ -51,14 +53,23 @@ export interface VictimArgs {
  * request the backend refused.
  */
 export const ATTACK_RING = { entrySize: 32, requestSize: 24, responseSize: 16 } as const;
-export const REQ_ID = 0; // u64 (below 2^32 in practice)
-export const REQ_OP = 8; // u8
-export const REQ_GREF = 12; // u32
-export const REQ_OFFSET = 16; // u16
-export const REQ_LENGTH = 18; // u16
-export const RSP_ID = 0; // u64
-export const RSP_STATUS = 8; // i32
+/** Request: the id, a u64 (below 2^32 in practice). */
+export const REQ_ID = 0;
+/** Request: the op (OP_READ or OP_WRITE), a u8. */
+export const REQ_OP = 8;
+/** Request: the grant ref of the frontend's page, a u32. */
+export const REQ_GREF = 12;
+/** Request: the window's offset in the page, a u16. */
+export const REQ_OFFSET = 16;
+/** Request: the window's length, a u16. */
+export const REQ_LENGTH = 18;
+/** Response: the request's id, a u64. */
+export const RSP_ID = 0;
+/** Response: 0, or -1 for a refused request, an i32. */
+export const RSP_STATUS = 8;
+/** Op: the backend fills the window. */
 export const OP_READ = 0;
+/** Op: the backend reads the window. */
 export const OP_WRITE = 1;
 
 /** The byte a READ puts at position i of the window of request `id`. */
@@ -66,10 +77,13 @@ export function fillByte(id: number, i: number): number {
   return (id + i) & 0xff;
 }
 
-/** Keys under VictimArgs.path. */
+/** Key under VictimArgs.path: the ring's grant ref. */
 export const KEY_RING_REF = 'ring-ref';
+/** Key under VictimArgs.path: the event-channel port to bind. */
 export const KEY_EVENT_CHANNEL = 'event-channel';
+/** Key under VictimArgs.path: the connection's state. */
 export const KEY_STATE = 'state';
+/** The state the toolstack writes to end the connection. */
 export const STATE_CLOSED = 'closed';
 
 /** True once the toolstack (or anyone) wrote "closed" into `<path>/state`. */

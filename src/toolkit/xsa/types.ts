@@ -61,6 +61,7 @@ export interface XsaResult {
   outcome: 'safe' | 'unsafe';
 }
 
+/** What runXsa takes: how long a thread race runs, or none at all. */
 export interface XsaRunOptions {
   /** Thread races: hits of the window wanted before the race stops (default 20). */
   hits?: number;

@@ -19,6 +19,7 @@ export const REQUEST_WORD = 1;
 export const PUBLIC_BYTE = 0x5a;
 export const SECRET_BYTE = 0xa5;
 
+/** Parameters of the built-in revoke scenario: the grant-table layout (default 1). */
 export interface RevokeParams {
   version?: 1 | 2;
 }
