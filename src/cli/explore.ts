@@ -3,6 +3,7 @@
 // token and its trace; --json for scripts.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type ExploreResult, explore, type StrategyName } from '../toolkit/explore/index.ts';
+import { plural } from './format.ts';
 
 function intArg(v: string): number {
   const n = Number(v);
@@ -88,9 +89,9 @@ function jsonOf(r: ExploreResult): unknown {
 export function formatResult(r: ExploreResult): string {
   const rate = r.elapsedMs > 0 ? Math.round((r.schedules * 1000) / r.elapsedMs) : 0;
   const lines = [
-    `${r.scenario}: ${r.schedules} schedule(s) by ${r.strategy}` +
+    `${r.scenario}: ${plural(r.schedules, 'schedule')} by ${r.strategy}` +
       (r.strategy === 'replay' ? '' : ` (seed ${r.seed}, depth ${r.depth})`) +
-      `, ${rate}/s, longest ${r.longestSchedule} steps`,
+      `, ${rate}/s, longest ${plural(r.longestSchedule, 'step')}`,
   ];
   if (r.complete) lines.push('every schedule within the bound was run');
   const f = r.failure;

@@ -408,7 +408,7 @@ export class Lab {
       o.maxGrantFrames !== undefined ? `max_grant_frames ${o.maxGrantFrames}` : '',
     ].filter((x) => x !== '');
     this.note(
-      `${name} = d${dom.domid}: ${dom.kind.toUpperCase()}, v${dom.xen.gt.version}, ${dom.xen.gt.nrGrantFrames} grant frame(s)${extra.length > 0 ? `, ${extra.join(', ')}` : ''}`,
+      `${name} = d${dom.domid}: ${dom.kind.toUpperCase()}, v${dom.xen.gt.version}, ${dom.xen.gt.nrGrantFrames} grant frame${dom.xen.gt.nrGrantFrames === 1 ? '' : 's'}${extra.length > 0 ? `, ${extra.join(', ')}` : ''}`,
     );
     return d;
   }
