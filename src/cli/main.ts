@@ -9,6 +9,7 @@ import { Host } from '../host/host.ts';
 import { hostState, stateJson } from '../host/host-state.ts';
 import { snapshotTables } from '../host/snapshot.ts';
 import { importUserModule } from '../host/user-module.ts';
+import { memoryArg, secondsArg } from './args.ts';
 import { attackCommand } from './attack.ts';
 import { type DemoProgress, runDemo, validRingSize } from './demo.ts';
 import { exploreCommand } from './explore.ts';
@@ -21,7 +22,7 @@ import {
   sizeText,
   wrap,
 } from './format.ts';
-import { type RunReport, runPair } from './run.ts';
+import { consoleLine, type RunReport, runPair } from './run.ts';
 import { paceArg, portArg, SERVE_DEMO_SIZE, serveCommand, serveDemo } from './serve.ts';
 import { runTour, type TourOptions } from './tour.ts';
 import { formatUnreadable, formatXenDmesgReport, readXenDmesg } from './xen-dmesg.ts';
@@ -40,6 +41,11 @@ function packageVersion(): string {
   return pkg.version;
 }
 
+const SHORT_TERMS: Record<string, string> = {
+  run: 'run [options] <frontend> <backend>',
+  serve: 'serve [options] [scenario | pair]',
+};
+
 export function buildProgram(): Command {
   const program = new Command('gnttab')
     .description(
@@ -48,11 +54,10 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version', 'print the version and exit')
     .option('--verbose', 'on a failure, print the stack (of a scenario or guest too)')
     .showHelpAfterError('(run with --help for usage)')
-    // run's term without its [args...], so the command list still wraps at 80 columns
-    // (commander stops wrapping when fewer than 40 columns are left for descriptions).
+    // run's and serve's terms short of their [args...], so the command list still wraps at
+    // 80 columns (commander stops wrapping when fewer than 40 columns are left for descriptions).
     .configureHelp({
-      subcommandTerm: (c) =>
-        c.name() === 'run' ? 'run [options] <frontend> <backend>' : `${c.name()} ${c.usage()}`.trimEnd(),
+      subcommandTerm: (c) => SHORT_TERMS[c.name()] ?? `${c.name()} ${c.usage()}`.trimEnd(),
     })
     // Usage errors exit 2 (see main), failures 1; subcommands inherit this.
     .exitOverride();
@@ -356,7 +361,6 @@ export function buildProgram(): Command {
             cmd.error(`gnttab run: no such guest module: ${f} (give the path of a .mjs, .js or .ts file)`);
         const width = outputWidth();
         const json = opts.json === true;
-        const tag = (role: string, domid: number) => `d${domid} ${role.padEnd(8)}|`;
         if (!json)
           process.stdout.write(
             `${wrap(`gnttab run: ${frontend} as the frontend (${article(opts.frontendKind)}, d1), ${backend} as the backend (${article(opts.backendKind)}, d0)`, width)}\n\n`,
@@ -375,9 +379,7 @@ export function buildProgram(): Command {
           {
             // With --json the consoles are in the JSON; as they come, they go to stderr.
             console: (role, domid, line) =>
-              (json ? process.stderr : process.stdout).write(
-                `${wrap(`${tag(role, domid)} ${line}`, width, '             ')}\n`,
-              ),
+              (json ? process.stderr : process.stdout).write(consoleLine(role, domid, line, width)),
           },
         );
         if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
@@ -425,13 +427,6 @@ function ringArg(v: string): number {
   return n;
 }
 
-function memoryArg(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 4096)
-    throw new InvalidArgumentError('a whole number of MiB from 1 to 4096');
-  return n;
-}
-
 function decodeXenDmesg(file: string, json: boolean): void {
   if (file === '-' && process.stdin.isTTY === true)
     process.stderr.write(
@@ -446,13 +441,6 @@ function decodeXenDmesg(file: string, json: boolean): void {
     process.stderr.write(`${formatUnreadable(r, file === '-' ? 'stdin' : file, width)}\n`);
     process.exitCode = 1;
   }
-}
-
-function secondsArg(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 86400)
-    throw new InvalidArgumentError('a number of seconds, more than 0 and at most 86400');
-  return n;
 }
 
 /** The end of `gnttab run`'s text: outcomes, the tables seen, leftovers, invariants. */

@@ -12,6 +12,7 @@ import type { PortSnapshot } from '../host/port-snapshot.ts';
 import type { MappingSnapshot, TableSnapshot } from '../host/snapshot.ts';
 import { type ThreadDomain, WorkerHost } from '../host/worker-host.ts';
 import type { XsClient } from '../io/xenstore/api.ts';
+import { wrap } from './format.ts';
 
 /** What each guest module's default export receives as `args` under `gnttab run`. */
 export interface RunGuestArgs {
@@ -41,6 +42,8 @@ export interface RunOptions {
   domainKiB: number;
   /** Both guests must have returned by then, or they are stopped and the run fails. */
   timeoutMs: number;
+  /** A trace buffer's SharedArrayBuffer for the host (gnttab serve's view); default none. */
+  traceSab?: SharedArrayBuffer;
 }
 
 /** What one domain still held once its guest had returned. */
@@ -88,6 +91,18 @@ export interface RunReport {
 export interface RunEvents {
   /** A console line of one of the guests, as it is printed. */
   console?: (role: 'frontend' | 'backend', domid: number, line: string) => void;
+  /** The host, once it runs (before the domains are made). */
+  host?: (host: WorkerHost) => void;
+}
+
+/** A guest's console line as gnttab run prints it: "d1 frontend| ...", wrapped to `width`. */
+export function consoleLine(
+  role: 'frontend' | 'backend',
+  domid: number,
+  line: string,
+  width: number,
+): string {
+  return `${wrap(`d${domid} ${role.padEnd(8)}| ${line}`, width, '             ')}\n`;
 }
 
 /** A path (relative to the working directory) or a file: URL, as a file: URL. */
@@ -149,7 +164,12 @@ export function leftoverLines(g: GuestReport): string[] {
 
 /** Runs the two guest modules as a frontend and a backend domain; see the file comment. */
 export async function runPair(o: RunOptions, events: RunEvents = {}): Promise<RunReport> {
-  const wh = await WorkerHost.start({ memoryMiB: o.memoryMiB, xenstore: true });
+  const wh = await WorkerHost.start({
+    memoryMiB: o.memoryMiB,
+    xenstore: true,
+    ...(o.traceSab !== undefined ? { traceSab: o.traceSab } : {}),
+  });
+  events.host?.(wh);
   try {
     const xs = wh.xenstore!;
     // The backend first: it is dom0, as a backend usually is.

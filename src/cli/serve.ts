@@ -1,18 +1,22 @@
-// `gnttab serve [scenario]` and `gnttab demo --serve`: the web view of a host,
-// live. The demo (paced, so that every state can be seen), a scenario module
-// run on a single-thread Host, or the text of Xen's debug key 'g' from a real
+// `gnttab serve [scenario | frontend backend]` and `gnttab demo --serve`: the
+// web view of a host, live. The demo (paced, so that every state can be seen),
+// a scenario module run on a single-thread Host, a `gnttab run` pair of guest
+// modules in worker threads, or the text of Xen's debug key 'g' from a real
 // host (--xen-dmesg). Bound to 127.0.0.1 unless told otherwise; read-only.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Host } from '../host/host.ts';
-import { type HostState, hostState } from '../host/host-state.ts';
+import { type HostState, hostState, hypercallTotals } from '../host/host-state.ts';
 import { importUserModule } from '../host/user-module.ts';
 import { VIEW_TRACE_RECORDS, ViewServer, type ViewSource } from '../host/view-server.ts';
 import type { WorkerHost } from '../host/worker-host.ts';
 import { TraceBuffer } from '../xen/trace.ts';
+import { memoryArg, secondsArg } from './args.ts';
 import { type DemoOptions, runDemo } from './demo.ts';
+import { outputWidth } from './format.ts';
+import { consoleLine, type RunOptions, runPair } from './run.ts';
 import { readXenDmesg } from './xen-dmesg.ts';
 
 export interface ServeOptions {
@@ -66,34 +70,76 @@ async function start(source: ViewSource, o: ServeOptions, stop: () => Promise<vo
   return server;
 }
 
-/** The demo, paced, with its host's trace; the page keeps the last state once it has ended. */
-export async function serveDemo(demo: DemoOptions, o: ServeOptions): Promise<void> {
+/**
+ * A WorkerHost run by `run` (the demo, a gnttab run pair), traced, once the
+ * first page watches, so that it is seen from its first grant; the page keeps
+ * the last state once the run has ended and the host has gone.
+ */
+async function serveWorkerRun(
+  title: string,
+  what: string,
+  o: ServeOptions,
+  run: (traceSab: SharedArrayBuffer, onHost: (h: WorkerHost) => void) => Promise<string>,
+): Promise<void> {
   const trace = new TraceBuffer(VIEW_TRACE_RECORDS);
   let host: WorkerHost | null = null;
   let last: HostState = { tables: [], invariants: [], eventChannels: [], xenstore: null, hypercalls: null };
   const source: ViewSource = {
-    title: `gnttab demo (${demo.frontend} frontend v${demo.layout}, ${demo.backend} backend)`,
+    title,
     trace,
     state: async () => {
       if (host !== null) last = await host.state();
-      return last;
+      // The counters are in the trace buffer, which outlives the host: always the latest.
+      return { ...last, hypercalls: hypercallTotals(trace) };
     },
   };
   const server = await start(source, o, async () => {
     await host?.shutdown();
   });
-  // The demo begins once a page watches, so that it is seen from its first grant.
-  process.stdout.write('gnttab serve: open the page to start the demo\n');
+  process.stdout.write(`gnttab serve: open the page to start ${what}\n`);
   await server.firstClient;
-  const r = await runDemo(demo, undefined, {
-    traceSab: trace.sab,
-    onHost: (h) => {
-      host = h;
-    },
+  const outcome = await run(trace.sab, (h) => {
+    host = h;
   });
   host = null;
-  process.stdout.write(
-    `gnttab serve: the demo has ended (${r.ok ? 'every byte checked, nothing left behind' : 'with failures, see the page'}); the page shows the host as it ended\n`,
+  process.stdout.write(`gnttab serve: ${outcome}; the page shows the host as it ended\n`);
+}
+
+/** The demo, paced, with its host's trace. */
+export function serveDemo(demo: DemoOptions, o: ServeOptions): Promise<void> {
+  return serveWorkerRun(
+    `gnttab demo (${demo.frontend} frontend v${demo.layout}, ${demo.backend} backend)`,
+    'the demo',
+    o,
+    async (traceSab, onHost) => {
+      const r = await runDemo(demo, undefined, { traceSab, onHost });
+      return `the demo has ended (${r.ok ? 'every byte checked, nothing left behind' : 'with failures, see the page'})`;
+    },
+  );
+}
+
+/** A `gnttab run` pair of guest modules, with their host's trace; the consoles go to stdout. */
+export function servePair(pair: Omit<RunOptions, 'traceSab'>, o: ServeOptions): Promise<void> {
+  for (const f of [pair.frontend, pair.backend])
+    if (!f.startsWith('file:') && !existsSync(f))
+      throw new Error(`no such guest module: ${f} (give the path of a .mjs, .js or .ts file)`);
+  const width = outputWidth();
+  return serveWorkerRun(
+    `gnttab run ${pair.frontend} ${pair.backend}`,
+    'the guests',
+    o,
+    async (traceSab, onHost) => {
+      const r = await runPair(
+        { ...pair, traceSab },
+        {
+          host: onHost,
+          console: (role, domid, line) => process.stdout.write(consoleLine(role, domid, line, width)),
+        },
+      );
+      const outcome = (g: typeof r.frontend) =>
+        `the ${g.role} ${g.outcome}${g.outcome === 'crashed' ? ` (${g.error ?? ''})` : ''}`;
+      return `the guests have ended (${outcome(r.frontend)}, ${outcome(r.backend)}${r.leftovers.length > 0 ? `, ${r.leftovers.length} things left behind` : ''}${r.invariants.length > 0 ? `, ${r.invariants.length} invariants broken` : ''})`;
+    },
   );
 }
 
@@ -158,12 +204,15 @@ export const SERVE_DEMO_SIZE = 4 * 1024 * 1024;
 export function serveCommand(demoDefaults: () => DemoOptions): Command {
   const cmd = new Command('serve')
     .description(
-      "a live web view of a host: domains, grant tables, mappings, event channels, xenstore and the hypercall timeline (the paced demo by default, a scenario module, or a real host's debug key 'g' text)",
+      "a live web view of a host: domains, grant tables, mappings, event channels, xenstore and the hypercall timeline (the paced demo by default, a scenario module, a gnttab run pair, or a real host's debug key 'g' text)",
     )
     .argument(
       '[scenario]',
-      'a module whose default export takes a Host (as for gnttab dump); default: the demo',
-    );
+      'a module whose default export takes a Host (as for gnttab dump); default: the demo. With a second module: the frontend of a gnttab run pair',
+    )
+    .argument('[backend]', "the backend's guest module of a gnttab run pair")
+    .argument('[args...]', 'after --: words passed to both guests of a pair as args.argv')
+    .usage('[options] [scenario | <frontend> <backend> [-- args...]]');
   serveOptions(cmd)
     .option('--xen-dmesg <file>', "serve the tables of Xen's debug key 'g' text (xl dmesg) instead of a host")
     .addOption(
@@ -172,27 +221,60 @@ export function serveCommand(demoDefaults: () => DemoOptions): Command {
         .argParser(paceArg),
     )
     .addOption(
-      new Option('--memory <MiB>', 'machine memory of a scenario host').default(64).argParser((v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > 4096)
-          throw new InvalidArgumentError('a whole number of MiB from 1 to 4096');
-        return n;
-      }),
+      new Option('--memory <MiB>', 'machine memory of a scenario or pair host')
+        .default(64)
+        .argParser(memoryArg),
+    )
+    .addOption(
+      new Option('--frontend-kind <kind>', "a pair's frontend domain").choices(['pv', 'hvm']).default('hvm'),
+    )
+    .addOption(
+      new Option('--backend-kind <kind>', "a pair's backend domain").choices(['pv', 'hvm']).default('pv'),
+    )
+    .addOption(
+      new Option('--timeout <seconds>', "a pair's guests are stopped when they have not returned by then")
+        .default(60)
+        .argParser(secondsArg),
     )
     .addHelpText(
       'after',
-      '\nExamples:\n  gnttab serve\n  gnttab serve examples/scenario.ts --port 9000\n  gnttab serve --xen-dmesg dmesg.txt',
+      '\nExamples:\n  gnttab serve\n  gnttab serve examples/scenario.ts --port 9000\n' +
+        '  gnttab serve examples/ring/frontend.ts examples/ring/backend.ts -- 300\n' +
+        '  gnttab serve --xen-dmesg dmesg.txt',
     )
     .action(
       async (
         scenario: string | undefined,
-        opts: ServeOptions & { xenDmesg?: string; pace: number; memory: number },
+        backend: string | undefined,
+        argv: string[],
+        opts: ServeOptions & {
+          xenDmesg?: string;
+          pace: number;
+          memory: number;
+          frontendKind: 'pv' | 'hvm';
+          backendKind: 'pv' | 'hvm';
+          timeout: number;
+        },
       ) => {
         if (opts.xenDmesg !== undefined) {
           if (scenario !== undefined)
-            cmd.error('error: give a scenario or --xen-dmesg, not both', { exitCode: 2 });
+            cmd.error('error: --xen-dmesg serves a file: give no scenario or pair with it', { exitCode: 2 });
           await serveXenDmesg(opts.xenDmesg, opts);
-        } else if (scenario !== undefined) await serveScenario(scenario, opts);
+        } else if (backend !== undefined)
+          await servePair(
+            {
+              frontend: scenario!,
+              backend,
+              argv,
+              frontendKind: opts.frontendKind,
+              backendKind: opts.backendKind,
+              memoryMiB: opts.memory,
+              domainKiB: 4096,
+              timeoutMs: opts.timeout * 1000,
+            },
+            opts,
+          );
+        else if (scenario !== undefined) await serveScenario(scenario, opts);
         else await serveDemo({ ...demoDefaults(), paceMs: opts.pace }, opts);
       },
     );

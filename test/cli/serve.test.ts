@@ -1,6 +1,6 @@
-// `gnttab serve <scenario>` and `gnttab serve --xen-dmesg <file>`, run as a
-// user runs them: the command in a subprocess, its /api/state fetched over
-// HTTP. What it serves must be what `gnttab dump --json` and `gnttab decode
+// `gnttab serve <scenario>`, `gnttab serve <frontend> <backend>` and `gnttab
+// serve --xen-dmesg <file>`, run as a user runs them: the command in a
+// subprocess, its /api/state fetched over HTTP. What it serves must be what `gnttab dump --json` and `gnttab decode
 // --xen-dmesg --json` give for the same input; it listens on 127.0.0.1 only,
 // and it is read-only: anything but GET is refused and changes nothing.
 import assert from 'node:assert/strict';
@@ -33,6 +33,11 @@ async function stateWhen(url: string, ready: (s: HostState) => boolean): Promise
     if (ready(s)) return s;
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Until the command has printed a line matching `re` (the test's timeout guards a hang). */
+async function printed(s: Served, re: RegExp): Promise<void> {
+  while (!re.test(s.stdout())) await new Promise((r) => setTimeout(r, 50));
 }
 
 /** 'connected', or the error code of a TCP connection to host:port. */
@@ -137,6 +142,70 @@ describe('gnttab serve <scenario>', () => {
   });
 });
 
+describe('gnttab serve <frontend> <backend> (a gnttab run pair)', () => {
+  it('runs the pair once a page watches, traced from its first hypercall, and keeps the host as it ended', async () => {
+    let s: Served | null = null;
+    const ac = new AbortController();
+    try {
+      s = await serve(['examples/ring/frontend.ts', 'examples/ring/backend.ts', '--', '100']);
+      assert.match(
+        s.stdout(),
+        /gnttab serve: gnttab run examples\/ring\/frontend\.ts examples\/ring\/backend\.ts at /,
+      );
+      const served = s;
+      await printed(served, /open the page to start the guests/);
+      // Nothing runs before a page watches: no domain, no hypercall.
+      const before = await state(s.url);
+      assert.deepEqual([before.tables, before.hypercalls?.calls], [[], 0]);
+      // A page's event stream starts them; their consoles go to stdout as gnttab run prints them.
+      void fetch(`${s.url}api/events`, { signal: ac.signal })
+        .then((r) => r.body?.cancel())
+        .catch(() => {});
+      await printed(served, /the guests have ended/);
+      assert.match(s.stdout(), /^d1 frontend\| 100 responses checked$/m);
+      assert.match(s.stdout(), /^d0 backend \| 100 requests answered; closing$/m);
+      assert.match(s.stdout(), /the guests have ended \(the frontend returned, the backend returned\)/);
+      // The host has gone; its counters stay: every hypercall of both guests, none lost.
+      const st = await state(s.url);
+      const h = st.hypercalls!;
+      assert.equal(h.lost, 0);
+      assert.deepEqual(
+        h.domains.map((d) => d.domid),
+        [0, 1],
+      );
+      assert.equal(
+        h.calls,
+        h.domains.reduce((a, d) => a + d.calls, 0),
+      );
+      const calls = (op: string) => h.ops.find((o) => `d${o.domid} ${o.op}` === op)?.calls;
+      // The backend maps the ring page once and unmaps it once; the frontend allocates one port.
+      assert.deepEqual(
+        [
+          calls('d0 grant_table_op/map_grant_ref'),
+          calls('d0 grant_table_op/unmap_grant_ref'),
+          calls('d1 event_channel_op/alloc_unbound'),
+        ],
+        [1, 1, 1],
+      );
+      const status = (await (await fetch(`${s.url}api/status`)).json()) as {
+        hypercalls: number;
+        lost: number;
+      };
+      assert.deepEqual([status.hypercalls, status.lost], [h.calls, 0]);
+      await assertReadOnly(s.url);
+      assert.equal(await s.stop(), 0);
+      s = null;
+    } finally {
+      ac.abort();
+      await s?.stop();
+    }
+  });
+
+  it('refuses a guest module that is not there, before listening', async () => {
+    await assert.rejects(serve(['examples/ring/frontend.ts', join(dir, 'nope.ts')]), /no such guest module/);
+  });
+});
+
 // Hand-written in the format of gnttab_usage_print (xen/common/grant_table.c), as
 // `xl dmesg` shows it with console_timestamps=datems, and a row cut short (line 11).
 const DMESG = `(XEN) [2026-12-02 14:05:10.001] gnttab_usage_print_all [ key 'g' pressed
@@ -227,6 +296,9 @@ describe('gnttab serve --xen-dmesg <file>', () => {
     writeFileSync(empty, '(XEN) nothing to see\n');
     await assert.rejects(serve(['--xen-dmesg', empty]), /holds no output of Xen's debug key 'g'/);
     await assert.rejects(serve(['--xen-dmesg', join(dir, 'nope.txt')]), /no such file/);
-    await assert.rejects(serve(['--xen-dmesg', f, 'examples/scenario.ts']), /not both/);
+    await assert.rejects(
+      serve(['--xen-dmesg', f, 'examples/scenario.ts']),
+      /exited \(2\): error: --xen-dmesg serves a file: give no scenario/,
+    );
   });
 });
