@@ -2,7 +2,7 @@
 import { DOMID_IO } from '../abi/domid.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from '../machine/machine-memory.ts';
-import { DEFAULT_MAX_EVTCHN_PORT, EventChannelTable } from './event-channel.ts';
+import { EventChannelTable, type PortResolver } from './evtchn/port-table.ts';
 import type { FrameTable } from './frame-table.ts';
 import type { GrantTable } from './grant-table.ts';
 import { LOCK_WORDS } from './locks.ts';
@@ -29,6 +29,8 @@ const D_INJECTED = 512;
 const D_INJECTED_MAX = 256;
 /** The paging pool's list: head, tail, length. */
 const D_POOL_LIST = LOCK_WORDS + 7;
+/** The event-channel table's numbers (EVTCHN_TABLE_WORDS of them). */
+const D_EVTCHN = LOCK_WORDS + 10;
 
 /** The reasons Xen injects an exception into a guest here. */
 export const INJECT_REASONS = ['attempt to implicitly unmap a grant PTE'] as const;
@@ -73,8 +75,8 @@ export class Domain {
   readonly pagingPool: PageList;
   /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
   currentVcpu = 0;
-  /** Event channels (2-level ABI); replaced at creation when max_evtchn_port is given. */
-  evtchn: EventChannelTable;
+  /** Event channels (2-level ABI). */
+  readonly evtchn: EventChannelTable;
 
   constructor(
     domid: number,
@@ -88,6 +90,8 @@ export class Domain {
     pool: PrivatePages,
     poolFrames: number,
     allocXenFrame: () => number,
+    maxEvtchnPort: number,
+    resolve: PortResolver,
   ) {
     const record = pool.alloc();
     if (record < 0) throw new RangeError("out of the hypervisor's private memory for a domain");
@@ -117,7 +121,7 @@ export class Domain {
     this.gt = gt;
     this.pt = kind === 'pv' ? new PvPageTable(machine, allocTableFrame) : null;
     this.p2m = kind === 'hvm' ? new P2m(machine, allocTableFrame) : null;
-    this.evtchn = new EventChannelTable(DEFAULT_MAX_EVTCHN_PORT, vcpus);
+    this.evtchn = new EventChannelTable(maxEvtchnPort, vcpus, pool, this.rec + D_EVTCHN, resolve);
   }
 
   /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */

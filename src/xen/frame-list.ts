@@ -22,8 +22,9 @@ export const LIST_STATUS_GFN = 3;
 export class FrameList {
   private readonly pages: PageDirectory;
   private readonly column: number;
-  /** The header word holding this list's length. */
-  private readonly lengthAt: number;
+  /** The header word holding this list's length (a word of its own once retired). */
+  private lengthWords: Int32Array;
+  private lengthAt: number;
   private readonly capacity: number;
   private readonly words: Int32Array;
 
@@ -33,10 +34,17 @@ export class FrameList {
     this.lengthAt = lengthAt;
     this.capacity = capacity;
     this.words = pages.pool.words;
+    this.lengthWords = this.words;
   }
 
   get length(): number {
-    return this.words[this.lengthAt]!;
+    return this.lengthWords[this.lengthAt]!;
+  }
+
+  /** The table is gone (its pages freed): this view is an empty list from now on. */
+  retire(): void {
+    this.lengthWords = new Int32Array(1);
+    this.lengthAt = 0;
   }
 
   private at(i: number): number {
@@ -65,7 +73,7 @@ export class FrameList {
     const k = Math.floor(n / PER_PAGE);
     if (this.pages.page(k) === 0 && this.pages.add(k) < 0) return false;
     this.words[this.at(n)] = v;
-    this.words[this.lengthAt] = n + 1;
+    this.lengthWords[this.lengthAt] = n + 1;
     return true;
   }
 
@@ -83,13 +91,13 @@ export class FrameList {
     const n = this.length;
     if (n === 0) return undefined;
     const v = this.get(n - 1);
-    this.words[this.lengthAt] = n - 1;
+    this.lengthWords[this.lengthAt] = n - 1;
     return v;
   }
 
   /** Empties the list (its pages stay, for a table that may grow again). */
   clear(): void {
-    this.words[this.lengthAt] = 0;
+    this.lengthWords[this.lengthAt] = 0;
   }
 
   fill(v: number): void {

@@ -52,8 +52,9 @@ export class GrantTable {
   readonly maptrack: Maptrack;
   /** The header's page among the hypervisor's private pages. */
   readonly headerPage: number;
-  private readonly words: Int32Array;
-  private readonly hdr: number;
+  /** The header's words (a copy of this view's own once the table is gone). */
+  private words: Int32Array;
+  private hdr: number;
   /** The active entries' pages. */
   private readonly activePages: PageDirectory;
   /** The frame lists' pages. */
@@ -207,9 +208,16 @@ export class GrantTable {
     this.activePages.free();
     this.framePages.free();
     this.maptrack.destroy();
-    this.nrActive = 0;
+    for (const list of [this.shared, this.sharedGfn, this.status, this.statusGfn]) list.retire();
+    // A tombstone header for this view: the version it had, nothing else.
+    const tomb = new Int32Array(GT_FRAMES_ROOT + 1);
+    tomb[GT_VERSION] = this.version;
+    tomb[GT_MAX_VERSION] = this.maxVersion;
+    tomb[GT_MAX_GRANT_FRAMES] = this.maxGrantFrames;
     this.views = [];
     this.words.fill(0, this.hdr, this.hdr + PAGE_WORDS);
     this.activePages.pool.free(this.headerPage);
+    this.words = tomb;
+    this.hdr = 0;
   }
 }

@@ -22,7 +22,8 @@ import { MachineMemory } from '../machine/machine-memory.ts';
 import { dispatchHypercall } from './dispatch.ts';
 import { Domain, type DomainKind, type PageOwner } from './domain.ts';
 import { DomidAllocator } from './domid-alloc.ts';
-import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels, EventChannelTable } from './event-channel.ts';
+import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels } from './event-channel.ts';
+import type { PortResolver } from './evtchn/port-table.ts';
 import { relinquishP2mMapping } from './foreign-mapping.ts';
 import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from './frame-table.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
@@ -208,6 +209,11 @@ export class Hypervisor {
    * there; a fixed interleaving (gnttab xsa, XSA-501) places its hypercall here.
    */
   grantLockDropped: ((op: string, rd: Domain, ref: number) => void) | null = null;
+  /**
+   * How this thread resolves what event-channel records hold by number: a
+   * peer's domid, and Xen's consumers (functions of this thread's, by index).
+   */
+  readonly ports: PortResolver = { domain: (id) => this.domains.get(id), consumers: [] };
   /** The trace ring records go to (xentrace's buffers), or null: tracing off, the default. */
   trace: TraceBuffer | null = null;
   private readonly domids = new DomidAllocator();
@@ -376,6 +382,8 @@ export class Hypervisor {
       this.privatePages,
       poolFrames,
       () => this.allocXenFrame(),
+      maxEvtchnPort,
+      this.ports,
     );
     for (let pfn = 0; pfn < ramPages; pfn += 1024) {
       const ok = d.pt !== null ? d.pt.ensure(pfn) : d.p2m!.ensure(pfn);
@@ -403,7 +411,6 @@ export class Hypervisor {
     // The shared-info page (event channels): a zeroed Xen-heap frame shared rw with the domain.
     d.sharedInfoMfn = this.allocXenHeapFrame(d);
     if (d.sharedInfoMfn < 0) throw new RangeError('out of machine memory for the shared-info page');
-    if (maxEvtchnPort !== DEFAULT_MAX_EVTCHN_PORT) d.evtchn = new EventChannelTable(maxEvtchnPort, vcpus);
     this.trace?.record(TRC_DOM_CREATE, domid, 0, 0, 0);
     return d;
   }
@@ -499,6 +506,7 @@ export class Hypervisor {
     if (this.xenHeapFramesInUse(d)) return;
     for (const mfn of [...d.gt.shared, ...d.gt.status]) this.freeXenHeapFrame(mfn);
     d.gt.destroy();
+    d.evtchn.destroy();
     if (d.sharedInfoMfn >= 0) this.freeXenHeapFrame(d.sharedInfoMfn);
     d.sharedInfoMfn = -1;
     for (let mfn = d.pagingPool.pop(); mfn >= 0; mfn = d.pagingPool.pop()) this.putPage(mfn);

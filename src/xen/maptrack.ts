@@ -32,7 +32,9 @@ export class Maptrack {
   readonly maxFrames: number;
   readonly vcpus: number;
   private readonly pool: PrivatePages;
-  private readonly header: number;
+  /** The header's words and where it starts in them (a copy of this view's own once it is gone). */
+  private hw: Int32Array;
+  private header: number;
   private readonly pages: PageDirectory;
   /** This thread's memo of where each slot page starts (pages never move while the table lives). */
   private base: number[] = [];
@@ -52,6 +54,7 @@ export class Maptrack {
     const header = this.pool.alloc();
     if (header < 0) throw new RangeError("out of the hypervisor's private memory for a maptrack");
     this.header = header * PAGE_WORDS;
+    this.hw = this.pool.words;
     this.pages = new PageDirectory(this.pool);
     const w = this.pool.words;
     for (let v = 0; v < vcpus; v++) {
@@ -62,7 +65,7 @@ export class Maptrack {
 
   /** Number of usable handles: a multiple of 256. */
   get limit(): number {
-    return this.pool.words[this.header + HDR_LIMIT]!;
+    return this.hw[this.header + HDR_LIMIT]!;
   }
 
   get nrFrames(): number {
@@ -117,19 +120,19 @@ export class Maptrack {
   }
 
   private head(v: number): number {
-    return this.pool.words[this.header + HDR_HEAD + v]! >>> 0;
+    return this.hw[this.header + HDR_HEAD + v]! >>> 0;
   }
 
   private tail(v: number): number {
-    return this.pool.words[this.header + HDR_TAIL + v]! >>> 0;
+    return this.hw[this.header + HDR_TAIL + v]! >>> 0;
   }
 
   private setHead(v: number, h: number): void {
-    this.pool.words[this.header + HDR_HEAD + v] = h | 0;
+    this.hw[this.header + HDR_HEAD + v] = h | 0;
   }
 
   private setTail(v: number, h: number): void {
-    this.pool.words[this.header + HDR_TAIL + v] = h | 0;
+    this.hw[this.header + HDR_TAIL + v] = h | 0;
   }
 
   /** Pops from vCPU v's list, always leaving the sentinel. */
@@ -178,7 +181,7 @@ export class Maptrack {
     const handle = this.limit;
     if (this.pages.add(handle >>> 8) < 0) return this.stealOnly(curr);
     const w = this.pool.words;
-    this.pool.words[this.header + HDR_LIMIT] = handle + MAPTRACK_PER_PAGE;
+    this.hw[this.header + HDR_LIMIT] = handle + MAPTRACK_PER_PAGE;
     for (let i = 0; i < MAPTRACK_PER_PAGE; i++) {
       const a = this.at(handle + i);
       w[a + MT_REF] = handle + i + 1;
@@ -222,5 +225,9 @@ export class Maptrack {
     this.pages.free();
     this.pool.free(this.header / PAGE_WORDS);
     this.base = [];
+    // A tombstone header: no slots, every list empty.
+    this.hw = new Int32Array(HDR_TAIL + MAX_VCPUS).fill(-1);
+    this.hw[HDR_LIMIT] = 0;
+    this.header = 0;
   }
 }

@@ -50,8 +50,9 @@ describe('private pages (alloc_xenheap_pages)', () => {
     // The table's header page; active entries: the directory's root, one
     // directory page, and 8 pages for the first frame's 512 entries; the frame
     // lists: root, directory page and one page of records; the maptrack: its
-    // header and directory root; and the domain's record.
-    const atCreation = 1 + (2 + 8) + 3 + 2 + 1;
+    // header and directory root; the domain's record; event channels: the
+    // buckets' root, directory and first bucket, and the same for VIRQ maps.
+    const atCreation = 1 + (2 + 8) + 3 + 2 + 1 + 6;
     assert.equal(pool.usedPages - base, atCreation);
     assert.equal(d.xen.gt.nrActive, 512);
     // struct gnttab_setup_table (24 bytes): dom, nr_frames, status, frame_list.

@@ -9,8 +9,11 @@ import {
   VIRQ_XENOPROF,
   VIRQ_XENPMU,
 } from '../../abi/event-channel.ts';
-import { XEN_EBUSY, XEN_EINVAL, XEN_ENOSPC } from '../../abi/hypercall.ts';
+import { XEN_EBUSY, XEN_EINVAL, XEN_ENOMEM, XEN_ENOSPC } from '../../abi/hypercall.ts';
 import type { Domain } from '../domain.ts';
+import { LOCK_WORDS } from '../locks.ts';
+import { PageDirectory } from '../page-directory.ts';
+import { PAGE_WORDS, type PrivatePages } from '../private-pages.ts';
 
 // struct evtchn states (xen/include/xen/sched.h).
 export const ECS_FREE = 0;
@@ -36,52 +39,195 @@ export const DEFAULT_MAX_EVTCHN_PORT = 1023;
  */
 export type XenConsumer = (d: Domain, port: number) => void;
 
-/** struct evtchn, the fields the 2-level ABI needs. */
+// ---- a port's record, in Int32 words (the one definition) ----
+// One bucket of EVTCHNS_PER_BUCKET records is one private page.
+/** The channel's lock (chn->lock): the first LOCK_WORDS words. */
+export const EVTCHN_LOCK = 0;
+const P_STATE = LOCK_WORDS;
+const P_NOTIFY_VCPU = LOCK_WORDS + 1;
+const P_UNBOUND_REMOTE = LOCK_WORDS + 2;
+/** The interdomain peer's domid, -1 for none. */
+const P_REMOTE_DOMID = LOCK_WORDS + 3;
+const P_REMOTE_PORT = LOCK_WORDS + 4;
+const P_VIRQ = LOCK_WORDS + 5;
+/** 0, or 1 + the index of Xen's consumer in the hypervisor's registry. */
+const P_CONSUMER = LOCK_WORDS + 6;
+const P_WORDS = PAGE_WORDS / EVTCHNS_PER_BUCKET;
+
+// ---- the table's words in the domain's record ----
+const T_MAX_PORT = 0;
+const T_VALID = 1;
+/** Root of the directory of buckets. */
+const T_BUCKETS = 2;
+/** Root of the directory of the vCPUs' virq_to_evtchn maps. */
+const T_VIRQS = 3;
+/** Words of the table's part of a domain record. */
+export const EVTCHN_TABLE_WORDS = 4;
+const VIRQ_MAPS_PER_PAGE = Math.floor(PAGE_WORDS / NR_VIRQS);
+
+/**
+ * Resolves what a port record holds by number: a domain by domid, Xen's
+ * consumers by their index in the hypervisor's registry.
+ */
+export interface PortResolver {
+  domain(domid: number): Domain | undefined;
+  /** One slot per Xen-attached port's binding; a freed slot is undefined and reused. */
+  readonly consumers: (XenConsumer | undefined)[];
+}
+
+/** struct evtchn, the fields the 2-level ABI needs: one thread's view of one record. */
 export class EvtchnPort {
   readonly port: number;
-  state = ECS_FREE;
-  /** vCPU whose selector and upcall flag a pending event raises. */
-  notifyVcpu = 0;
-  /** UNBOUND: the domain allowed to bind (u.unbound.remote_domid). */
-  unboundRemote = 0;
-  /** INTERDOMAIN: the peer domain and its port. */
-  remote: Domain | null = null;
-  remotePort = 0;
-  /** VIRQ: the virtual IRQ. */
-  virq = 0;
-  /** Xen-attached (consumer_is_xen): Xen's notification function, else null. */
-  xenConsumer: XenConsumer | null = null;
+  private readonly words: Int32Array;
+  private readonly at: number;
+  private readonly resolve: PortResolver;
 
-  constructor(port: number) {
+  constructor(port: number, words: Int32Array, at: number, resolve: PortResolver) {
     this.port = port;
+    this.words = words;
+    this.at = at;
+    this.resolve = resolve;
+  }
+
+  get state(): number {
+    return this.words[this.at + P_STATE]!;
+  }
+  set state(v: number) {
+    this.words[this.at + P_STATE] = v;
+  }
+
+  /** vCPU whose selector and upcall flag a pending event raises. */
+  get notifyVcpu(): number {
+    return this.words[this.at + P_NOTIFY_VCPU]!;
+  }
+  set notifyVcpu(v: number) {
+    this.words[this.at + P_NOTIFY_VCPU] = v;
+  }
+
+  /** UNBOUND: the domain allowed to bind (u.unbound.remote_domid). */
+  get unboundRemote(): number {
+    return this.words[this.at + P_UNBOUND_REMOTE]!;
+  }
+  set unboundRemote(v: number) {
+    this.words[this.at + P_UNBOUND_REMOTE] = v;
+  }
+
+  /** INTERDOMAIN: the peer domain (held by its domid) and its port. */
+  get remote(): Domain | null {
+    const id = this.words[this.at + P_REMOTE_DOMID]!;
+    return id < 0 ? null : (this.resolve.domain(id) ?? null);
+  }
+  set remote(d: Domain | null) {
+    this.words[this.at + P_REMOTE_DOMID] = d === null ? -1 : d.domid;
+  }
+
+  get remotePort(): number {
+    return this.words[this.at + P_REMOTE_PORT]!;
+  }
+  set remotePort(v: number) {
+    this.words[this.at + P_REMOTE_PORT] = v;
+  }
+
+  /** VIRQ: the virtual IRQ. */
+  get virq(): number {
+    return this.words[this.at + P_VIRQ]!;
+  }
+  set virq(v: number) {
+    this.words[this.at + P_VIRQ] = v;
+  }
+
+  /** Xen-attached (consumer_is_xen): Xen's notification function, else null. */
+  get xenConsumer(): XenConsumer | null {
+    const c = this.words[this.at + P_CONSUMER]!;
+    return c === 0 ? null : (this.resolve.consumers[c - 1] ?? null);
+  }
+  set xenConsumer(f: XenConsumer | null) {
+    const reg = this.resolve.consumers;
+    // Each binding has a slot of its own, freed when the port lets it go, so
+    // the registry holds nothing of a domain that is gone.
+    const old = this.words[this.at + P_CONSUMER]!;
+    if (old !== 0) reg[old - 1] = undefined;
+    if (f === null) {
+      this.words[this.at + P_CONSUMER] = 0;
+      return;
+    }
+    let i = reg.indexOf(undefined);
+    if (i < 0) i = reg.push(f) - 1;
+    else reg[i] = f;
+    this.words[this.at + P_CONSUMER] = i + 1;
   }
 }
 
-/** A domain's ports (d->evtchn and its buckets), max_evtchn_port and virq_to_evtchn. */
+/**
+ * A domain's ports (d->evtchn and its buckets), max_evtchn_port and
+ * virq_to_evtchn, in the hypervisor's private pages: their numbers in the
+ * domain's record, a directory of buckets, one page each, and a directory of
+ * the vCPUs' VIRQ maps. This object is one thread's view.
+ */
 export class EventChannelTable {
-  /** Every valid port (d->valid_evtchns of them), bucket by bucket. */
-  readonly ports: EvtchnPort[] = [];
-  /** d->max_evtchn_port. */
-  readonly maxPort: number;
-  /** v->virq_to_evtchn[] of each vCPU (0: not bound). */
+  private readonly words: Int32Array;
+  /** The table's numbers and where they start (the domain's record; this view's own once it is gone). */
+  private hw: Int32Array;
+  private hdr: number;
+  private readonly buckets: PageDirectory;
+  private readonly virqPages: PageDirectory;
+  private readonly resolve: PortResolver;
+  /** This thread's views of the valid ports. */
+  private views: EvtchnPort[] = [];
+  /** v->virq_to_evtchn[] of each vCPU (0: not bound), views of their words. */
   readonly virqToEvtchn: Int32Array[];
 
-  constructor(maxPort: number, vcpus: number) {
-    this.maxPort = maxPort;
-    this.virqToEvtchn = Array.from({ length: vcpus }, () => new Int32Array(NR_VIRQS));
+  /** A new table (evtchn_init) whose numbers go at words[at..at + EVTCHN_TABLE_WORDS). */
+  constructor(maxPort: number, vcpus: number, pool: PrivatePages, at: number, resolve: PortResolver) {
+    this.words = pool.words;
+    this.hw = pool.words;
+    this.hdr = at;
+    this.resolve = resolve;
+    this.buckets = new PageDirectory(pool);
+    this.virqPages = new PageDirectory(pool);
+    const w = this.words;
+    w[at + T_MAX_PORT] = maxPort;
+    w[at + T_VALID] = 0;
+    w[at + T_BUCKETS] = this.buckets.root;
+    w[at + T_VIRQS] = this.virqPages.root;
+    this.virqToEvtchn = [];
+    for (let v = 0; v < vcpus; v++) {
+      const k = Math.floor(v / VIRQ_MAPS_PER_PAGE);
+      let page = this.virqPages.page(k);
+      if (page === 0) page = this.virqPages.add(k);
+      if (page < 0) throw new RangeError("out of the hypervisor's private memory for event channels");
+      const off = (page * PAGE_WORDS + (v % VIRQ_MAPS_PER_PAGE) * NR_VIRQS) * 4;
+      this.virqToEvtchn.push(new Int32Array(pool.sab, off, NR_VIRQS));
+    }
     // evtchn_init: the first bucket, and port 0 reserved.
-    this.growTo(0);
+    if (!this.growTo(0)) throw new RangeError("out of the hypervisor's private memory for event channels");
     this.ports[0]!.state = ECS_RESERVED;
+  }
+
+  /** d->max_evtchn_port. */
+  get maxPort(): number {
+    return this.hw[this.hdr + T_MAX_PORT]!;
   }
 
   /** d->valid_evtchns. */
   get validPorts(): number {
-    return this.ports.length;
+    return this.hw[this.hdr + T_VALID]!;
+  }
+
+  /** Every valid port (d->valid_evtchns of them), bucket by bucket: this thread's views. */
+  get ports(): readonly EvtchnPort[] {
+    const n = this.validPorts;
+    for (let port = this.views.length; port < n; port++) {
+      const page = this.buckets.page(Math.floor(port / EVTCHNS_PER_BUCKET));
+      const at = page * PAGE_WORDS + (port % EVTCHNS_PER_BUCKET) * P_WORDS;
+      this.views.push(new EvtchnPort(port, this.words, at, this.resolve));
+    }
+    return this.views;
   }
 
   /** _evtchn_from_port: the port's record when it is below valid_evtchns. */
   get(port: number): EvtchnPort | undefined {
-    return Number.isInteger(port) && port >= 0 ? this.ports[port] : undefined;
+    return Number.isInteger(port) && port >= 0 && port < this.validPorts ? this.ports[port] : undefined;
   }
 
   /** Ports in use (neither free nor the reserved port 0): zero once a domain is gone. */
@@ -96,20 +242,38 @@ export class EventChannelTable {
     return this.ports.filter((p) => p.state > ECS_RESERVED);
   }
 
-  /** evtchn_allocate_port: 0, -ENOSPC, or -EBUSY (taken). */
+  /** evtchn_allocate_port: 0, -ENOSPC (beyond the limit, or no memory for a bucket), or -EBUSY (taken). */
   allocatePort(port: number): number {
     if (port > this.maxPort || port >= EVTCHN_2L_NR_CHANNELS) return -XEN_ENOSPC;
-    const chn = this.ports[port];
+    const chn = this.get(port);
     if (chn !== undefined) return chn.state !== ECS_FREE ? -XEN_EBUSY : 0;
-    this.growTo(port);
-    return 0;
+    // evtchn_allocate_port's alloc_evtchn_bucket failing is -ENOMEM.
+    return this.growTo(port) ? 0 : -XEN_ENOMEM;
   }
 
-  private growTo(port: number): void {
-    while (this.ports.length <= port) {
-      const base = this.ports.length;
-      for (let i = 0; i < EVTCHNS_PER_BUCKET; i++) this.ports.push(new EvtchnPort(base + i));
+  private growTo(port: number): boolean {
+    const w = this.words;
+    while (this.validPorts <= port) {
+      const base = this.validPorts;
+      const page = this.buckets.add(base / EVTCHNS_PER_BUCKET);
+      if (page < 0) return false;
+      for (let i = 0; i < EVTCHNS_PER_BUCKET; i++) w[page * PAGE_WORDS + i * P_WORDS + P_REMOTE_DOMID] = -1;
+      this.hw[this.hdr + T_VALID] = base + EVTCHNS_PER_BUCKET;
     }
+    return true;
+  }
+
+  /** evtchn_destroy's end: the buckets and VIRQ maps give their pages back. */
+  destroy(): void {
+    if (this.buckets.root === 0) return;
+    this.buckets.free();
+    this.virqPages.free();
+    this.views = [];
+    const tomb = new Int32Array(EVTCHN_TABLE_WORDS);
+    tomb[T_MAX_PORT] = this.maxPort;
+    this.hw = tomb;
+    this.hdr = 0;
+    this.virqToEvtchn.length = 0;
   }
 }
 
