@@ -184,22 +184,23 @@ function Domain({ t, channels, selected, onSelect }) {
       <span class="badge">v${t.version}</span>
       ${t.dying ? html`<span class="badge dying">dying</span>` : null}
       <span class="muted">${t.frames}/${t.maxFrames} frames${t.version === 2 ? `, ${t.statusFrames} status` : ''}, maptrack ${t.maptrackFrames}/${t.maxMaptrackFrames}</span></h3>
+    <div class="muted counts-line" data-testid=${`domain-counts-d${t.domid}`}>${t.entries.length} entries in use, ${t.entries.filter((e) => e.active).length} pinned${t.mappings.length > 0 ? `, ${t.mappings.length} mappings held` : ''}</div>
     ${
       t.entries.length === 0
-        ? html`<div class="muted">no entries in use</div>`
-        : html`<table><thead><tr><th>ref</th><th>grantee</th><th>frame</th><th>flags</th><th>status</th><th>pins</th><th>mfn</th></tr></thead>
-        <tbody>${t.entries.map((e) => html`<${EntryRow} key=${e.ref} t=${t} e=${e} selected=${selected?.domid === t.domid && selected?.ref === e.ref} onSelect=${onSelect} />`)}</tbody></table>`
+        ? null
+        : html`<div class="scroll entries"><table><thead><tr><th>ref</th><th>grantee</th><th>frame</th><th>flags</th><th>status</th><th>pins</th><th>mfn</th></tr></thead>
+        <tbody>${t.entries.map((e) => html`<${EntryRow} key=${e.ref} t=${t} e=${e} selected=${selected?.domid === t.domid && selected?.ref === e.ref} onSelect=${onSelect} />`)}</tbody></table></div>`
     }
     ${
       t.mappings.length > 0
-        ? html`<table class="mappings"><thead><tr><th>handle</th><th>maps</th><th>ref</th><th>flags</th></tr></thead><tbody>
+        ? html`<div class="scroll mappings"><table><thead><tr><th>handle</th><th>maps</th><th>ref</th><th>flags</th></tr></thead><tbody>
         ${t.mappings.map(
           (
             m,
           ) => html`<tr key=${m.handle} data-testid=${`mapping-d${t.domid}-${m.handle}`} data-map=${`${t.domid}:${m.handle}`}>
           <td class="mono">${m.handle}</td><td>d${m.granter}</td><td class="mono">${m.ref}</td><td class="mono">${m.flags.join('|')}</td></tr>`,
         )}
-        </tbody></table>`
+        </tbody></table></div>`
         : null
     }
     ${
@@ -210,16 +211,56 @@ function Domain({ t, channels, selected, onSelect }) {
   </div>`;
 }
 
-/** Arrows: each mapping from the grantee's mapping row to the granter's entry; event channels between domain headers. */
+/**
+ * Arrows: each mapping from the grantee's mapping row to the granter's entry;
+ * event channels between domain headers. A row scrolled out of its table's box
+ * is pointed at from the box's edge, the arrow drawn faint; scrolling or
+ * resizing draws them again.
+ */
 function Overlay({ stage, state }) {
   const [paths, setPaths] = useState([]);
+  const [moved, setMoved] = useState(0);
+  useEffect(() => {
+    const root = stage.current;
+    if (!root) return;
+    let frame = 0;
+    const again = () => {
+      if (frame === 0)
+        frame = requestAnimationFrame(() => {
+          frame = 0;
+          setMoved((n) => n + 1);
+        });
+    };
+    // Scroll events do not bubble: caught on the way down.
+    root.addEventListener('scroll', again, true);
+    window.addEventListener('resize', again);
+    return () => {
+      root.removeEventListener('scroll', again, true);
+      window.removeEventListener('resize', again);
+      cancelAnimationFrame(frame);
+    };
+  }, []);
   useLayoutEffect(() => {
     const root = stage.current;
     if (!root) return;
     const box = root.getBoundingClientRect();
     const at = (el, side) => {
       const r = el.getBoundingClientRect();
-      return { x: (side === 'left' ? r.left : r.right) - box.left, y: r.top + r.height / 2 - box.top, r };
+      let y = r.top + r.height / 2;
+      let hidden = false;
+      const scroller = el.closest('.scroll');
+      if (scroller) {
+        const sb = scroller.getBoundingClientRect();
+        const top = sb.top + (scroller.querySelector('thead')?.getBoundingClientRect().height ?? 0);
+        if (y < top) {
+          y = top;
+          hidden = true;
+        } else if (y > sb.bottom) {
+          y = sb.bottom;
+          hidden = true;
+        }
+      }
+      return { x: (side === 'left' ? r.left : r.right) - box.left, y: y - box.top, r, hidden };
     };
     const out = [];
     for (const t of state.tables) {
@@ -230,25 +271,27 @@ function Overlay({ stage, state }) {
         // Short arrows: from the side of the mapping row that faces the entry.
         const fr = from.getBoundingClientRect();
         const tr = to.getBoundingClientRect();
+        let a;
+        let b;
         let d;
         if (tr.left >= fr.right) {
-          const a = at(from, 'right');
-          const b = at(to, 'left');
+          a = at(from, 'right');
+          b = at(to, 'left');
           const bend = Math.max(30, (b.x - a.x) / 3);
           d = `M${a.x},${a.y} C${a.x + bend},${a.y} ${b.x - bend},${b.y} ${b.x - 2},${b.y}`;
         } else if (tr.right <= fr.left) {
-          const a = at(from, 'left');
-          const b = at(to, 'right');
+          a = at(from, 'left');
+          b = at(to, 'right');
           const bend = Math.max(30, (a.x - b.x) / 3);
           d = `M${a.x},${a.y} C${a.x - bend},${a.y} ${b.x + bend},${b.y} ${b.x + 2},${b.y}`;
         } else {
-          const a = at(from, 'left');
-          const b = at(to, 'left');
+          a = at(from, 'left');
+          b = at(to, 'left');
           d = `M${a.x},${a.y} C${a.x - 40},${a.y} ${b.x - 40},${b.y} ${b.x - 2},${b.y}`;
         }
         out.push({
           key: `map-${t.domid}-${m.handle}`,
-          cls: 'map',
+          cls: a.hidden || b.hidden ? 'map hidden' : 'map',
           testid: `arrow-d${t.domid}-d${m.granter}-${m.ref}`,
           d,
         });
@@ -275,9 +318,9 @@ function Overlay({ stage, state }) {
       });
     }
     setPaths(out);
-  }, [state]);
+  }, [state, moved]);
   return html`<svg class="overlay"><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#d9480f" /></marker></defs>
-    ${paths.map((p) => html`<path key=${p.key} class=${p.cls} data-testid=${p.testid} d=${p.d} marker-end=${p.cls === 'map' ? 'url(#head)' : null} />`)}</svg>`;
+    ${paths.map((p) => html`<path key=${p.key} class=${p.cls} data-testid=${p.testid} d=${p.d} marker-end=${p.cls.startsWith('map') ? 'url(#head)' : null} />`)}</svg>`;
 }
 
 // ---- entry detail: raw bytes and each bit ------------------------------------------------------

@@ -13,13 +13,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { DOMAINS, GRANTS, MAPPED_DOMAINS, MAPS_EACH } from '../fixtures/serve/many-domains.ts';
 import { root, type Served, serve } from '../helpers/cli.ts';
 
-/** The page's document, as the functions run in the browser see it (this project has no DOM types). */
+/** What the functions run in the browser see of the page (this project has no DOM types). */
+interface PageElement {
+  textContent: string | null;
+  scrollTop: number;
+  scrollHeight: number;
+  getAttribute(name: string): string | null;
+  getBoundingClientRect(): { width: number; height: number };
+}
 declare const document: {
-  querySelector(
-    sel: string,
-  ): { textContent: string | null; getAttribute(name: string): string | null } | null;
+  querySelector(sel: string): PageElement | null;
+  querySelectorAll(sel: string): ArrayLike<PageElement>;
+  documentElement: { scrollWidth: number; clientWidth: number };
 };
 
 const CHROMIUM = process.env.GNTTAB_CHROMIUM ?? '/usr/bin/chromium';
@@ -197,5 +205,85 @@ describe('gnttab serve in chromium (the paced demo)', {
     assert.match((await timeline.textContent()) ?? '', /grant_table_op\/map_grant_ref/);
     // Read-only: anything but GET is refused.
     assert.equal((await fetch(`${url}api/state`, { method: 'POST' })).status, 405);
+  });
+});
+
+describe('gnttab serve in chromium (a dozen domains, a hundred entries each)', {
+  skip: missing && !process.env.CI ? `no ${CHROMIUM} (apt-get install -y chromium)` : false,
+}, () => {
+  let server: Served | undefined;
+  let context: BrowserContext;
+  let page: Page;
+  const profile = mkdtempSync(join(tmpdir(), 'gnttab-chromium-'));
+
+  before(async () => {
+    server = await serve(['test/fixtures/serve/many-domains.ts'], { echoStderr: true });
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: FLAGS,
+      viewport: { width: 1400, height: 1000 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+  });
+
+  after(async () => {
+    await context?.close();
+    await server?.stop();
+    rmSync(profile, { recursive: true, force: true });
+  });
+
+  it('stays readable: no sideways scrolling, each table scrolls in its own box, arrows follow', async () => {
+    page.setDefaultTimeout(GUARD);
+    await page.goto(server!.url);
+    for (let d = 0; d < DOMAINS; d++) await page.getByTestId(`domain-d${d}`).waitFor();
+    assert.equal(
+      await page.getByTestId('domain-counts-d1').textContent(),
+      `${GRANTS} entries in use, ${MAPS_EACH} pinned`,
+    );
+    assert.equal(await page.locator('[data-testid^="entry-d5-"]').count(), GRANTS);
+    const arrows = page.locator('[data-testid^="arrow-d0-"]');
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid^="arrow-d0-"]').length === n,
+      MAPPED_DOMAINS * MAPS_EACH,
+      { timeout: GUARD },
+    );
+    // The page is as wide as the window, and no domain's box is taller than its table's box
+    // and a little more, however many entries it has.
+    const layout = await page.evaluate(() => ({
+      width: document.documentElement.scrollWidth,
+      window: document.documentElement.clientWidth,
+      heights: Array.from(document.querySelectorAll('.domain'), (el) => el.getBoundingClientRect().height),
+    }));
+    assert.ok(layout.width <= layout.window, `${layout.width} px wide in a ${layout.window} px window`);
+    assert.equal(layout.heights.length, DOMAINS);
+    assert.ok(Math.max(...layout.heights) < 520, `domain boxes ${layout.heights.join(', ')} px tall`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'web-view-many.png'), fullPage: true });
+    // d1's entries scrolled to their end: the mapped rows are out of the box, and the arrows
+    // to them are drawn from its edge, faint; scrolled back, they point at the rows again.
+    const scrollD1 = (to: 'end' | 'start') =>
+      page.evaluate((where) => {
+        const box = document.querySelector('[data-testid="domain-d1"] .scroll.entries')!;
+        box.scrollTop = where === 'end' ? box.scrollHeight : 0;
+      }, to);
+    const arrowClass = (cls: string) =>
+      page.waitForFunction(
+        (want) => document.querySelector('[data-testid="arrow-d0-d1-8"]')?.getAttribute('class') === want,
+        cls,
+        { timeout: GUARD, polling: 50 },
+      );
+    await arrowClass('map');
+    await scrollD1('end');
+    await arrowClass('map hidden');
+    assert.equal(await arrows.count(), MAPPED_DOMAINS * MAPS_EACH);
+    await scrollD1('start');
+    await arrowClass('map');
+    // Clicking an entry of the last domain still shows its bytes.
+    await page.getByTestId(`entry-d${DOMAINS - 1}-8`).click();
+    assert.match(
+      (await page.getByTestId('entry-detail').textContent()) ?? '',
+      new RegExp(`d${DOMAINS - 1} ref 8`),
+    );
   });
 });
