@@ -98,7 +98,7 @@ export function formatResult(r: ExploreResult): string {
   if (f === null) {
     lines.push('no failure found');
   } else {
-    lines.push(`FAILED (${f.kind}) in schedule ${f.schedule}, ${f.steps} steps:`);
+    lines.push(`FAILED (${f.kind}) in schedule ${f.schedule}, ${plural(f.steps, 'step')}:`);
     for (const m of f.message.split('\n'))
       for (let i = 0; i < m.length; i += 76) lines.push(`  ${m.slice(i, i + 76)}`);
     lines.push(`replay: --replay ${f.token}`, 'trace:');
