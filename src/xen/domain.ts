@@ -4,7 +4,7 @@ import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import type { MachineMemory } from '../machine/machine-memory.ts';
 import { EventChannelTable, type PortResolver } from './evtchn/port-table.ts';
 import type { FrameTable } from './frame-table.ts';
-import type { GrantTable } from './grant-table.ts';
+import { GrantTable } from './grant-table.ts';
 import { LOCK_WORDS } from './locks.ts';
 import { PageList, pageListTag, pagingPoolTag } from './page-list.ts';
 import { ADDRESS_SPACE_PAGES, P2m, PvPageTable } from './paging.ts';
@@ -31,6 +31,19 @@ const D_INJECTED_MAX = 256;
 const D_POOL_LIST = LOCK_WORDS + 7;
 /** The event-channel table's numbers (EVTCHN_TABLE_WORDS of them). */
 const D_EVTCHN = LOCK_WORDS + 10;
+/** What never changes once the domain exists (a view reads them once). */
+const D_DOMID = LOCK_WORDS + 14;
+const D_KIND = LOCK_WORDS + 15;
+const D_VCPUS = LOCK_WORDS + 16;
+const D_RAM_PAGES = LOCK_WORDS + 17;
+/** max_pages, an unsigned int in Xen: bigger reservations are capped to it. */
+const D_MAX_PAGES = LOCK_WORDS + 18;
+/** The grant table's header page. */
+const D_GT = LOCK_WORDS + 19;
+/** The root frame of its page table or P2M. */
+const D_MMU_ROOT = LOCK_WORDS + 20;
+const KIND_PV = 1;
+const KIND_HVM = 2;
 
 /** The reasons Xen injects an exception into a guest here. */
 export const INJECT_REASONS = ['attempt to implicitly unmap a grant PTE'] as const;
@@ -78,50 +91,88 @@ export class Domain {
   /** Event channels (2-level ABI). */
   readonly evtchn: EventChannelTable;
 
-  constructor(
-    domid: number,
-    kind: DomainKind,
-    vcpus: number,
-    ramPages: number,
-    maxPages: number,
+  /**
+   * A new domain's record (domain_create): its limits, its page list, a
+   * paging pool of `poolFrames` frames from `allocXenFrame`, its translation
+   * table's root, its event channels, and `gt`; returns this thread's view.
+   */
+  static create(
+    o: {
+      domid: number;
+      kind: DomainKind;
+      vcpus: number;
+      ramPages: number;
+      maxPages: number;
+      poolFrames: number;
+      maxEvtchnPort: number;
+    },
     gt: GrantTable,
     machine: MachineMemory,
     frames: FrameTable,
     pool: PrivatePages,
-    poolFrames: number,
     allocXenFrame: () => number,
-    maxEvtchnPort: number,
     resolve: PortResolver,
-  ) {
+  ): Domain {
     const record = pool.alloc();
     if (record < 0) throw new RangeError("out of the hypervisor's private memory for a domain");
+    const w = pool.words;
+    const rec = record * PAGE_WORDS;
+    w[rec + D_DOMID] = o.domid;
+    w[rec + D_KIND] = o.kind === 'pv' ? KIND_PV : KIND_HVM;
+    w[rec + D_VCPUS] = o.vcpus;
+    w[rec + D_RAM_PAGES] = o.ramPages;
+    w[rec + D_MAX_PAGES] = Math.min(o.maxPages, 0xffff_ffff) | 0;
+    w[rec + D_GT] = gt.headerPage;
+    w[rec + D_SHARED_INFO_MFN] = -1;
+    w[rec + D_SHARED_INFO_GFN] = -1;
+    w[rec + D_CRASH_LEN] = -1;
+    new PageList(frames, pageListTag(o.domid), w, rec + D_PAGE_LIST).init();
+    // The translation table's frames come from a pool reserved now, as Xen's
+    // HAP/shadow paging pool: mapping things later never takes machine memory.
+    const pagingPool = new PageList(frames, pagingPoolTag(o.domid), w, rec + D_POOL_LIST);
+    pagingPool.init();
+    for (let i = 0; i < o.poolFrames; i++) {
+      const mfn = allocXenFrame();
+      if (mfn >= 0) pagingPool.add(mfn);
+    }
+    const root = pagingPool.pop();
+    if (root < 0) throw new RangeError('out of machine memory for a page table');
+    w[rec + D_MMU_ROOT] = root;
+    EventChannelTable.create(o.maxEvtchnPort, o.vcpus, pool, rec + D_EVTCHN, resolve);
+    return new Domain(pool, frames, machine, record, resolve, gt);
+  }
+
+  /**
+   * This thread's view of the domain whose record is private page `record`;
+   * `gt` is a view of its grant table already made (else one is made, its
+   * maptrack stealing with `random`).
+   */
+  constructor(
+    pool: PrivatePages,
+    frames: FrameTable,
+    machine: MachineMemory,
+    record: number,
+    resolve: PortResolver,
+    gt: GrantTable | (() => number),
+  ) {
     this.recordPage = record;
     this.words = pool.words;
     this.rec = record * PAGE_WORDS;
     this.frames = frames;
-    this.pageList = new PageList(frames, pageListTag(domid), pool.words, this.rec + D_PAGE_LIST);
-    this.pageList.init();
-    // The translation table's frames come from a pool reserved now, as Xen's
-    // HAP/shadow paging pool: mapping things later never takes machine memory.
-    this.pagingPool = new PageList(frames, pagingPoolTag(domid), pool.words, this.rec + D_POOL_LIST);
-    this.pagingPool.init();
-    for (let i = 0; i < poolFrames; i++) {
-      const mfn = allocXenFrame();
-      if (mfn >= 0) this.pagingPool.add(mfn);
-    }
+    const w = this.words;
+    this.domid = w[this.rec + D_DOMID]!;
+    this.kind = w[this.rec + D_KIND] === KIND_PV ? 'pv' : 'hvm';
+    this.vcpus = w[this.rec + D_VCPUS]!;
+    this.ramPages = w[this.rec + D_RAM_PAGES]!;
+    this.maxPages = w[this.rec + D_MAX_PAGES]! >>> 0;
+    this.gt = typeof gt === 'function' ? new GrantTable(pool, w[this.rec + D_GT]!, gt) : gt;
+    this.pageList = new PageList(frames, pageListTag(this.domid), w, this.rec + D_PAGE_LIST);
+    this.pagingPool = new PageList(frames, pagingPoolTag(this.domid), w, this.rec + D_POOL_LIST);
     const allocTableFrame = () => this.pagingPool.pop();
-    this.words[this.rec + D_SHARED_INFO_MFN] = -1;
-    this.words[this.rec + D_SHARED_INFO_GFN] = -1;
-    this.words[this.rec + D_CRASH_LEN] = -1;
-    this.domid = domid;
-    this.kind = kind;
-    this.vcpus = vcpus;
-    this.ramPages = ramPages;
-    this.maxPages = maxPages;
-    this.gt = gt;
-    this.pt = kind === 'pv' ? new PvPageTable(machine, allocTableFrame) : null;
-    this.p2m = kind === 'hvm' ? new P2m(machine, allocTableFrame) : null;
-    this.evtchn = new EventChannelTable(maxEvtchnPort, vcpus, pool, this.rec + D_EVTCHN, resolve);
+    const root = w[this.rec + D_MMU_ROOT]!;
+    this.pt = this.kind === 'pv' ? new PvPageTable(machine, allocTableFrame, root) : null;
+    this.p2m = this.kind === 'hvm' ? new P2m(machine, allocTableFrame, root) : null;
+    this.evtchn = new EventChannelTable(pool, this.rec + D_EVTCHN, this.vcpus, resolve);
   }
 
   /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */

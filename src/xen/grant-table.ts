@@ -38,6 +38,8 @@ const GT_MAX_VERSION = LOCK_WORDS + 7;
 const GT_MAX_GRANT_FRAMES = LOCK_WORDS + 8;
 const GT_ACTIVE_ROOT = LOCK_WORDS + 9;
 const GT_FRAMES_ROOT = LOCK_WORDS + 10;
+/** The maptrack's header page. */
+const GT_MAPTRACK = LOCK_WORDS + 11;
 
 export class GrantTable {
   readonly maxVersion: 1 | 2;
@@ -62,35 +64,44 @@ export class GrantTable {
   /** This thread's views of the entries, made on first use. */
   private views: (ActiveEntry | undefined)[] = [];
 
-  constructor(
+  /** A new, empty table (grant_table_init) in `pool`. */
+  static create(
     maxVersion: 1 | 2,
     maxGrantFrames: number,
     maxMaptrackFrames: number,
     vcpus: number,
     random: () => number,
     pool: PrivatePages,
-  ) {
-    this.maxVersion = maxVersion;
-    this.maxGrantFrames = maxGrantFrames;
+  ): GrantTable {
     const header = pool.alloc();
     if (header < 0) throw new RangeError("out of the hypervisor's private memory for a grant table");
-    this.headerPage = header;
+    const w = pool.words;
+    const hdr = header * PAGE_WORDS;
+    w[hdr + GT_VERSION] = 1;
+    w[hdr + GT_MAX_VERSION] = maxVersion;
+    w[hdr + GT_MAX_GRANT_FRAMES] = maxGrantFrames;
+    w[hdr + GT_MAPTRACK] = Maptrack.create(maxMaptrackFrames, vcpus, random, pool).headerPage;
+    w[hdr + GT_ACTIVE_ROOT] = new PageDirectory(pool).root;
+    w[hdr + GT_FRAMES_ROOT] = new PageDirectory(pool).root;
+    return new GrantTable(pool, header, random);
+  }
+
+  /** A view of the table whose header is private page `headerPage` of `pool`. */
+  constructor(pool: PrivatePages, headerPage: number, random: () => number) {
+    this.headerPage = headerPage;
     this.words = pool.words;
-    this.hdr = header * PAGE_WORDS;
+    this.hdr = headerPage * PAGE_WORDS;
     const w = this.words;
-    w[this.hdr + GT_VERSION] = 1;
-    w[this.hdr + GT_MAX_VERSION] = maxVersion;
-    w[this.hdr + GT_MAX_GRANT_FRAMES] = maxGrantFrames;
-    this.maptrack = new Maptrack(maxMaptrackFrames, vcpus, random, pool);
-    this.activePages = new PageDirectory(pool);
-    this.framePages = new PageDirectory(pool);
-    w[this.hdr + GT_ACTIVE_ROOT] = this.activePages.root;
-    w[this.hdr + GT_FRAMES_ROOT] = this.framePages.root;
+    this.maxVersion = w[this.hdr + GT_MAX_VERSION] as 1 | 2;
+    this.maxGrantFrames = w[this.hdr + GT_MAX_GRANT_FRAMES]!;
+    this.maptrack = new Maptrack(pool, w[this.hdr + GT_MAPTRACK]!, random);
+    this.activePages = new PageDirectory(pool, w[this.hdr + GT_ACTIVE_ROOT]!);
+    this.framePages = new PageDirectory(pool, w[this.hdr + GT_FRAMES_ROOT]!);
     const list = (column: number, length: number, capacity: number) =>
       new FrameList(this.framePages, column, this.hdr + length, capacity);
-    const maxStatus = statusFramesFor(maxGrantFrames);
-    this.shared = list(LIST_SHARED, GT_NR_SHARED, maxGrantFrames);
-    this.sharedGfn = list(LIST_SHARED_GFN, GT_NR_SHARED_GFN, maxGrantFrames);
+    const maxStatus = statusFramesFor(this.maxGrantFrames);
+    this.shared = list(LIST_SHARED, GT_NR_SHARED, this.maxGrantFrames);
+    this.sharedGfn = list(LIST_SHARED_GFN, GT_NR_SHARED_GFN, this.maxGrantFrames);
     this.status = list(LIST_STATUS, GT_NR_STATUS, maxStatus);
     this.statusGfn = list(LIST_STATUS_GFN, GT_NR_STATUS_GFN, maxStatus);
   }
@@ -210,7 +221,7 @@ export class GrantTable {
     this.maptrack.destroy();
     for (const list of [this.shared, this.sharedGfn, this.status, this.statusGfn]) list.retire();
     // A tombstone header for this view: the version it had, nothing else.
-    const tomb = new Int32Array(GT_FRAMES_ROOT + 1);
+    const tomb = new Int32Array(GT_MAPTRACK + 1);
     tomb[GT_VERSION] = this.version;
     tomb[GT_MAX_VERSION] = this.maxVersion;
     tomb[GT_MAX_GRANT_FRAMES] = this.maxGrantFrames;

@@ -358,7 +358,7 @@ export class Hypervisor {
     this.booted = true;
     let gt: GrantTable;
     try {
-      gt = new GrantTable(
+      gt = GrantTable.create(
         maxVersion,
         maxGrantFrames,
         maxMaptrackFrames,
@@ -370,19 +370,13 @@ export class Hypervisor {
       this.domids.free(domid);
       throw err;
     }
-    const d = new Domain(
-      domid,
-      o.kind,
-      vcpus,
-      ramPages,
-      maxKib / 4,
+    const d = Domain.create(
+      { domid, kind: o.kind, vcpus, ramPages, maxPages: maxKib / 4, poolFrames, maxEvtchnPort },
       gt,
       this.machine,
       this.frames,
       this.privatePages,
-      poolFrames,
       () => this.allocXenFrame(),
-      maxEvtchnPort,
       this.ports,
     );
     for (let pfn = 0; pfn < ramPages; pfn += 1024) {

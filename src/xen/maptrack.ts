@@ -22,8 +22,11 @@ const MT_FLAGS = 1;
 const MT_DOMID = 2;
 const MT_VCPU = 3;
 const MT_WORDS = 4;
-/** The header page: the limit, then each vCPU's head and tail (128 vCPUs at most). */
+/** The header page: the limit, the table's size limits and directory, then each vCPU's head and tail (128 vCPUs at most). */
 const HDR_LIMIT = 0;
+const HDR_MAX_FRAMES = 1;
+const HDR_VCPUS = 2;
+const HDR_ROOT = 3;
 const HDR_HEAD = 8;
 const HDR_TAIL = HDR_HEAD + 128;
 const MAX_VCPUS = 128;
@@ -44,23 +47,39 @@ export class Maptrack {
    * An empty maptrack in `pool` (a private one of its own when none is given:
    * tests of the allocator alone).
    */
-  constructor(maxFrames: number, vcpus: number, random: () => number, pool?: PrivatePages) {
+  static create(maxFrames: number, vcpus: number, random: () => number, pool?: PrivatePages): Maptrack {
     if (!(Number.isInteger(vcpus) && vcpus >= 1 && vcpus <= MAX_VCPUS))
       throw new RangeError(`a maptrack serves 1 to ${MAX_VCPUS} vCPUs, got ${vcpus}`);
-    this.maxFrames = maxFrames;
-    this.vcpus = vcpus;
-    this.random = random;
-    this.pool = pool ?? PrivatePages.create(Math.min(4096, maxFrames + 4));
-    const header = this.pool.alloc();
+    const p = pool ?? PrivatePages.create(Math.min(4096, maxFrames + 4));
+    const header = p.alloc();
     if (header < 0) throw new RangeError("out of the hypervisor's private memory for a maptrack");
-    this.header = header * PAGE_WORDS;
-    this.hw = this.pool.words;
-    this.pages = new PageDirectory(this.pool);
-    const w = this.pool.words;
+    const dir = new PageDirectory(p);
+    const w = p.words;
+    const h = header * PAGE_WORDS;
+    w[h + HDR_MAX_FRAMES] = maxFrames;
+    w[h + HDR_VCPUS] = vcpus;
+    w[h + HDR_ROOT] = dir.root;
     for (let v = 0; v < vcpus; v++) {
-      w[this.header + HDR_HEAD + v] = -1;
-      w[this.header + HDR_TAIL + v] = -1;
+      w[h + HDR_HEAD + v] = -1;
+      w[h + HDR_TAIL + v] = -1;
     }
+    return new Maptrack(p, header, random);
+  }
+
+  /** A view of the maptrack whose header is private page `headerPage` of `pool`. */
+  constructor(pool: PrivatePages, headerPage: number, random: () => number) {
+    this.pool = pool;
+    this.random = random;
+    this.header = headerPage * PAGE_WORDS;
+    this.hw = pool.words;
+    this.maxFrames = this.hw[this.header + HDR_MAX_FRAMES]!;
+    this.vcpus = this.hw[this.header + HDR_VCPUS]!;
+    this.pages = new PageDirectory(pool, this.hw[this.header + HDR_ROOT]!);
+  }
+
+  /** The header's private page (0 once the maptrack is gone). */
+  get headerPage(): number {
+    return this.header / PAGE_WORDS;
   }
 
   /** Number of usable handles: a multiple of 256. */

@@ -79,11 +79,14 @@ class TwoLevelTable {
   private readonly machine: MachineMemory;
   private readonly alloc: TableFrameAllocator;
 
-  constructor(machine: MachineMemory, alloc: TableFrameAllocator) {
+  /** A new table (its root from `alloc`), or a view of the one at `root`. */
+  constructor(machine: MachineMemory, alloc: TableFrameAllocator, root?: number) {
     this.machine = machine;
     this.alloc = alloc;
-    const root = alloc();
-    if (root < 0) throw new RangeError('out of machine memory for a page table');
+    if (root === undefined) {
+      root = alloc();
+      if (root < 0) throw new RangeError('out of machine memory for a page table');
+    }
     this.root = root;
   }
 
@@ -146,9 +149,10 @@ export class P2m {
   private readonly t: TwoLevelTable;
   private readonly machine: MachineMemory;
 
-  constructor(machine: MachineMemory, alloc: TableFrameAllocator) {
+  /** A new table, or (given `root`) a view of the one there. */
+  constructor(machine: MachineMemory, alloc: TableFrameAllocator, root?: number) {
     this.machine = machine;
-    this.t = new TwoLevelTable(machine, alloc);
+    this.t = new TwoLevelTable(machine, alloc, root);
   }
 
   get root(): number {
@@ -190,9 +194,10 @@ export class PvPageTable {
   private readonly t: TwoLevelTable;
   private readonly machine: MachineMemory;
 
-  constructor(machine: MachineMemory, alloc: TableFrameAllocator) {
+  /** A new table, or (given `root`) a view of the one there. */
+  constructor(machine: MachineMemory, alloc: TableFrameAllocator, root?: number) {
     this.machine = machine;
-    this.t = new TwoLevelTable(machine, alloc);
+    this.t = new TwoLevelTable(machine, alloc, root);
   }
 
   get root(): number {

@@ -1303,7 +1303,7 @@ class MtPut implements MtCmd {
 
 describe('model: maptrack handle allocation (reference §4.3)', () => {
   it('first maps on vCPU 0 come out 0..254, then 256.., with 255 kept as the sentinel; freed handles are reused FIFO', () => {
-    const mt = new Maptrack(2, 1, () => 0);
+    const mt = Maptrack.create(2, 1, () => 0);
     const got: number[] = [];
     for (let i = 0; i < 256; i++) got.push(mt.get(0));
     assert.deepEqual(
@@ -1349,7 +1349,7 @@ describe('model: maptrack handle allocation (reference §4.3)', () => {
           fc.modelRun(
             () => ({
               model: { m: new MaptrackModel(maxFrames, vcpus, xorshift(seed)), live: [] },
-              real: { mt: new Maptrack(maxFrames, vcpus, xorshift(seed)) },
+              real: { mt: Maptrack.create(maxFrames, vcpus, xorshift(seed)) },
             }),
             cmds,
           );

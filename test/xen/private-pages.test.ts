@@ -97,7 +97,7 @@ function run(data: PoolWorkerData): Promise<Record<string, number>> {
 describe('private pages on worker threads', { timeout: 120_000 }, () => {
   it('a maptrack that finds no private page for its next frame steals a handle instead (get_maptrack_handle)', () => {
     // Header, directory root, directory page and one slot page: 4 pages, and the header of the pool.
-    const mt = new Maptrack(8, 2, () => 0, PrivatePages.create(5));
+    const mt = Maptrack.create(8, 2, () => 0, PrivatePages.create(5));
     const got: number[] = [];
     for (let i = 0; i < 255; i++) got.push(mt.get(0));
     assert.equal(mt.limit, 256);

@@ -178,30 +178,43 @@ export class EventChannelTable {
   readonly virqToEvtchn: Int32Array[];
 
   /** A new table (evtchn_init) whose numbers go at words[at..at + EVTCHN_TABLE_WORDS). */
-  constructor(maxPort: number, vcpus: number, pool: PrivatePages, at: number, resolve: PortResolver) {
+  static create(
+    maxPort: number,
+    vcpus: number,
+    pool: PrivatePages,
+    at: number,
+    resolve: PortResolver,
+  ): EventChannelTable {
+    const w = pool.words;
+    const virqPages = new PageDirectory(pool);
+    for (let k = 0; k * VIRQ_MAPS_PER_PAGE < vcpus; k++)
+      if (virqPages.add(k) < 0)
+        throw new RangeError("out of the hypervisor's private memory for event channels");
+    w[at + T_MAX_PORT] = maxPort;
+    w[at + T_VALID] = 0;
+    w[at + T_BUCKETS] = new PageDirectory(pool).root;
+    w[at + T_VIRQS] = virqPages.root;
+    const t = new EventChannelTable(pool, at, vcpus, resolve);
+    // evtchn_init: the first bucket, and port 0 reserved.
+    if (!t.growTo(0)) throw new RangeError("out of the hypervisor's private memory for event channels");
+    t.ports[0]!.state = ECS_RESERVED;
+    return t;
+  }
+
+  /** A view of the table whose numbers are at words[at..] of `pool`, for a domain of `vcpus` vCPUs. */
+  constructor(pool: PrivatePages, at: number, vcpus: number, resolve: PortResolver) {
     this.words = pool.words;
     this.hw = pool.words;
     this.hdr = at;
     this.resolve = resolve;
-    this.buckets = new PageDirectory(pool);
-    this.virqPages = new PageDirectory(pool);
-    const w = this.words;
-    w[at + T_MAX_PORT] = maxPort;
-    w[at + T_VALID] = 0;
-    w[at + T_BUCKETS] = this.buckets.root;
-    w[at + T_VIRQS] = this.virqPages.root;
+    this.buckets = new PageDirectory(pool, this.words[at + T_BUCKETS]!);
+    this.virqPages = new PageDirectory(pool, this.words[at + T_VIRQS]!);
     this.virqToEvtchn = [];
     for (let v = 0; v < vcpus; v++) {
-      const k = Math.floor(v / VIRQ_MAPS_PER_PAGE);
-      let page = this.virqPages.page(k);
-      if (page === 0) page = this.virqPages.add(k);
-      if (page < 0) throw new RangeError("out of the hypervisor's private memory for event channels");
+      const page = this.virqPages.page(Math.floor(v / VIRQ_MAPS_PER_PAGE));
       const off = (page * PAGE_WORDS + (v % VIRQ_MAPS_PER_PAGE) * NR_VIRQS) * 4;
       this.virqToEvtchn.push(new Int32Array(pool.sab, off, NR_VIRQS));
     }
-    // evtchn_init: the first bucket, and port 0 reserved.
-    if (!this.growTo(0)) throw new RangeError("out of the hypervisor's private memory for event channels");
-    this.ports[0]!.state = ECS_RESERVED;
   }
 
   /** d->max_evtchn_port. */
