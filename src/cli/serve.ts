@@ -15,7 +15,7 @@ import type { WorkerHost } from '../host/worker-host.ts';
 import { TraceBuffer } from '../xen/trace.ts';
 import { memoryArg, secondsArg } from './args.ts';
 import { type DemoOptions, runDemo } from './demo.ts';
-import { outputWidth } from './format.ts';
+import { outputWidth, plural } from './format.ts';
 import { consoleLine, type RunOptions, runPair } from './run.ts';
 import { readXenDmesg } from './xen-dmesg.ts';
 
@@ -138,7 +138,7 @@ export function servePair(pair: Omit<RunOptions, 'traceSab'>, o: ServeOptions): 
       );
       const outcome = (g: typeof r.frontend) =>
         `the ${g.role} ${g.outcome}${g.outcome === 'crashed' ? ` (${g.error ?? ''})` : ''}`;
-      return `the guests have ended (${outcome(r.frontend)}, ${outcome(r.backend)}${r.leftovers.length > 0 ? `, ${r.leftovers.length} things left behind` : ''}${r.invariants.length > 0 ? `, ${r.invariants.length} invariants broken` : ''})`;
+      return `the guests have ended (${outcome(r.frontend)}, ${outcome(r.backend)}${r.leftovers.length > 0 ? `, ${plural(r.leftovers.length, 'thing')} left behind` : ''}${r.invariants.length > 0 ? `, ${plural(r.invariants.length, 'invariant')} broken` : ''})`;
     },
   );
 }

@@ -3,7 +3,7 @@
 // checks, races and invariant check; --json for scripts.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { XSA_CATALOGUE, type XsaEntry, type XsaResult, xsaEntry } from '../toolkit/xsa/index.ts';
-import { outputWidth, wrap } from './format.ts';
+import { outputWidth, plural, wrap } from './format.ts';
 
 function countArg(v: string): number {
   const n = Number(v);
@@ -62,7 +62,7 @@ export function formatRun(r: XsaResult, width = 80): string {
     for (const x of r.races)
       out.push(
         wrap(
-          `  ${x.mode}: ${x.hits} of ${x.target} hits in ${x.attempts} attempts, ${x.violations} violations; window: ${x.window}${x.needs !== undefined ? `; not reachable on this host: needs ${x.needs}` : ''}`,
+          `  ${x.mode}: ${x.hits} of ${plural(x.target, 'hit')} in ${plural(x.attempts, 'attempt')}, ${plural(x.violations, 'violation')}; window: ${x.window}${x.needs !== undefined ? `; not reachable on this host: needs ${x.needs}` : ''}`,
           width,
           '    ',
         ),
