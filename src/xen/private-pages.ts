@@ -5,9 +5,10 @@
 // It is apart from machine memory so that guests' frame numbers and
 // free-frame counts are what Xen's would be. Running out is Xen's -ENOMEM.
 //
-// The buffer is a growable SharedArrayBuffer: it starts small and grows (it
-// never shrinks) as pages are first used, so a host pays only for the
-// bookkeeping it has; its views track the length, in every thread.
+// The buffer is allocated at its full size, zeroed: the system gives it
+// memory only as pages are first touched, so a host pays for the bookkeeping
+// it uses. (A growable SharedArrayBuffer would need length-tracking views,
+// which Node 20's V8 reads some 20 times slower than fixed ones.)
 //
 // Layout, in Int32 words: page 0 is the header: the pool lock, the count of
 // freed pages, the head of their list (linked through each one's first word,
@@ -26,32 +27,29 @@ const HDR_HEAD = LOCK_WORDS + 1;
 const HDR_NEXT = LOCK_WORDS + 2;
 const HDR_MAX = LOCK_WORDS + 3;
 const END = -1;
-/** Pages the buffer grows by at least. */
-const GROW_PAGES = 64;
-/** A growable SharedArrayBuffer's largest size on Node 20 (4 GiB), in pages. */
-const MAX_PAGES = 0x10_0000 - 1;
+/** The largest pool: 1 GiB. */
+const MAX_PAGES = 0x4_0000;
 
 /**
- * The pool's limit for a machine of `nrFrames` frames: room for the active
- * entries of a table that took every frame (8 pages a grant frame), and 64 MiB
- * besides.
+ * The pool's size for a machine of `nrFrames` frames: half as many pages, 16
+ * MiB at least (a grant frame's active entries take 8 pages, a maptrack frame
+ * one, a domain about 20), 256 MiB at most.
  */
 export function defaultPrivatePages(nrFrames: number): number {
-  return Math.min(MAX_PAGES, 8 * nrFrames + 16384);
+  return Math.min(0x1_0000, Math.max(4096, Math.ceil(nrFrames / 2)));
 }
 
 export class PrivatePages {
   readonly sab: SharedArrayBuffer;
-  /** Every page's words (length-tracking): page p starts at p * PAGE_WORDS. */
+  /** Every page's words: page p starts at p * PAGE_WORDS. */
   readonly words: Int32Array;
   private readonly lock: SpinLock;
 
-  /** A pool that may grow to `maxPages` pages (page 0 is its header). */
+  /** A pool of `maxPages` pages (page 0 is its header). */
   static create(maxPages: number, policy: WaitPolicy = LOCAL_WAIT): PrivatePages {
     if (!Number.isInteger(maxPages) || maxPages < 2 || maxPages > MAX_PAGES)
       throw new RangeError(`a pool has 2 to ${MAX_PAGES} pages, got ${maxPages}`);
-    const initial = Math.min(maxPages, GROW_PAGES);
-    const sab = new SharedArrayBuffer(initial * XEN_PAGE_SIZE, { maxByteLength: maxPages * XEN_PAGE_SIZE });
+    const sab = new SharedArrayBuffer(maxPages * XEN_PAGE_SIZE);
     const p = new PrivatePages(sab, policy);
     p.words[HDR_HEAD] = END;
     p.words[HDR_NEXT] = 1;
@@ -101,11 +99,6 @@ export class PrivatePages {
         w[HDR_NR_FREED]!--;
       } else if (w[HDR_NEXT]! < w[HDR_MAX]!) {
         page = w[HDR_NEXT]!;
-        const have = this.sab.byteLength / XEN_PAGE_SIZE;
-        if (page >= have) {
-          const want = Math.min(w[HDR_MAX]!, Math.max(have + GROW_PAGES, Math.ceil(have * 1.25)));
-          this.sab.grow(want * XEN_PAGE_SIZE);
-        }
         w[HDR_NEXT] = page + 1;
         fresh = true;
       }
