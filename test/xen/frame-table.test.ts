@@ -6,7 +6,6 @@
 // two threads allocating and freeing at once never get the same frame.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import {
   FrameTable,
   frameTableBytes,
@@ -16,6 +15,7 @@ import {
 } from '../../src/xen/frame-table.ts';
 import { PageList, pageListTag } from '../../src/xen/page-list.ts';
 import type { FrameWorkerData } from '../fixtures/frame-table-worker.ts';
+import { runFixture } from '../helpers/worker.ts';
 
 describe('frame table (frame_table, heap_lock)', () => {
   it('reserves the low frames for Xen and hands out the rest lowest first', () => {
@@ -114,23 +114,9 @@ describe('frame table (frame_table, heap_lock)', () => {
   });
 });
 
-const bootstrap = new URL('../../src/host/worker-bootstrap.mjs', import.meta.url);
 const entry = new URL('../fixtures/frame-table-worker.ts', import.meta.url).href;
 
-function run(data: FrameWorkerData): Promise<Record<string, number>> {
-  const w = new Worker(bootstrap, { workerData: data });
-  return new Promise((resolve, reject) => {
-    let result: Record<string, number> | null = null;
-    w.on('message', (m: Record<string, number>) => {
-      result = m;
-    });
-    w.on('error', reject);
-    w.on('exit', (code) => {
-      if (result !== null && code === 0) resolve(result);
-      else reject(new Error(`frame-table worker ${data.id} exited ${code} without a result`));
-    });
-  });
-}
+const run = (data: FrameWorkerData) => runFixture<Record<string, number>>(data);
 
 describe('frame table on worker threads', { timeout: 120_000 }, () => {
   // cores 64: heap-lock waits spin first; cores 1: every wait sleeps.

@@ -6,13 +6,13 @@
 // with the frames; grant_table_destroy frees them).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { GNTTABOP_setup_table } from '../../src/abi/hypercall.ts';
 import { GNTST_okay } from '../../src/abi/status.ts';
 import { Host } from '../../src/host/host.ts';
 import { Maptrack } from '../../src/xen/maptrack.ts';
 import { PAGE_WORDS, PrivatePages } from '../../src/xen/private-pages.ts';
 import type { PoolWorkerData } from '../fixtures/private-pages-worker.ts';
+import { runFixture } from '../helpers/worker.ts';
 
 describe('private pages (alloc_xenheap_pages)', () => {
   it('hands out zeroed pages, lowest first, and runs out with -1', () => {
@@ -74,23 +74,9 @@ describe('private pages (alloc_xenheap_pages)', () => {
   });
 });
 
-const bootstrap = new URL('../../src/host/worker-bootstrap.mjs', import.meta.url);
 const entry = new URL('../fixtures/private-pages-worker.ts', import.meta.url).href;
 
-function run(data: PoolWorkerData): Promise<Record<string, number>> {
-  const w = new Worker(bootstrap, { workerData: data });
-  return new Promise((resolve, reject) => {
-    let result: Record<string, number> | null = null;
-    w.on('message', (m: Record<string, number>) => {
-      result = m;
-    });
-    w.on('error', reject);
-    w.on('exit', (code) => {
-      if (result !== null && code === 0) resolve(result);
-      else reject(new Error(`pool worker ${data.id} exited ${code} without a result`));
-    });
-  });
-}
+const run = (data: PoolWorkerData) => runFixture<Record<string, number>>(data);
 
 describe('private pages on worker threads', { timeout: 120_000 }, () => {
   it('a maptrack that finds no private page for its next frame steals a handle instead (get_maptrack_handle)', () => {

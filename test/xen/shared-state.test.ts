@@ -6,30 +6,16 @@
 // through the other. This is what lets every domain thread enter Xen itself.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { EVTCHNOP_alloc_unbound } from '../../src/abi/event-channel.ts';
 import { GNTST_okay } from '../../src/abi/status.ts';
 import { Host } from '../../src/host/host.ts';
 import type { StateViewData } from '../fixtures/state-view-worker.ts';
 import { grantAccess, MAP_VA, mapGrantTable, mapRef, scratch } from '../helpers/guest.ts';
+import { runFixture } from '../helpers/worker.ts';
 
-const bootstrap = new URL('../../src/host/worker-bootstrap.mjs', import.meta.url);
 const entry = new URL('../fixtures/state-view-worker.ts', import.meta.url).href;
 
-function view(data: StateViewData): Promise<Record<string, unknown>> {
-  const w = new Worker(bootstrap, { workerData: data });
-  return new Promise((resolve, reject) => {
-    let result: Record<string, unknown> | null = null;
-    w.on('message', (m: Record<string, unknown>) => {
-      result = m;
-    });
-    w.on('error', reject);
-    w.on('exit', (code) => {
-      if (result !== null && code === 0) resolve(result);
-      else reject(new Error(`state-view worker exited ${code} without a result`));
-    });
-  });
-}
+const view = (data: StateViewData) => runFixture<Record<string, unknown>>(data);
 
 describe('hypervisor state seen from another thread', { timeout: 60_000 }, () => {
   it("a worker's views of two domains agree with the hypervisor's, and a change through one is seen by the other", async () => {
