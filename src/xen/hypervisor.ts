@@ -21,7 +21,7 @@ import {
 import { MachineMemory } from '../machine/machine-memory.ts';
 import { dispatchHypercall } from './dispatch.ts';
 import { Domain, type DomainKind, type PageOwner } from './domain.ts';
-import { DomidAllocator } from './domid-alloc.ts';
+import { DomainTable } from './domain-table.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels } from './event-channel.ts';
 import type { PortResolver } from './evtchn/port-table.ts';
 import { relinquishP2mMapping } from './foreign-mapping.ts';
@@ -184,7 +184,8 @@ export class Hypervisor {
   readonly frames: FrameTable;
   /** The hypervisor's private pages: active entries (and, in time, the rest of its bookkeeping). */
   readonly privatePages: PrivatePages;
-  readonly domains = new Map<number, Domain>();
+  /** Every domain by id, and the id allocator (shared; this thread's views of the domains). */
+  readonly domains: DomainTable;
   readonly opts: {
     maxVersion: 1 | 2;
     transitive: boolean;
@@ -216,7 +217,6 @@ export class Hypervisor {
   readonly ports: PortResolver = { domain: (id) => this.domains.get(id), consumers: [] };
   /** The trace ring records go to (xentrace's buffers), or null: tracing off, the default. */
   trace: TraceBuffer | null = null;
-  private readonly domids = new DomidAllocator();
   /** The first domain of the host is the boot domain, d0 (domid_alloc never picks 0 itself). */
   private booted = false;
   /** Domains crashed during the current hypercall, destroyed once it returns. */
@@ -230,6 +230,12 @@ export class Hypervisor {
     this.machine = new MachineMemory(nrFrames, options.machineSab);
     this.frames = FrameTable.create(nrFrames, XEN_RESERVED_FRAMES);
     this.privatePages = PrivatePages.create(defaultPrivatePages(nrFrames));
+    const pool = this.privatePages;
+    this.domains = new DomainTable(
+      pool,
+      DomainTable.create(pool),
+      (record) => new Domain(pool, this.frames, this.machine, record, this.ports, () => this.random()),
+    );
     this.rngState = seed >>> 0 || 1;
     if (options.traceSab !== undefined) {
       if (!(options.traceSab instanceof SharedArrayBuffer))
@@ -347,7 +353,7 @@ export class Hypervisor {
         `not enough machine memory for a ${kib} KiB domain: ${this.frames.freeFrames * 4} KiB free; give the Host a larger memoryMiB`,
       );
     }
-    const domid = this.domids.alloc(wanted);
+    const domid = this.domains.allocId(wanted);
     if (domid === DOMID_INVALID) {
       throw new RangeError(
         o.domid !== undefined
@@ -367,7 +373,7 @@ export class Hypervisor {
         this.privatePages,
       );
     } catch (err) {
-      this.domids.free(domid);
+      this.domains.freeId(domid);
       throw err;
     }
     const d = Domain.create(
@@ -509,7 +515,6 @@ export class Hypervisor {
     d.gt.status.clear();
     d.retire(this.privatePages);
     this.domains.delete(d.domid);
-    this.domids.free(d.domid);
   }
 
   // ---- pages ------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import {
   type HostOptions,
   WorkerHost,
 } from 'gnttab';
-import { DomidAllocator } from '../../src/xen/domid-alloc.ts';
+import { DomainTable } from '../../src/xen/domain-table.ts';
+import { PrivatePages } from '../../src/xen/private-pages.ts';
 
 /** max_nr_frames as the domain's GNTTABOP_query_size reports it. */
 function maxFrames(host: Host, domid: number): number {
@@ -134,26 +135,29 @@ describe('options of the wrong type are a TypeError, not a default', () => {
   });
 });
 
-describe('DomidAllocator follows domid_alloc', () => {
+describe("the domain table's allocator follows domid_alloc", () => {
   it('searches up from the last id, wraps to 1, skips ids in use, and runs out only when all are', () => {
-    const a = new DomidAllocator();
-    assert.equal(a.alloc(0), 0);
-    assert.equal(a.alloc(DOMID_ANY), 1);
-    assert.equal(a.alloc(7), 7); // explicit: does not move the search
-    assert.equal(a.alloc(DOMID_ANY), 2);
-    assert.equal(a.alloc(7), DOMID_INVALID);
-    assert.equal(a.alloc(DOMID_FIRST_RESERVED), DOMID_INVALID);
-    assert.equal(a.alloc(DOMID_SELF), DOMID_INVALID);
-    for (let id = 3; id < DOMID_FIRST_RESERVED; id++) if (id !== 7) assert.equal(a.alloc(DOMID_ANY), id);
-    assert.equal(a.alloc(DOMID_ANY), DOMID_INVALID); // all taken
-    a.free(5);
-    a.free(0);
-    assert.equal(a.alloc(DOMID_ANY), 5); // the wrap skips 0, the boot domain's
-    assert.equal(a.alloc(DOMID_ANY), DOMID_INVALID);
-    a.free(DOMID_FIRST_RESERVED - 1);
-    a.free(3);
-    assert.equal(a.alloc(DOMID_ANY), DOMID_FIRST_RESERVED - 1); // upwards from 5 first
-    assert.equal(a.alloc(DOMID_ANY), 3);
+    const pool = PrivatePages.create(64);
+    const a = new DomainTable(pool, DomainTable.create(pool), () => {
+      throw new Error('no domain is built here');
+    });
+    assert.equal(a.allocId(0), 0);
+    assert.equal(a.allocId(DOMID_ANY), 1);
+    assert.equal(a.allocId(7), 7); // explicit: does not move the search
+    assert.equal(a.allocId(DOMID_ANY), 2);
+    assert.equal(a.allocId(7), DOMID_INVALID);
+    assert.equal(a.allocId(DOMID_FIRST_RESERVED), DOMID_INVALID);
+    assert.equal(a.allocId(DOMID_SELF), DOMID_INVALID);
+    for (let id = 3; id < DOMID_FIRST_RESERVED; id++) if (id !== 7) assert.equal(a.allocId(DOMID_ANY), id);
+    assert.equal(a.allocId(DOMID_ANY), DOMID_INVALID); // all taken
+    a.freeId(5);
+    a.freeId(0);
+    assert.equal(a.allocId(DOMID_ANY), 5); // the wrap skips 0, the boot domain's
+    assert.equal(a.allocId(DOMID_ANY), DOMID_INVALID);
+    a.freeId(DOMID_FIRST_RESERVED - 1);
+    a.freeId(3);
+    assert.equal(a.allocId(DOMID_ANY), DOMID_FIRST_RESERVED - 1); // upwards from 5 first
+    assert.equal(a.allocId(DOMID_ANY), 3);
   });
 });
 

@@ -1,9 +1,9 @@
 // The hypervisor's state is in shared memory (DESIGN.md "Concurrency"): a
 // thread that attaches the frame table, the private pages and machine memory
-// makes views of any domain from its record and sees what the hypervisor
-// that made it sees — grant table, active entries, maptrack, page list,
-// event channels, page table — and a change made through one view is seen
-// through the other. This is what lets every domain thread enter Xen itself.
+// finds any domain by id in the domain table, makes its view from its record,
+// and sees what the hypervisor that made it sees — grant table, active
+// entries, maptrack, page list, event channels, page table — and a change
+// made through one view is seen through the other. This is what lets every domain thread enter Xen itself.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EVTCHNOP_alloc_unbound } from '../../src/abi/event-channel.ts';
@@ -40,13 +40,16 @@ describe('hypervisor state seen from another thread', { timeout: 60_000 }, () =>
       machine: hv.machine.sab,
       frames: hv.frames.sab,
       pool: hv.privatePages.sab,
-      records: [ax.recordPage, b.xen.recordPage],
+      table: hv.domains.headerPage,
+      domids: [a.domid, b.domid],
       ref: 8,
       handle: m.handle,
       port,
       addr: 0x3000,
     });
     assert.deepEqual(got, {
+      size: 2,
+      ids: [a.domid, b.domid],
       domids: [a.domid, b.domid],
       kinds: ['pv', 'hvm'],
       version: 1,
