@@ -13,6 +13,8 @@ export class PageDirectory {
   readonly pool: PrivatePages;
   /** The root page, or 0 once the directory is freed. */
   root: number;
+  /** This thread's memo of the data pages found so far (they never move while the directory lives). */
+  private memo: number[] = [];
 
   /** A new directory (its root page allocated now), or a view of one at `root`. */
   constructor(pool: PrivatePages, root?: number) {
@@ -26,10 +28,14 @@ export class PageDirectory {
 
   /** Data page k, or 0 when it has none. */
   page(k: number): number {
+    const known = this.memo[k];
+    if (known !== undefined) return known;
     if (this.root === 0 || !(k >= 0 && k < DIRECTORY_PAGES)) return 0;
     const w = this.pool.words;
     const dir = w[this.root * PAGE_WORDS + Math.floor(k / PAGE_WORDS)]!;
-    return dir === 0 ? 0 : w[dir * PAGE_WORDS + (k % PAGE_WORDS)]!;
+    const page = dir === 0 ? 0 : w[dir * PAGE_WORDS + (k % PAGE_WORDS)]!;
+    if (page !== 0) this.memo[k] = page;
+    return page;
   }
 
   /** Gives slot k a zeroed data page; returns it, or -1 when the pool or the directory is full. */
@@ -67,5 +73,6 @@ export class PageDirectory {
     }
     this.pool.free(this.root);
     this.root = 0;
+    this.memo = [];
   }
 }
