@@ -249,12 +249,14 @@ export class ViewServer {
       }
       if (url.pathname === '/api/status') {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        const t = this.lastTotals;
+        // The counters as they are now (the last tick's may miss the newest calls).
+        const trace = this.source.trace;
+        const t = trace !== null ? hypercallTotals(trace) : this.lastTotals;
         const status = {
           title: this.source.title,
           seq: this.seq,
           traced: this.source.trace !== null,
-          // Exact (the hypervisor's counters at the last tick), then what the timeline has of them.
+          // Exact (the hypervisor's counters), then what the timeline has of them.
           hypercalls: t?.calls ?? 0,
           failed: t?.failed ?? 0,
           records: this.sent,
