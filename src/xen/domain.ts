@@ -78,7 +78,12 @@ export class Domain {
    * What this thread's view keeps once the record is freed (the domain is
    * gone): why it crashed and what was injected, for the host API.
    */
-  private retired: { crashed: string | null; injected: { vector: number; reason: string }[] } | null = null;
+  private retired: {
+    crashed: string | null;
+    injected: { vector: number; reason: string }[];
+    /** An empty page list of this view's own, in place of the freed record's. */
+    owned: PageList;
+  } | null = null;
   readonly gt: GrantTable;
   /** PV: its page table. */
   readonly pt: PvPageTable | null;
@@ -177,10 +182,7 @@ export class Domain {
 
   /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */
   get owned(): PageList {
-    if (this.retired === null) return this.pageList;
-    const empty = new PageList(this.frames, pageListTag(this.domid), new Int32Array(3), 0);
-    empty.init();
-    return empty;
+    return this.retired === null ? this.pageList : this.retired.owned;
   }
 
   /** d->is_dying: set by destruction; new hypercalls are refused. */
@@ -258,7 +260,9 @@ export class Domain {
    */
   retire(pool: PrivatePages): void {
     if (this.retired !== null) return;
-    const kept = { crashed: this.crashed, injected: this.injected };
+    const owned = new PageList(this.frames, pageListTag(this.domid), new Int32Array(3), 0);
+    owned.init();
+    const kept = { crashed: this.crashed, injected: this.injected, owned };
     this.words.fill(0, this.rec, this.rec + PAGE_WORDS);
     pool.free(this.recordPage);
     this.retired = kept;

@@ -7,7 +7,7 @@
 // thread's view of one list; lengths change only under the grant table's
 // write lock (growth, set_version), as Xen's nr_grant_frames does.
 import type { PageDirectory } from './page-directory.ts';
-import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
+import { PAGE_WORDS } from './private-pages.ts';
 
 /** Words of one index's record: shared MFN, shared GFN, status MFN, status GFN. */
 export const FRAME_LIST_WORDS = 4;

@@ -39,8 +39,6 @@ export class Maptrack {
   private hw: Int32Array;
   private header: number;
   private readonly pages: PageDirectory;
-  /** This thread's memo of where each slot page starts (pages never move while the table lives). */
-  private base: number[] = [];
   private readonly random: () => number;
 
   /**
@@ -93,13 +91,8 @@ export class Maptrack {
 
   /** Word index of slot h; h is below the limit. */
   private at(h: number): number {
-    const k = h >>> 8;
-    let b = this.base[k];
-    if (b === undefined) {
-      b = this.pages.page(k) * PAGE_WORDS;
-      this.base[k] = b;
-    }
-    return b + (h & (MAPTRACK_PER_PAGE - 1)) * MT_WORDS;
+    // The directory remembers where each slot page is (pages never move while the table lives).
+    return this.pages.page(h >>> 8) * PAGE_WORDS + (h & (MAPTRACK_PER_PAGE - 1)) * MT_WORDS;
   }
 
   private inRange(h: number): boolean {
@@ -243,7 +236,6 @@ export class Maptrack {
     if (this.pages.root === 0) return;
     this.pages.free();
     this.pool.free(this.header / PAGE_WORDS);
-    this.base = [];
     // A tombstone header: no slots, every list empty.
     this.hw = new Int32Array(HDR_TAIL + MAX_VCPUS).fill(-1);
     this.hw[HDR_LIMIT] = 0;

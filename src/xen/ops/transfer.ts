@@ -5,7 +5,7 @@ import { GTF_accept_transfer, GTF_transfer_committed, GTF_transfer_completed } f
 import { GNTTAB_CMPXCHG_ATTEMPTS } from '../../abi/limits.ts';
 import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
-import { OWNER_NONE, PGC_allocated, PGC_xen_heap } from '../frame-table.ts';
+import { PGC_allocated, PGC_xen_heap } from '../frame-table.ts';
 import { NO_GFN } from '../grant-table.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, isGrantOrForeignP2m, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
