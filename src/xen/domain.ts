@@ -131,6 +131,14 @@ export class Domain {
     w[rec + D_SHARED_INFO_MFN] = -1;
     w[rec + D_SHARED_INFO_GFN] = -1;
     w[rec + D_CRASH_LEN] = -1;
+    // domain_create's failure path: the record goes back (and its event channels, made first).
+    let evtchn: EventChannelTable;
+    try {
+      evtchn = EventChannelTable.create(o.maxEvtchnPort, o.vcpus, pool, rec + D_EVTCHN, resolve);
+    } catch (err) {
+      pool.free(record);
+      throw err;
+    }
     new PageList(frames, pageListTag(o.domid), w, rec + D_PAGE_LIST).init();
     // The translation table's frames come from a pool reserved now, as Xen's
     // HAP/shadow paging pool: mapping things later never takes machine memory.
@@ -141,9 +149,13 @@ export class Domain {
       if (mfn >= 0) pagingPool.add(mfn);
     }
     const root = pagingPool.pop();
-    if (root < 0) throw new RangeError('out of machine memory for a page table');
+    if (root < 0) {
+      // No frame at all came: nothing else to give back.
+      evtchn.destroy();
+      pool.free(record);
+      throw new RangeError('out of machine memory for a page table');
+    }
     w[rec + D_MMU_ROOT] = root;
-    EventChannelTable.create(o.maxEvtchnPort, o.vcpus, pool, rec + D_EVTCHN, resolve);
     return new Domain(pool, frames, machine, record, resolve, gt);
   }
 

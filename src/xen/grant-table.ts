@@ -80,9 +80,22 @@ export class GrantTable {
     w[hdr + GT_VERSION] = 1;
     w[hdr + GT_MAX_VERSION] = maxVersion;
     w[hdr + GT_MAX_GRANT_FRAMES] = maxGrantFrames;
-    w[hdr + GT_MAPTRACK] = Maptrack.create(maxMaptrackFrames, vcpus, random, pool).headerPage;
-    w[hdr + GT_ACTIVE_ROOT] = new PageDirectory(pool).root;
-    w[hdr + GT_FRAMES_ROOT] = new PageDirectory(pool).root;
+    // grant_table_init's failure path: what was allocated goes back.
+    let maptrack: Maptrack | null = null;
+    let active: PageDirectory | null = null;
+    try {
+      maptrack = Maptrack.create(maxMaptrackFrames, vcpus, random, pool);
+      w[hdr + GT_MAPTRACK] = maptrack.headerPage;
+      active = new PageDirectory(pool);
+      w[hdr + GT_ACTIVE_ROOT] = active.root;
+      w[hdr + GT_FRAMES_ROOT] = new PageDirectory(pool).root;
+    } catch (err) {
+      active?.free();
+      maptrack?.destroy();
+      w.fill(0, hdr, hdr + PAGE_WORDS);
+      pool.free(header);
+      throw err;
+    }
     return new GrantTable(pool, header, random);
   }
 

@@ -376,15 +376,23 @@ export class Hypervisor {
       this.domains.freeId(domid);
       throw err;
     }
-    const d = Domain.create(
-      { domid, kind: o.kind, vcpus, ramPages, maxPages: maxKib / 4, poolFrames, maxEvtchnPort },
-      gt,
-      this.machine,
-      this.frames,
-      this.privatePages,
-      () => this.allocXenFrame(),
-      this.ports,
-    );
+    let d: Domain;
+    try {
+      d = Domain.create(
+        { domid, kind: o.kind, vcpus, ramPages, maxPages: maxKib / 4, poolFrames, maxEvtchnPort },
+        gt,
+        this.machine,
+        this.frames,
+        this.privatePages,
+        () => this.allocXenFrame(),
+        this.ports,
+      );
+    } catch (err) {
+      // domain_create's failure path: the grant table and the id go back.
+      gt.destroy();
+      this.domains.freeId(domid);
+      throw err;
+    }
     for (let pfn = 0; pfn < ramPages; pfn += 1024) {
       const ok = d.pt !== null ? d.pt.ensure(pfn) : d.p2m!.ensure(pfn);
       if (!ok) throw new RangeError('out of machine memory for a page table');

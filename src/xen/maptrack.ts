@@ -51,7 +51,13 @@ export class Maptrack {
     const p = pool ?? PrivatePages.create(Math.min(4096, maxFrames + 4));
     const header = p.alloc();
     if (header < 0) throw new RangeError("out of the hypervisor's private memory for a maptrack");
-    const dir = new PageDirectory(p);
+    let dir: PageDirectory;
+    try {
+      dir = new PageDirectory(p);
+    } catch (err) {
+      p.free(header);
+      throw err;
+    }
     const w = p.words;
     const h = header * PAGE_WORDS;
     w[h + HDR_MAX_FRAMES] = maxFrames;

@@ -186,17 +186,27 @@ export class EventChannelTable {
     resolve: PortResolver,
   ): EventChannelTable {
     const w = pool.words;
+    const fail = () => new RangeError("out of the hypervisor's private memory for event channels");
     const virqPages = new PageDirectory(pool);
-    for (let k = 0; k * VIRQ_MAPS_PER_PAGE < vcpus; k++)
-      if (virqPages.add(k) < 0)
-        throw new RangeError("out of the hypervisor's private memory for event channels");
+    let buckets: PageDirectory;
+    try {
+      for (let k = 0; k * VIRQ_MAPS_PER_PAGE < vcpus; k++) if (virqPages.add(k) < 0) throw fail();
+      buckets = new PageDirectory(pool);
+    } catch (err) {
+      // evtchn_init's failure path: what was allocated goes back.
+      virqPages.free();
+      throw err;
+    }
     w[at + T_MAX_PORT] = maxPort;
     w[at + T_VALID] = 0;
-    w[at + T_BUCKETS] = new PageDirectory(pool).root;
+    w[at + T_BUCKETS] = buckets.root;
     w[at + T_VIRQS] = virqPages.root;
     const t = new EventChannelTable(pool, at, vcpus, resolve);
     // evtchn_init: the first bucket, and port 0 reserved.
-    if (!t.growTo(0)) throw new RangeError("out of the hypervisor's private memory for event channels");
+    if (!t.growTo(0)) {
+      t.destroy();
+      throw fail();
+    }
     t.ports[0]!.state = ECS_RESERVED;
     return t;
   }
