@@ -16,6 +16,7 @@ export const testFiles = [
   'test/xen/locks.test.ts',
   'test/xen/frame-table.test.ts',
   'test/xen/private-pages.test.ts',
+  'test/xen/private-pool.test.ts',
   'test/xen/shared-state.test.ts',
   'test/xen/create-domain.test.ts',
   'test/xen/acquire-resource.test.ts',

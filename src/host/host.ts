@@ -40,6 +40,12 @@ export interface HostOptions {
   /** Seed for the hypervisor's random choices; the same seed gives the same run. */
   seed?: number;
   /**
+   * Size of the hypervisor's private pages (HypervisorOptions.privatePages):
+   * the pool of Xen's own bookkeeping, in 4 KiB pages, 36 to 262144. Default
+   * half the machine's frames, 4096 to 65536. Small, it runs Xen out of memory.
+   */
+  privatePages?: number;
+  /**
    * Run the xenstore service: every domain created gets a xenstore ring page,
    * an event channel to the service (StartInfo.storeFrame / storePort) and
    * its home /local/domain/<domid>. Default off.

@@ -22,8 +22,12 @@ const H_COUNT = 6;
 /** Root of the directory of slot pages. */
 const H_ROOT = 7;
 const RESERVED = -1;
+/** Slot pages: one Int32 word for each domid below DOMID_FIRST_RESERVED. */
+const SLOT_PAGES = Math.ceil(DOMID_FIRST_RESERVED / PAGE_WORDS);
 
 export class DomainTable {
+  /** Private pages a table takes (create): its header, its directory's root and pages, the slot pages. */
+  static readonly PAGES = 2 + Math.ceil(SLOT_PAGES / PAGE_WORDS) + SLOT_PAGES;
   readonly headerPage: number;
   private readonly words: Int32Array;
   private readonly hdr: number;
@@ -37,7 +41,7 @@ export class DomainTable {
     const header = pool.alloc();
     if (header < 0) throw new RangeError("out of the hypervisor's private memory for the domain table");
     const slots = new PageDirectory(pool);
-    for (let k = 0; k * PAGE_WORDS < DOMID_FIRST_RESERVED; k++)
+    for (let k = 0; k < SLOT_PAGES; k++)
       if (slots.add(k) < 0)
         throw new RangeError("out of the hypervisor's private memory for the domain table");
     pool.words[header * PAGE_WORDS + H_ROOT] = slots.root;

@@ -72,6 +72,16 @@ export interface HypervisorOptions {
    * every domain created or destroyed is recorded there. Default none (off).
    */
   traceSab?: SharedArrayBuffer;
+  /**
+   * Size of the hypervisor's private pages, the pool its bookkeeping comes
+   * from (domain table, domain records, grant-table headers, active entries,
+   * maptrack, event-channel buckets), in 4 KiB pages, its header included.
+   * Default defaultPrivatePages(machine frames): half the machine's frames,
+   * 4096 to 65536. At least enough for the header and the domain table (36
+   * pages), at most 262144 (1 GiB). A small pool makes Xen's out-of-memory
+   * paths reachable: growth fails, a port gets no bucket (-ENOMEM).
+   */
+  privatePages?: number;
 }
 
 export interface CreateDomainOptions {
@@ -159,6 +169,16 @@ export function grantTableBookkeepingBytes(
  */
 export function hypervisorOptions(options: HypervisorOptions): Hypervisor['opts'] & { seed: number } {
   const g = objectOption('gnttab', options.gnttab);
+  // Checked here; its default depends on the machine's size (the constructor's).
+  const minPool = 1 + DomainTable.PAGES;
+  intOption(
+    'privatePages',
+    options.privatePages,
+    minPool,
+    minPool,
+    PrivatePages.MAX_PAGES,
+    " (at least the pool's header and the domain table)",
+  );
   return {
     maxVersion: intOption('gnttab.maxVersion', g.maxVersion, 2, 1, 2) as 1 | 2,
     transitive: boolOption('gnttab.transitive', g.transitive, true),
@@ -229,7 +249,7 @@ export class Hypervisor {
     this.opts = opts;
     this.machine = new MachineMemory(nrFrames, options.machineSab);
     this.frames = FrameTable.create(nrFrames, XEN_RESERVED_FRAMES);
-    this.privatePages = PrivatePages.create(defaultPrivatePages(nrFrames));
+    this.privatePages = PrivatePages.create(options.privatePages ?? defaultPrivatePages(nrFrames));
     const pool = this.privatePages;
     this.domains = new DomainTable(
       pool,

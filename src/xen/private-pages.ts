@@ -40,6 +40,8 @@ export function defaultPrivatePages(nrFrames: number): number {
 }
 
 export class PrivatePages {
+  /** The most pages a pool may have (HypervisorOptions.privatePages). */
+  static readonly MAX_PAGES = MAX_PAGES;
   readonly sab: SharedArrayBuffer;
   /** Every page's words: page p starts at p * PAGE_WORDS. */
   readonly words: Int32Array;
