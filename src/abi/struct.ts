@@ -27,6 +27,20 @@ export interface StructDef<F extends string = string> {
   readonly decodeInto: (view: DataView, base: number, out: StructValue<F>) => StructValue<F>;
   /** Compiled from `fields`: writes every field of `value` at byte `base` of `view`. */
   readonly encode: (view: DataView, base: number, value: StructValue<F>) => void;
+  /** Compiled from `fields`: one reader and one writer per field, for paths that touch a few fields. */
+  readonly at: { readonly [K in F]: FieldAccessor };
+}
+
+/**
+ * One field's compiled accessors. `base` is the struct's start, not the
+ * field's: the offset is a constant in the generated code.
+ */
+export interface FieldAccessor {
+  readonly offset: number;
+  /** Bytes of the field. */
+  readonly size: number;
+  readonly get: (view: DataView, base: number) => number;
+  readonly set: (view: DataView, base: number, value: number) => void;
 }
 
 /** A struct's value: one number per field. */
@@ -108,7 +122,19 @@ export function defineStruct<F extends string>(
     out[key] = { offset, type };
     list.push([key, out[key]]);
   }
-  return { name, size, fields: out, list, ...compile(list) };
+  const at = {} as { [K in F]: FieldAccessor };
+  for (const [key, f] of list) at[key] = compileField(f);
+  return { name, size, fields: out, list, ...compile(list), at };
+}
+
+/** The reader and writer of one field (readExpr and writeStmt, each its own function). */
+function compileField(f: Field): FieldAccessor {
+  return {
+    offset: f.offset,
+    size: fieldSize(f.type),
+    get: new Function('v', 'b', `return ${readExpr(f)};`) as FieldAccessor['get'],
+    set: new Function('v', 'b', 'x', writeStmt(f, 'x')) as FieldAccessor['set'],
+  };
 }
 
 /** Bytes of a field type. */

@@ -7,10 +7,9 @@ import {
   decodeStruct,
   encodeStruct,
   encodeToView,
-  fieldSize,
+  type FieldAccessor,
   type StructDef,
   type StructValue,
-  setField,
 } from '../abi/struct.ts';
 import type { Domain } from './domain.ts';
 import type { Hypervisor } from './hypervisor.ts';
@@ -93,15 +92,27 @@ export function copyFieldToGuest<F extends string>(
   field: F,
   value: number,
 ): boolean {
-  const f = def.fields[field];
-  const size = fieldSize(f.type);
-  const m = inOnePage(d, addr + f.offset, size, true);
+  return putFieldToGuest(hv, d, addr, def.at[field], value);
+}
+
+/**
+ * copyFieldToGuest with the field's compiled accessor in hand (a hot path
+ * keeps it in a constant): the struct is at addr; false on a fault.
+ */
+export function putFieldToGuest(
+  hv: Hypervisor,
+  d: Domain,
+  addr: number,
+  f: FieldAccessor,
+  value: number,
+): boolean {
+  const m = inOnePage(d, addr + f.offset, f.size, true);
   if (m >= 0) {
-    setField(hv.machine.view, m - f.offset, f, value);
+    f.set(hv.machine.view, m - f.offset, value);
     return true;
   }
-  const bytes = new Uint8Array(size);
-  setField(new DataView(bytes.buffer), -f.offset, f, value);
+  const bytes = new Uint8Array(f.size);
+  f.set(new DataView(bytes.buffer), -f.offset, value);
   return hv.copyToGuest(d, addr + f.offset, bytes);
 }
 

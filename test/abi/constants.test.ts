@@ -3,7 +3,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as abi from '../../src/abi/index.ts';
-import { decodeStruct, encodeStruct } from '../../src/abi/struct.ts';
+import {
+  decodeStruct,
+  encodeStruct,
+  type FieldType,
+  getField,
+  type StructDef,
+  setField,
+} from '../../src/abi/struct.ts';
 import { itMatchesLayouts, type Layout } from '../helpers/layout.ts';
 
 // [struct, size, [field, offset, size]...] exactly as reference §3.1/§3.2 list them.
@@ -232,6 +239,64 @@ describe('ABI struct layouts (reference §3)', () => {
     );
     assert.deepEqual([...b], [5, 0, 7, 0, 0x34, 0x12, 0, 0]);
   });
+});
+
+/** Every struct the abi exports (grant entries, GNTTABOP_, memory and event-channel ops). */
+const allStructs = (Object.values(abi) as unknown[]).filter(
+  (x): x is StructDef => typeof x === 'object' && x !== null && 'list' in x && 'at' in x,
+);
+
+describe('compiled accessors against the generic codec (getField / setField)', () => {
+  // A fixed LCG, so a failure names values that come back on every run.
+  let seed = 0x2545f491;
+  const next = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed;
+  };
+  const sample = (t: FieldType): number => {
+    switch (t) {
+      case 'u8':
+        return next() & 0xff;
+      case 'u16':
+        return next() & 0xffff;
+      case 'i16':
+        return ((next() & 0xffff) << 16) >> 16;
+      case 'u32':
+        return next();
+      case 'u64':
+        return (next() & 0x1f_ffff) * 0x1_0000_0000 + next();
+    }
+  };
+
+  it('every struct of the layout table above is among them', () => {
+    const names = new Set(allStructs.map((d) => d.name));
+    for (const [d] of layouts) assert.ok(names.has(d.name), d.name);
+  });
+
+  for (const def of allStructs) {
+    it(`${def.name}: decode, decodeInto, encode and each field's get/set read and write the generic codec's bytes`, () => {
+      // At an odd base inside a larger buffer: the compiled code assumes no alignment.
+      const base = 3;
+      for (let round = 0; round < 20; round++) {
+        const value = Object.fromEntries(def.list.map(([k, f]) => [k, sample(f.type)]));
+        const generic = new DataView(new ArrayBuffer(def.size + 8));
+        for (const [k, f] of def.list) setField(generic, base, f, value[k]!);
+        const compiled = new DataView(new ArrayBuffer(def.size + 8));
+        def.encode(compiled, base, value);
+        assert.deepEqual(new Uint8Array(compiled.buffer), new Uint8Array(generic.buffer), 'encode');
+        const byField = new DataView(new ArrayBuffer(def.size + 8));
+        for (const [k] of def.list) def.at[k]!.set(byField, base, value[k]!);
+        assert.deepEqual(new Uint8Array(byField.buffer), new Uint8Array(generic.buffer), 'at[].set');
+        const read = Object.fromEntries(def.list.map(([k, f]) => [k, getField(generic, base, f)]));
+        assert.deepEqual(read, value, 'getField round trip');
+        assert.deepEqual(def.decode(generic, base), read, 'decode');
+        const into = Object.fromEntries(def.list.map(([k]) => [k, -1]));
+        assert.equal(def.decodeInto(generic, base, into), into);
+        assert.deepEqual(into, read, 'decodeInto');
+        for (const [k] of def.list) assert.equal(def.at[k]!.get(generic, base), read[k], `at.${k}.get`);
+      }
+    });
+  }
 });
 
 describe('ABI constants (reference §2)', () => {

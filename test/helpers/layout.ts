@@ -39,6 +39,15 @@ export function itMatchesLayouts(layouts: readonly Layout[]): void {
         assert.ok(
           out.subarray(0, 4).every((b) => b === 0x5a) && out.subarray(4 + size).every((b) => b === 0x5a),
         );
+        // The field's own compiled reader and writer: the same offset, size and bytes.
+        const acc = def.at[name];
+        assert.ok(acc, `${def.name}.${name} accessor`);
+        assert.equal(acc.offset, offset, `${def.name}.${name} accessor offset`);
+        assert.equal(acc.size, fsize, `${def.name}.${name} accessor size`);
+        assert.equal(acc.get(view, 0), 0xa5, `${def.name}.${name} compiled get`);
+        const one = new Uint8Array(size + 8).fill(0x5a).fill(0, 4, 4 + size);
+        acc.set(new DataView(one.buffer), 4, 0xa5);
+        assert.deepEqual(one, out, `${def.name}.${name} compiled set`);
       }
     });
   }

@@ -15,7 +15,7 @@ import {
 } from '../../abi/status.ts';
 import type { StructValue } from '../../abi/struct.ts';
 import type { Domain } from '../domain.ts';
-import { copyFieldToGuest, copyStructFromGuestInto } from '../guest-io.ts';
+import { copyStructFromGuestInto, putFieldToGuest } from '../guest-io.ts';
 import { getPagedMfn } from '../helpers.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import {
@@ -52,6 +52,13 @@ class CopyBuf {
 
   constructor(readonly: boolean) {
     this.readonly = readonly;
+  }
+
+  /** As new, for the next hypercall (the buffer holds nothing: release ran). */
+  reset(): void {
+    this.domain = null;
+    this.domid = -1;
+    this.ptr = -1;
   }
 
   release(hv: Hypervisor): void {
@@ -173,14 +180,26 @@ function copyOne(hv: Hypervisor, ld: Domain, op: CopyOp, src: CopyBuf, dest: Cop
   return GNTST_okay;
 }
 
-/** Zeroes, to build the reused op object in the struct's own shape. */
-const EMPTY_OP = new DataView(new ArrayBuffer(gnttab_copy.size));
+/** What one batch works with: both buffers and the op record every element is decoded into. */
+class CopyScratch {
+  readonly src = new CopyBuf(true);
+  readonly dest = new CopyBuf(false);
+  readonly op: CopyOp = gnttab_copy.decode(new DataView(new ArrayBuffer(gnttab_copy.size)), 0);
+}
+
+/**
+ * This thread's scratch (module state is per thread), lent to one batch at a
+ * time: a batch that starts while another is running (a test hook re-entering
+ * the hypervisor) makes its own.
+ */
+let spare: CopyScratch | null = null;
+
+const STATUS = gnttab_copy.at.status;
 
 export function grantCopy(hv: Hypervisor, ld: Domain, uop: number, count: number): number {
-  const src = new CopyBuf(true);
-  const dest = new CopyBuf(false);
-  // One op, decoded into for every element: a batch allocates nothing per element.
-  const op: CopyOp = gnttab_copy.decode(EMPTY_OP, 0);
+  const s = spare ?? new CopyScratch();
+  spare = null;
+  const { src, dest, op } = s;
   let rc = 0;
   try {
     for (let i = 0; i < count; i++) {
@@ -200,7 +219,7 @@ export function grantCopy(hv: Hypervisor, ld: Domain, uop: number, count: number
         src.release(hv);
         dest.release(hv);
       }
-      if (!copyFieldToGuest(hv, ld, addr, gnttab_copy, 'status', status)) {
+      if (!putFieldToGuest(hv, ld, addr, STATUS, status)) {
         rc = -XEN_EFAULT;
         break;
       }
@@ -208,6 +227,10 @@ export function grantCopy(hv: Hypervisor, ld: Domain, uop: number, count: number
   } finally {
     src.release(hv);
     dest.release(hv);
+    // No domain stays referenced from the scratch between hypercalls.
+    src.reset();
+    dest.reset();
+    spare = s;
   }
   return rc;
 }
