@@ -33,22 +33,36 @@ import {
   XEN_ENOSYS,
   XEN_EOPNOTSUPP,
 } from '../abi/hypercall.ts';
+import type { StructValue } from '../abi/struct.ts';
 import type { Domain } from './domain.ts';
 import { eventChannelOp } from './event-channel.ts';
-import { copyFieldToGuest, copyStructFromGuest, copyStructToGuest, guestHandleOkay } from './guest-io.ts';
+import {
+  copyFieldToGuest,
+  copyStructFromGuest,
+  copyStructFromGuestInto,
+  copyStructToGuest,
+  guestHandleOkay,
+  putFieldToGuest,
+} from './guest-io.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { GNTTAB_UNMAP_BATCH_SIZE } from './limits-internal.ts';
 import { memoryOp } from './memory-op.ts';
 import { grantCopy } from './ops/copy.ts';
 import { getStatusFrames } from './ops/get-status-frames.ts';
 import { getVersion } from './ops/get-version.ts';
-import { mapGrantRef } from './ops/map-grant-ref.ts';
+import { type MapOp, mapGrantRef } from './ops/map-grant-ref.ts';
 import { querySize } from './ops/query-size.ts';
 import { setVersion } from './ops/set-version.ts';
 import { setupTable } from './ops/setup-table.ts';
 import { swapGrantRef } from './ops/swap-grant-ref.ts';
 import { transfer } from './ops/transfer.ts';
-import { newUnmapCommon, type UnmapCommon, unmapCommon, unmapComplete } from './ops/unmap-grant-ref.ts';
+import {
+  newUnmapCommon,
+  setUnmapCommon,
+  type UnmapCommon,
+  unmapCommon,
+  unmapComplete,
+} from './ops/unmap-grant-ref.ts';
 import { type Register, reg, u32 } from './registers.ts';
 import { updateVaMapping, updateVaMappingOtherdomain } from './update-va-mapping.ts';
 
@@ -129,64 +143,94 @@ function grantTableOp(hv: Hypervisor, d: Domain, cmd: number, uop: number, count
   }
 }
 
+// Each batch op below works in records of this thread's (module state is per
+// thread), so that an element allocates nothing. A record is lent to one batch
+// at a time: a batch that starts while another runs (a test hook re-entering
+// the hypervisor mid-op) makes its own.
+
+const ZEROES = new DataView(new ArrayBuffer(32));
+let mapSpare: MapOp | null = null;
+
 function mapBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number {
   const def = gnttab_map_grant_ref;
-  for (let i = 0; i < count; i++) {
-    const addr = uop + i * def.size;
-    const op = copyStructFromGuest(hv, d, addr, def);
-    if (op === null) return -XEN_EFAULT;
-    const r = mapGrantRef(hv, d, op);
-    op.status = r.status;
-    if (r.status === 0) {
-      op.handle = r.handle;
-      op.dev_bus_addr = r.devBusAddr;
+  const op = mapSpare ?? def.decode(ZEROES, 0);
+  mapSpare = null;
+  try {
+    for (let i = 0; i < count; i++) {
+      const addr = uop + i * def.size;
+      if (!copyStructFromGuestInto(hv, d, addr, def, op)) return -XEN_EFAULT;
+      mapGrantRef(hv, d, op);
+      // The whole struct goes back; on failure handle and dev_bus_addr are the caller's own.
+      if (!copyStructToGuest(hv, d, addr, def, op)) return -XEN_EFAULT;
     }
-    // The whole struct goes back; on failure handle and dev_bus_addr are the caller's own.
-    if (!copyStructToGuest(hv, d, addr, def, op)) return -XEN_EFAULT;
+    return 0;
+  } finally {
+    mapSpare = op;
   }
-  return 0;
 }
+
+class UnmapScratch {
+  readonly unmap: StructValue<keyof typeof gnttab_unmap_grant_ref.fields> = gnttab_unmap_grant_ref.decode(
+    ZEROES,
+    0,
+  );
+  readonly replace: StructValue<keyof typeof gnttab_unmap_and_replace.fields> =
+    gnttab_unmap_and_replace.decode(ZEROES, 0);
+  /** One record per element of a sub-batch, for phase 2 after the flush. */
+  readonly common: UnmapCommon[] = Array.from({ length: GNTTAB_UNMAP_BATCH_SIZE }, newUnmapCommon);
+}
+let unmapSpare: UnmapScratch | null = null;
 
 function unmapBatch(hv: Hypervisor, d: Domain, uop: number, count: number, replace: boolean): number {
   const size = gnttab_unmap_grant_ref.size; // = gnttab_unmap_and_replace.size
-  let i = 0;
-  while (i < count) {
-    const c = Math.min(count - i, GNTTAB_UNMAP_BATCH_SIZE);
-    const done: UnmapCommon[] = [];
-    let fault = false;
-    for (let j = 0; j < c; j++) {
-      const addr = uop + (i + j) * size;
-      let common: UnmapCommon;
-      if (replace) {
-        const op = copyStructFromGuest(hv, d, addr, gnttab_unmap_and_replace);
-        if (op === null) {
+  const status = replace ? gnttab_unmap_and_replace.at.status : gnttab_unmap_grant_ref.at.status;
+  const s = unmapSpare ?? new UnmapScratch();
+  unmapSpare = null;
+  let used = 0;
+  try {
+    let i = 0;
+    while (i < count) {
+      const c = Math.min(count - i, GNTTAB_UNMAP_BATCH_SIZE);
+      let done = 0;
+      let fault = false;
+      for (let j = 0; j < c; j++) {
+        const addr = uop + (i + j) * size;
+        const common = s.common[j]!;
+        if (replace) {
+          const op = s.replace;
+          if (!copyStructFromGuestInto(hv, d, addr, gnttab_unmap_and_replace, op)) {
+            fault = true;
+            break;
+          }
+          // unmap_and_replace never touches device mappings.
+          setUnmapCommon(common, op.host_addr, 0, op.new_addr, op.handle);
+        } else {
+          const op = s.unmap;
+          if (!copyStructFromGuestInto(hv, d, addr, gnttab_unmap_grant_ref, op)) {
+            fault = true;
+            break;
+          }
+          setUnmapCommon(common, op.host_addr, op.dev_bus_addr, 0, op.handle);
+        }
+        unmapCommon(hv, d, common);
+        done++;
+        if (!putFieldToGuest(hv, d, addr, status, common.status)) {
           fault = true;
           break;
         }
-        // unmap_and_replace never touches device mappings.
-        common = newUnmapCommon(op.host_addr, 0, op.new_addr, op.handle);
-      } else {
-        const op = copyStructFromGuest(hv, d, addr, gnttab_unmap_grant_ref);
-        if (op === null) {
-          fault = true;
-          break;
-        }
-        common = newUnmapCommon(op.host_addr, op.dev_bus_addr, 0, op.handle);
       }
-      unmapCommon(hv, d, common);
-      done.push(common);
-      // status sits at offset 20 of both structs.
-      if (!copyFieldToGuest(hv, d, addr, gnttab_unmap_grant_ref, 'status', common.status)) {
-        fault = true;
-        break;
-      }
+      used = Math.max(used, done);
+      // TLB flush of the caller happens here: nothing to flush in this model.
+      for (let j = 0; j < done; j++) unmapComplete(hv, d, s.common[j]!);
+      if (fault) return -XEN_EFAULT;
+      i += c;
     }
-    // TLB flush of the caller happens here: nothing to flush in this model.
-    for (const common of done) unmapComplete(hv, d, common);
-    if (fault) return -XEN_EFAULT;
-    i += c;
+    return 0;
+  } finally {
+    // No domain stays referenced from the scratch between hypercalls.
+    for (let j = 0; j < used; j++) s.common[j]!.rd = null;
+    unmapSpare = s;
   }
-  return 0;
 }
 
 function transferBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number {

@@ -26,8 +26,10 @@ export function guestHandleOkay(d: Domain, addr: number, count: number, size: nu
 
 /** Machine address of [addr, addr+len) when it lies in one mapped page, else -1. */
 function inOnePage(d: Domain, addr: number, len: number, write: boolean): number {
-  const off = addr % XEN_PAGE_SIZE;
-  if (!(addr >= 0) || off + len > XEN_PAGE_SIZE) return -1;
+  // Beyond the address space nothing is mapped; below it, & is % on an integer.
+  if (!(addr >= 0 && addr < ADDRESS_SPACE_PAGES * XEN_PAGE_SIZE)) return -1;
+  const off = addr & (XEN_PAGE_SIZE - 1);
+  if (off + len > XEN_PAGE_SIZE) return -1;
   const base = d.translatePage(addr, write);
   return base < 0 ? -1 : base + off;
 }

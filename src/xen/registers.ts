@@ -77,7 +77,8 @@ export function reg(x: Register | undefined): number {
 export function u32(x: Register | undefined): number {
   if (x === undefined) return 0;
   if (typeof x === 'bigint') return Number(BigInt.asUintN(32, x));
-  return x % TWO32;
+  // A register number is an integer, and >>> 0 is an integer modulo 2^32 exactly (% would call fmod).
+  return x >>> 0;
 }
 
 /** A register as a bigint, exactly (a PTE, say). */

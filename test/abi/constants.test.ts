@@ -227,6 +227,33 @@ describe('ABI struct layouts (reference §3)', () => {
     assert.equal(v.dev_bus_addr, 2 ** 40);
   });
 
+  it('a u64 field is written modulo 2^64, negative, NaN and fractions as C converts them to uint64_t', () => {
+    // [value, the 8 bytes, little-endian]
+    const cases: [number, number[]][] = [
+      [2 ** 53 + 2, [2, 0, 0, 0, 0, 0, 0x20, 0]],
+      [2 ** 64 + 4096, [0, 0x10, 0, 0, 0, 0, 0, 0]],
+      [0xffff_ffff, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]],
+      [2 ** 32, [0, 0, 0, 0, 1, 0, 0, 0]],
+      [-5, [0, 0, 0, 0, 0, 0, 0, 0]],
+      [Number.NaN, [0, 0, 0, 0, 0, 0, 0, 0]],
+      [4097.9, [1, 0x10, 0, 0, 0, 0, 0, 0]],
+    ];
+    const def = abi.gnttab_map_grant_ref;
+    for (const [value, bytes] of cases) {
+      const generic = encodeStruct(def, { dev_bus_addr: value });
+      assert.deepEqual([...generic.subarray(24, 32)], bytes, `setField ${value}`);
+      const compiled = new Uint8Array(def.size);
+      def.encode(new DataView(compiled.buffer), 0, {
+        ...def.decode(new DataView(generic.buffer), 0),
+        dev_bus_addr: value,
+      });
+      assert.deepEqual(compiled, generic, `encode ${value}`);
+      const one = new Uint8Array(def.size);
+      def.at.dev_bus_addr.set(new DataView(one.buffer), 0, value);
+      assert.deepEqual(one, generic, `at.dev_bus_addr.set ${value}`);
+    }
+  });
+
   it('a v1 entry (flags, domid) reads as one little-endian u32 flags | domid << 16 (§3.1)', () => {
     const b = encodeStruct(abi.grant_entry_v1, {
       flags: abi.GTF_permit_access | abi.GTF_readonly,

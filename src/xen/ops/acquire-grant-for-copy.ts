@@ -201,8 +201,9 @@ export function acquireGrantForCopy(
 export function releaseGrantForCopy(hv: Hypervisor, rd: Domain, gref: number, readonly: boolean): void {
   const rgt = rd.gt;
   const act = rgt.activeEntry(gref);
-  const td = rgt.version === 1 ? rd : hv.domainById(act.srcDomid);
-  const transGref = rgt.version === 1 ? gref : act.transGref;
+  const v1 = rgt.version === 1;
+  const td = v1 ? rd : hv.domainById(act.srcDomid);
+  const transGref = v1 ? gref : act.transGref;
   act.pin = (act.pin - (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
   reduceStatusForPin(hv, rd, gref, act, readonly);
   if (act.pin === 0 && act.isSubPage) rgt.nrV2Ops--;

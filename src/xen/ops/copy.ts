@@ -154,8 +154,9 @@ function copyOne(hv: Hypervisor, ld: Domain, op: CopyOp, src: CopyBuf, dest: Cop
     if (!destGref && op.dest_domid !== DOMID_SELF) return GNTST_permission_denied;
   }
   // A gref is the u32 at the start of the union; a gmfn is the whole xen_pfn_t.
-  const srcPtr = srcGref ? op.source_u % 0x1_0000_0000 : op.source_u;
-  const destPtr = destGref ? op.dest_u % 0x1_0000_0000 : op.dest_u;
+  // (>>> 0 is the value modulo 2^32, exactly, for any integer double.)
+  const srcPtr = srcGref ? op.source_u >>> 0 : op.source_u;
+  const destPtr = destGref ? op.dest_u >>> 0 : op.dest_u;
   if (!src.valid(srcPtr, srcGref)) {
     src.release(hv);
     const rc = src.claim(hv, ld, srcPtr, srcGref);

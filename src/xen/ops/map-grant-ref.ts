@@ -7,6 +7,8 @@ import {
   GNTMAP_host_map,
   GNTMAP_readonly,
 } from '../../abi/flags.ts';
+import type { gnttab_map_grant_ref } from '../../abi/gnttab-ops.ts';
+import { grant_entry_v1, grant_entry_v2_full_page } from '../../abi/grant-entry.ts';
 import {
   GNTPIN_devr_inc,
   GNTPIN_devw_inc,
@@ -23,85 +25,85 @@ import {
   GNTST_no_space,
   GNTST_okay,
 } from '../../abi/status.ts';
+import type { StructValue } from '../../abi/struct.ts';
 import type { ActiveEntry } from '../active-entry.ts';
 import type { Domain } from '../domain.ts';
-import { getPagedFrame, reduceStatusForPin, setStatus } from '../helpers.ts';
+import { getPagedMfn, reduceStatusForPin, setStatus } from '../helpers.ts';
 import { createGrantHostMapping, replaceGrantHostMapping } from '../host-mapping.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { readU64 } from '../shared-entry.ts';
 
-export interface MapOp {
-  host_addr: number;
-  flags: number;
-  ref: number;
-  dom: number;
-}
+/**
+ * One gnttab_map_grant_ref as read from the guest; mapGrantRef writes its
+ * status, and on success its handle and dev_bus_addr, back into it.
+ */
+export type MapOp = StructValue<keyof typeof gnttab_map_grant_ref.fields>;
 
-export interface MapResult {
-  status: number;
-  handle: number;
-  devBusAddr: number;
-}
+const V1_FRAME = grant_entry_v1.fields.frame.offset;
+const V2_FRAME = grant_entry_v2_full_page.fields.frame.offset;
 
 /** x86: a writable host mapping takes a type reference when the granter is PV or maps itself. */
 export function hostMappingTakesType(readonly: boolean, ld: Domain, rd: Domain): boolean {
   return !readonly && (ld === rd || !rd.translated);
 }
 
-function fail(status: number): MapResult {
-  return { status, handle: -1, devBusAddr: -1 };
+/** A failed map: only the status changes (handle and dev_bus_addr stay the caller's). */
+function fail(op: MapOp, status: number): number {
+  op.status = status;
+  return status;
 }
 
-export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
+/** Maps op (allocating nothing); returns the status it wrote into op. */
+export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): number {
   const flags = op.flags >>> 0;
   const readonly = (flags & GNTMAP_readonly) !== 0;
   let pinIncr = 0;
   if ((flags & GNTMAP_device_map) !== 0) pinIncr += readonly ? GNTPIN_devr_inc : GNTPIN_devw_inc;
   if ((flags & GNTMAP_host_map) !== 0) pinIncr += readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc;
   // Quirk §15.1: neither host_map nor device_map is bad_gntref, not general_error.
-  if (pinIncr === 0) return fail(GNTST_bad_gntref);
+  if (pinIncr === 0) return fail(op, GNTST_bad_gntref);
   if (ld.translated && (flags & (GNTMAP_device_map | GNTMAP_application_map | GNTMAP_contains_pte)) !== 0) {
-    return fail(GNTST_general_error);
+    return fail(op, GNTST_general_error);
   }
   // By exact id: DOMID_SELF is not accepted (quirk §15.2).
   const rd = hv.domainById(op.dom);
-  if (rd === undefined) return fail(GNTST_bad_domain);
+  if (rd === undefined) return fail(op, GNTST_bad_domain);
   // XSM grant_mapref: the default policy allows every map.
   const lgt = ld.gt;
   const handle = lgt.maptrack.get(ld.currentVcpu);
-  if (handle < 0) return fail(GNTST_no_space);
+  if (handle < 0) return fail(op, GNTST_no_space);
 
   const rgt = rd.gt;
   const ref = op.ref >>> 0;
   if (ref >= rgt.nrGrantEntries()) {
     lgt.maptrack.put(handle);
-    return fail(GNTST_bad_gntref);
+    return fail(op, GNTST_bad_gntref);
   }
   const act: ActiveEntry = rgt.activeEntry(ref);
   // Bit 7 of any counter being incremented already set: the counter would pass 128.
   if (act.pin !== 0 && (act.domid !== ld.domid || (act.pin & (pinIncr << 7)) !== 0 || act.isSubPage)) {
     lgt.maptrack.put(handle);
-    return fail(GNTST_general_error);
+    return fail(op, GNTST_general_error);
   }
   let pageRefTaken = false;
   if (act.pin === 0 || (!readonly && (act.pin & (GNTPIN_hstw_mask | GNTPIN_devw_mask)) === 0)) {
     const rc = setStatus(hv, rd, ref, act, true, readonly, ld.domid);
     if (rc !== GNTST_okay) {
       lgt.maptrack.put(handle);
-      return fail(rc);
+      return fail(op, rc);
     }
     if (act.pin === 0) {
       const sha = rgt.shaAddr(ref);
-      const gfn = rgt.version === 1 ? hv.machine.words.load32(sha + 4) : readU64(hv, sha + 8);
-      const pf = getPagedFrame(hv, rd, gfn);
-      if (pf.status !== GNTST_okay) {
+      const gfn = rgt.version === 1 ? hv.machine.words.load32(sha + V1_FRAME) : readU64(hv, sha + V2_FRAME);
+      const pf = getPagedMfn(hv, rd, gfn);
+      if (pf < 0) {
         reduceStatusForPin(hv, rd, ref, act, readonly);
         lgt.maptrack.put(handle);
-        return fail(pf.status);
+        return fail(op, pf);
       }
       pageRefTaken = true;
       act.domid = ld.domid;
-      act.mfn = pf.mfn;
+      act.mfn = pf;
       act.start = 0;
       act.length = XEN_PAGE_SIZE;
       act.isSubPage = false;
@@ -156,7 +158,7 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
     act.pin = (act.pin - pinIncr) >>> 0;
     reduceStatusForPin(hv, rd, ref, act, readonly);
     lgt.maptrack.put(handle);
-    return fail(rc);
+    return fail(op, rc);
   }
 
   // Publish the maptrack slot: domid and ref first, flags last.
@@ -164,5 +166,8 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): MapResult {
   mt.setDomid(handle, op.dom);
   mt.setRef(handle, ref);
   mt.setFlags(handle, flags & 0xffff);
-  return { status: GNTST_okay, handle, devBusAddr: mfn * XEN_PAGE_SIZE };
+  op.status = GNTST_okay;
+  op.handle = handle;
+  op.dev_bus_addr = mfn * XEN_PAGE_SIZE;
+  return GNTST_okay;
 }

@@ -31,13 +31,39 @@ export interface UnmapCommon {
   done: number;
 }
 
-export function newUnmapCommon(
+/** A record for unmapCommon to fill: a batch keeps a set of them and reuses them (see setUnmapCommon). */
+export function newUnmapCommon(): UnmapCommon {
+  return {
+    hostAddr: 0,
+    devBusAddr: 0,
+    newAddr: 0,
+    handle: 0,
+    status: GNTST_okay,
+    rd: null,
+    ref: 0,
+    mfn: 0,
+    done: 0,
+  };
+}
+
+/** Readies `op` for one element, as a fresh record (nothing of the last element stays). */
+export function setUnmapCommon(
+  op: UnmapCommon,
   hostAddr: number,
   devBusAddr: number,
   newAddr: number,
   handle: number,
 ): UnmapCommon {
-  return { hostAddr, devBusAddr, newAddr, handle, status: GNTST_okay, rd: null, ref: 0, mfn: 0, done: 0 };
+  op.hostAddr = hostAddr;
+  op.devBusAddr = devBusAddr;
+  op.newAddr = newAddr;
+  op.handle = handle;
+  op.status = GNTST_okay;
+  op.rd = null;
+  op.ref = 0;
+  op.mfn = 0;
+  op.done = 0;
+  return op;
 }
 
 /** Phase 1. */
