@@ -61,8 +61,12 @@ export function hypercallRegisters(
   const out: Register[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
-    // An argument left undefined is one not given: its register reads 0.
-    out.push(a === undefined ? 0 : toRegister(a, `hypercall argument ${i + 1}`));
+    // An argument left undefined is one not given: its register reads 0. A
+    // small non-negative integer is its own register (toRegister's first case),
+    // taken here so the common call builds no argument name it will not need.
+    if (a === undefined) out.push(0);
+    else if (typeof a === 'number' && a >>> 0 === a) out.push(a + 0);
+    else out.push(toRegister(a, `hypercall argument ${i + 1}`));
   }
   return { nr: toRegister(nr, 'the hypercall number'), args: out };
 }
