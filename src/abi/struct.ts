@@ -48,6 +48,20 @@ export type StructValue<F extends string> = { [K in F]: number };
 
 const TWO32 = 0x1_0000_0000;
 
+/**
+ * A u64 from its halves. Below 2^32 it is the low half itself: a value V8 keeps
+ * as an integer, where lo + hi * 2^32 would be a double, and every frame, ref
+ * or address that later indexes a typed array or an Atomics call would pay for it.
+ */
+function u64(lo: number, hi: number): number {
+  return hi === 0 ? lo : lo + hi * TWO32;
+}
+
+/** Builds a generated function that may call u64. */
+function generated<T>(params: string, body: string): T {
+  return new Function('u64', `return function (${params}) { ${body} };`)(u64) as T;
+}
+
 /** The expression that reads field `f` (getField, unrolled). */
 function readExpr(f: Field): string {
   const at = `b + ${f.offset}`;
@@ -61,7 +75,7 @@ function readExpr(f: Field): string {
     case 'u32':
       return `v.getUint32(${at}, true)`;
     case 'u64':
-      return `(v.getUint32(${at}, true) + v.getUint32(${at} + 4, true) * ${TWO32})`;
+      return `u64(v.getUint32(${at}, true), v.getUint32(${at} + 4, true))`;
   }
 }
 
@@ -101,9 +115,9 @@ function compile<F extends string>(
   const intoBody = `${list.map(([k, f]) => `o[${key(k)}] = ${readExpr(f)};`).join(' ')} return o;`;
   const encodeBody = list.map(([k, f]) => writeStmt(f, `x[${key(k)}]`)).join(' ');
   return {
-    decode: new Function('v', 'b', decodeBody) as StructDef<F>['decode'],
-    decodeInto: new Function('v', 'b', 'o', intoBody) as StructDef<F>['decodeInto'],
-    encode: new Function('v', 'b', 'x', encodeBody) as StructDef<F>['encode'],
+    decode: generated<StructDef<F>['decode']>('v, b', decodeBody),
+    decodeInto: generated<StructDef<F>['decodeInto']>('v, b, o', intoBody),
+    encode: generated<StructDef<F>['encode']>('v, b, x', encodeBody),
   };
 }
 
@@ -132,8 +146,8 @@ function compileField(f: Field): FieldAccessor {
   return {
     offset: f.offset,
     size: fieldSize(f.type),
-    get: new Function('v', 'b', `return ${readExpr(f)};`) as FieldAccessor['get'],
-    set: new Function('v', 'b', 'x', writeStmt(f, 'x')) as FieldAccessor['set'],
+    get: generated<FieldAccessor['get']>('v, b', `return ${readExpr(f)};`),
+    set: generated<FieldAccessor['set']>('v, b, x', writeStmt(f, 'x')),
   };
 }
 
@@ -165,7 +179,7 @@ export function getField(view: DataView, base: number, f: Field): number {
     case 'u32':
       return view.getUint32(at, true);
     case 'u64':
-      return view.getUint32(at, true) + view.getUint32(at + 4, true) * TWO32;
+      return u64(view.getUint32(at, true), view.getUint32(at + 4, true));
   }
 }
 
