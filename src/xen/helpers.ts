@@ -17,7 +17,7 @@ import { GNTST_bad_page, GNTST_eagain, GNTST_general_error, GNTST_okay } from '.
 import type { ActiveEntry } from './active-entry.ts';
 import type { Domain } from './domain.ts';
 import type { Hypervisor } from './hypervisor.ts';
-import { isGrantOrForeignP2m, P2M_RAM_PAGED } from './paging.ts';
+import { isGrantOrForeignP2m, P2M_RAM_PAGED, p2mEntryMfn, p2mEntryType } from './paging.ts';
 
 /**
  * H1 (_set_status). Called when the entry is not pinned, or when a writable use
@@ -130,10 +130,10 @@ export function getPagedMfn(hv: Hypervisor, rd: Domain, gfn: number): number {
   let mfn: number;
   if (rd.p2m !== null) {
     if (!Number.isSafeInteger(gfn)) return GNTST_bad_page;
-    const e = rd.p2m.get(gfn);
-    if (e === undefined || isGrantOrForeignP2m(e.type)) return GNTST_bad_page;
-    if (e.type === P2M_RAM_PAGED) return GNTST_eagain;
-    mfn = e.mfn;
+    const e = rd.p2m.entry(gfn);
+    if (e === 0 || isGrantOrForeignP2m(p2mEntryType(e))) return GNTST_bad_page;
+    if (p2mEntryType(e) === P2M_RAM_PAGED) return GNTST_eagain;
+    mfn = p2mEntryMfn(e);
   } else {
     mfn = gfn;
   }

@@ -38,6 +38,8 @@ import {
   P2M_GRANT_MAP_RO,
   P2M_GRANT_MAP_RW,
   PTE_GNTTAB_MARK,
+  p2mEntryMfn,
+  p2mEntryType,
   pteFlags,
   pteFrame,
 } from './paging.ts';
@@ -92,18 +94,18 @@ export function createGrantHostMapping(
   const gfn = pageOf(addr);
   if (gfn < 0) return GNTST_general_error;
   const p2m = ld.p2m!;
-  const old = p2m.get(gfn);
+  const old = p2m.entry(gfn);
   // Xen refuses to replace a grant or foreign entry this way, and crashes the
   // domain for trying (p2m_add_page: "not permitted", domain_crash).
-  if (old !== undefined && isGrantOrForeignP2m(old.type)) {
-    const what = isGrantP2m(old.type) ? 'grant' : 'foreign';
+  if (old !== 0 && isGrantOrForeignP2m(p2mEntryType(old))) {
+    const what = isGrantP2m(p2mEntryType(old)) ? 'grant' : 'foreign';
     hv.crashDomain(ld, `grant map over the ${what} mapping at GFN 0x${gfn.toString(16)}`);
     return GNTST_general_error;
   }
   // RAM there is unhooked from the physical map (it stays allocated to the
   // domain); one of its own grant, status or shared-info frames is then at no GFN (x86 reads
   // a frame's GFN back from the M2P, which p2m_add_page invalidates).
-  if (old !== undefined) findXenHeapSlot(ld, old.mfn)?.set(NO_GFN);
+  if (old !== 0) findXenHeapSlot(ld, p2mEntryMfn(old))?.set(NO_GFN);
   if (!p2m.ensure(gfn)) return GNTST_general_error;
   p2m.set(gfn, mfn, (flags & GNTMAP_readonly) !== 0 ? P2M_GRANT_MAP_RO : P2M_GRANT_MAP_RW);
   return GNTST_okay;
@@ -148,8 +150,8 @@ export function replaceGrantHostMapping(
   if (newAddr !== 0) return GNTST_general_error;
   const gfn = pageOf(addr);
   if (gfn < 0) return GNTST_general_error;
-  const e = ld.p2m!.get(gfn);
-  if (e === undefined || !isGrantP2m(e.type) || e.mfn !== mfn) return GNTST_general_error;
+  const e = ld.p2m!.entry(gfn);
+  if (e === 0 || !isGrantP2m(p2mEntryType(e)) || p2mEntryMfn(e) !== mfn) return GNTST_general_error;
   ld.p2m!.delete(gfn);
   return GNTST_okay;
 }

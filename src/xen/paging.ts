@@ -34,6 +34,16 @@ export {
 
 export type P2mType = 0 | 1 | 2 | 3 | 4;
 
+/** The MFN of a P2M entry word from P2m.entry. */
+export function p2mEntryMfn(e: number): number {
+  return e >>> XEN_PAGE_SHIFT;
+}
+
+/** The type of a P2M entry word from P2m.entry. */
+export function p2mEntryType(e: number): P2mType {
+  return ((e >>> 1) & P2M_TYPE_MASK) as P2mType;
+}
+
 export function isGrantP2m(t: number): boolean {
   return t === P2M_GRANT_MAP_RW || t === P2M_GRANT_MAP_RO;
 }
@@ -162,10 +172,14 @@ export class P2m {
     return this.t.frames();
   }
   get(gfn: number): { mfn: number; type: P2mType } | undefined {
-    if (!(gfn >= 0 && gfn < ADDRESS_SPACE_PAGES)) return undefined;
+    const e = this.entry(gfn);
+    return e === 0 ? undefined : { mfn: p2mEntryMfn(e), type: p2mEntryType(e) };
+  }
+  /** get() for hot paths, allocating nothing: the entry's word, 0 when there is none (p2mEntryMfn, p2mEntryType read it). */
+  entry(gfn: number): number {
+    if (!(gfn >= 0 && gfn < ADDRESS_SPACE_PAGES)) return 0;
     const e = this.t.raw(gfn);
-    if ((e & P2M_VALID) === 0) return undefined;
-    return { mfn: e >>> XEN_PAGE_SHIFT, type: ((e >>> 1) & P2M_TYPE_MASK) as P2mType };
+    return (e & P2M_VALID) === 0 ? 0 : e;
   }
   /** Makes room for an entry at gfn; false when out of machine memory. */
   ensure(gfn: number): boolean {
