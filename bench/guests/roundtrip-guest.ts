@@ -1,7 +1,6 @@
 // Benchmark guest (runs in a domain's worker thread): times Atomics ping-pong
 // with the hypervisor thread, null hypercalls, and map+unmap pairs.
 import type { GuestContext } from '../../src/guest/context.ts';
-import { SPIN } from '../../src/host/hypercall-channel.ts';
 import {
   __HYPERVISOR_grant_table_op,
   encodeArray,
@@ -11,6 +10,7 @@ import {
   gnttab_map_grant_ref,
   gnttab_unmap_grant_ref,
 } from '../../src/index.ts';
+import { DEFAULT_SPIN_LIMIT as SPIN } from '../../src/machine/wait-policy.ts';
 
 export interface RoundtripArgs {
   pingSab: SharedArrayBuffer;

@@ -4,9 +4,9 @@
 // SharedArrayBuffer. For each write size the writer times from the reader's
 // "go" to the reader's acknowledgement that every byte arrived.
 import type { GuestContext } from '../../src/guest/context.ts';
-import { SPIN } from '../../src/host/hypercall-channel.ts';
 import { connectVchanServices, Vchan } from '../../src/io/vchan/index.ts';
 import { XsError } from '../../src/io/xenstore/api.ts';
+import { DEFAULT_SPIN_LIMIT as SPIN } from '../../src/machine/wait-policy.ts';
 
 export interface VchanBenchArgs {
   role: 'server' | 'client';

@@ -1,17 +1,22 @@
 // Worker entry of a domain: builds the domain's GuestContext over the shared
-// machine memory and the hypercall channel, runs the guest module's default
-// export, and reports its result (or its crash) to the host.
+// machine memory, runs the guest module's default export, and reports its
+// result (or its crash) to the host. Its hypercalls run here, in this thread,
+// on this thread's view of the hypervisor (Hypervisor.attach), as a vCPU
+// enters Xen on its own pCPU.
 import { parentPort, workerData } from 'node:worker_threads';
+import { XEN_ESRCH } from '../abi/hypercall.ts';
 import type { GuestContext, StartInfo, WaitResult } from '../guest/context.ts';
 import { GuestMemory } from '../machine/guest-memory.ts';
-import { MachineMemory } from '../machine/machine-memory.ts';
-import { HypercallChannel } from './hypercall-channel.ts';
+import { Hypervisor, type HypervisorShare } from '../xen/hypervisor.ts';
+import { hypercallRegisters } from '../xen/registers.ts';
 import { RealClock } from './real-clock.ts';
+import { ThreadSlots } from './thread-slots.ts';
 import { importUserModule } from './user-module.ts';
 
 export interface DomainThreadData {
-  machineSab: SharedArrayBuffer;
-  channelSab: SharedArrayBuffer;
+  share: HypervisorShare;
+  slotsSab: SharedArrayBuffer;
+  cores: number;
   slot: number;
   root: number;
   start: StartInfo;
@@ -24,15 +29,42 @@ export interface DomainThreadData {
 const WAIT_SLICE_MS = 10;
 
 const data = workerData as DomainThreadData;
-const machine = new MachineMemory(data.machineSab.byteLength / 4096, data.machineSab);
-const channel = new HypercallChannel(data.channelSab);
+const slots = new ThreadSlots(data.slotsSab);
+const slot = data.slot;
+const policy = slots.slotPolicy(slot, data.cores);
+policy.join();
+const hv = Hypervisor.attach(data.share, slot, policy);
+const machine = hv.machine;
+const dom = hv.domainById(data.start.domid);
 const mem = new GuestMemory(machine, { domid: data.start.domid, kind: data.start.kind, root: data.root });
 const port = parentPort!;
+
+/**
+ * The raw hypercall, entered here. The slot's handshake lets the host stop
+ * this thread only outside Xen (thread-slots.ts); an exception inside Xen
+ * is a bug Xen caught, told to the host for its invariant check.
+ */
+function hypercall(nr: number | bigint, args: readonly (number | bigint)[]): number {
+  const r = hypercallRegisters(nr, args);
+  if (dom === undefined || !slots.enter(slot)) return -XEN_ESRCH;
+  try {
+    return hv.hypercall(dom, r.nr, r.args);
+  } finally {
+    slots.leave(slot);
+    if (hv.internalErrors.length > 0) {
+      for (const e of hv.internalErrors.splice(0))
+        port.postMessage({
+          type: 'internal-error',
+          message: e instanceof Error ? (e.stack ?? e.message) : String(e),
+        });
+    }
+  }
+}
 
 const ctx: GuestContext = {
   start: data.start,
   mem,
-  hypercall: (nr, ...args) => channel.call(data.slot, nr, args),
+  hypercall: (nr, ...args) => hypercall(nr, args),
   clock: new RealClock(),
   /**
    * Sleeps in Atomics.wait on the word, in slices of at most WAIT_SLICE_MS:
@@ -49,7 +81,7 @@ const ctx: GuestContext = {
     for (;;) {
       if (signal?.aborted === true) return 'timed-out';
       const left = deadline - performance.now();
-      const r = Atomics.wait(i32, i, expected | 0, Math.max(0, Math.min(WAIT_SLICE_MS, left)));
+      const r = policy.sleep(i32, i, expected | 0, Math.max(0, Math.min(WAIT_SLICE_MS, left))) as WaitResult;
       if (r !== 'timed-out') return r;
       if (left <= WAIT_SLICE_MS) return 'timed-out';
       await new Promise<void>((resolve) => setImmediate(resolve));

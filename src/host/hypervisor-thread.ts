@@ -1,19 +1,22 @@
-// Worker entry of the hypervisor: owns the Hypervisor (its state never leaves
-// this thread), serves hypercalls from domain threads through the hypercall
-// channel, and control requests from the host through a message port, all
-// from one loop that sleeps on the channel's doorbell.
+// Worker entry of the toolstack: the thread that creates the hypervisor's
+// shared state and then does what dom0's toolstack and xenstored do with it.
+// Domain threads make their hypercalls themselves, on views of the same state
+// (Hypervisor.attach); this thread creates and destroys domains, answers the
+// host's debug-key requests and runs the xenstore service, each under the
+// hypercall lock. Its loop sleeps on the hypervisor's notice word, which
+// moves when a guest notifies a xenstore port, when Xen crashes a domain in
+// another thread, and when the host posts a request.
 import { getHeapStatistics } from 'node:v8';
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { XEN_ESRCH } from '../abi/hypercall.ts';
 import type { Domain } from '../xen/domain.ts';
 import { type CreateDomainOptions, Hypervisor, type HypervisorOptions } from '../xen/hypervisor.ts';
 import { checkInvariants, type InvariantOptions } from '../xen/invariants.ts';
 import { boolOption } from '../xen/options.ts';
 import { hostState } from './host-state.ts';
-import { HypercallChannel, MAX_SLOTS, SPIN } from './hypercall-channel.ts';
 import { type DomainProbe, pageInfo, probeDomain } from './introspect.ts';
 import { snapshotPorts } from './port-snapshot.ts';
 import { snapshotTables } from './snapshot.ts';
+import { MAX_SLOTS, ThreadSlots } from './thread-slots.ts';
 import { NO_STORE, XenstoreService } from './xenstore-service.ts';
 
 /** The hypervisor's options and, with `xenstore`, the xenstore service beside it. */
@@ -24,7 +27,8 @@ export type WorkerHostOptions = HypervisorOptions & {
 
 export interface HypervisorThreadData {
   machineSab: SharedArrayBuffer;
-  channelSab: SharedArrayBuffer;
+  slotsSab: SharedArrayBuffer;
+  cores: number;
   options: WorkerHostOptions;
   port: MessagePort;
 }
@@ -42,34 +46,48 @@ export type ControlRequest =
   | { id: number; op: 'pingpong'; sab: SharedArrayBuffer; rounds: number }
   | { id: number; op: 'xs'; bytes: Uint8Array }
   | { id: number; op: 'xs-stats' }
+  | { id: number; op: 'share' }
   | { id: number; op: 'stop' };
 
 const data = workerData as HypervisorThreadData;
-const hv = new Hypervisor({ ...data.options, machineSab: data.machineSab });
-const channel = new HypercallChannel(data.channelSab);
+const slots = new ThreadSlots(data.slotsSab);
+const policy = slots.policy(data.cores);
+policy.join();
+const hv = new Hypervisor({ ...data.options, machineSab: data.machineSab, waitPolicy: policy });
 const port = data.port;
 const xenstored = boolOption('xenstore', data.options.xenstore, false) ? new XenstoreService(hv) : null;
 /** The host's tool connection to xenstore: its replies and watch events go back as 'xs' messages. */
 let toolConn: { send(bytes: Uint8Array): void; close(): void } | null = null;
 const bySlot = new Map<number, Domain>();
 const slotOf = new Map<number, number>();
-let hypercalls = 0;
 
-/** Tells the host about domains Xen destroyed (crashed) so it stops their threads. */
-function reportDeaths(): void {
-  for (const [slot, d] of bySlot) {
-    if (!d.isDying) continue;
-    bySlot.delete(slot);
-    slotOf.delete(d.domid);
-    channel.abandon(slot, -XEN_ESRCH);
-    port.postMessage({
+/**
+ * Destroys the domain of a thread slot (domain_kill): its thread is refused
+ * entry into Xen and waited for until it is out, then the domain is
+ * destroyed under the hypercall lock, and the host is told, so it stops the
+ * thread. Only this thread destroys the domains of slots, so `d` is live
+ * until here.
+ */
+function kill(slot: number, d: Domain): void {
+  slots.stopAndWait(slot);
+  const report = hv.locked(() => {
+    if (!d.isDying) hv.destroyDomain(d);
+    return {
       type: 'died',
       domid: d.domid,
       reason: d.crashed ?? 'destroyed',
       crashed: d.crashed,
       injected: probeDomain(hv, d, { what: 'injectedFaults' }),
-    });
-  }
+    };
+  });
+  bySlot.delete(slot);
+  slotOf.delete(d.domid);
+  port.postMessage(report);
+}
+
+/** Destroys the domains Xen crashed (in their threads or this one), as xl does on a crash. */
+function reapCrashed(): void {
+  for (const [slot, d] of bySlot) if (d.crashed !== null || d.isDying) kill(slot, d);
 }
 
 function control(req: ControlRequest): unknown {
@@ -77,6 +95,7 @@ function control(req: ControlRequest): unknown {
     case 'create': {
       let slot = 0;
       while (bySlot.has(slot) && slot < MAX_SLOTS) slot++;
+      slots.reset(slot);
       if (slot >= MAX_SLOTS) throw new RangeError(`at most ${MAX_SLOTS} domains run in threads at once`);
       const d = hv.createDomain(
         xenstored === null ? req.options : XenstoreService.domainOptions(req.options),
@@ -104,9 +123,12 @@ function control(req: ControlRequest): unknown {
       };
     }
     case 'destroy': {
-      const d = hv.domainById(req.domid);
-      if (d !== undefined && !d.isDying) hv.destroyDomain(d);
-      reportDeaths();
+      const slot = slotOf.get(req.domid);
+      if (slot !== undefined) kill(slot, bySlot.get(slot)!);
+      else {
+        const d = hv.domainById(req.domid);
+        if (d !== undefined && !d.isDying) hv.destroyDomain(d);
+      }
       return null;
     }
     case 'invariants':
@@ -127,11 +149,13 @@ function control(req: ControlRequest): unknown {
     case 'ports':
       return snapshotPorts(hv);
     case 'stats': {
-      // The hypervisor thread's own heap (its isolate), collected first when the process runs --expose-gc.
+      // The toolstack thread's own heap (its isolate), collected first when the process runs --expose-gc.
       (globalThis as { gc?: () => void }).gc?.();
       const heapUsed = getHeapStatistics().used_heap_size;
-      return { hypercalls, domains: hv.domains.size, freeFrames: hv.frames.freeFrames, heapUsed };
+      return { domains: hv.domains.size, freeFrames: hv.frames.freeFrames, heapUsed };
     }
+    case 'share':
+      return hv.share;
     case 'page-info':
       return pageInfo(hv, req.mfn);
     case 'probe': {
@@ -148,16 +172,16 @@ function control(req: ControlRequest): unknown {
 
 /**
  * For benchmarks: the bare cost of a round trip between this thread and a
- * domain thread, with nothing but Atomics and the same spin-then-sleep waiting
- * as the hypercall channel. Word 0 is the ball: the domain thread moves it to
- * odd values, this thread to even ones.
+ * domain thread, with nothing but Atomics and the wait policy's
+ * spin-then-sleep. Word 0 is the ball: the domain thread moves it to odd
+ * values, this thread to even ones.
  */
 function pingpong(sab: SharedArrayBuffer, rounds: number): number {
   const w = new Int32Array(sab);
   for (let i = 0; i < rounds; i++) {
     const odd = 2 * i + 1;
-    for (let s = 0; s < SPIN && Atomics.load(w, 0) !== odd; s++);
-    while (Atomics.load(w, 0) !== odd) Atomics.wait(w, 0, 2 * i, 1000);
+    for (let s = policy.spinBudget(); s > 0 && Atomics.load(w, 0) !== odd; s--);
+    while (Atomics.load(w, 0) !== odd) policy.sleep(w, 0, 2 * i, 1000);
     Atomics.store(w, 0, odd + 1);
     Atomics.notify(w, 0);
   }
@@ -169,21 +193,20 @@ function sharedInfoFrameOf(d: Domain): number {
   return d.translated ? 0 : d.sharedInfoMfn;
 }
 
+const notices = hv.privatePages.words;
+const noticeSeq = hv.globals.noticeSeqIndex;
 let running = true;
 while (running) {
-  const seen = channel.doorbell();
-  let work = channel.serve((slot, nr, args) => {
-    const d = bySlot.get(slot);
-    if (d === undefined) return -XEN_ESRCH;
-    hypercalls++;
-    return hv.hypercall(d, nr, args);
-  });
-  if (work > 0) reportDeaths();
+  const seen = Atomics.load(notices, noticeSeq);
+  let work = hv.locked(() => hv.runNotices());
+  reapCrashed();
   for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
     work++;
     const req = m.message as ControlRequest;
     try {
-      port.postMessage({ type: 'reply', id: req.id, result: control(req) });
+      const result =
+        req.op === 'destroy' || req.op === 'pingpong' ? control(req) : hv.locked(() => control(req));
+      port.postMessage({ type: 'reply', id: req.id, result });
     } catch (err) {
       port.postMessage({
         type: 'reply',
@@ -193,8 +216,9 @@ while (running) {
       });
     }
     if (req.op === 'stop') running = false;
+    // What a request did may have crashed a domain (a xenstore write, say).
+    reapCrashed();
   }
-  if (channel.stopRequested()) running = false;
-  if (running && work === 0) channel.waitDoorbell(seen, 200);
+  if (running && work === 0) policy.sleep(notices, noticeSeq, seen, 200);
 }
 port.close();

@@ -1,24 +1,31 @@
-// Domains in threads: the hypervisor runs in its own worker thread and each
-// domain's guest code in a worker of its own, all over one shared machine
-// memory. Hypercalls go through the shared-memory hypercall channel and
-// complete synchronously for the calling guest. A guest that throws, or whose
-// thread dies, crashes only its own domain: the host destroys it (releasing its
-// mappings, reference §12) and the other domains go on.
+// Domains in threads: each domain's guest code runs in a worker of its own,
+// all over one shared machine memory and one hypervisor state in shared
+// memory. A guest's hypercalls run in its own thread (Hypervisor.attach); a
+// toolstack thread creates and destroys domains and runs xenstored. A guest
+// that throws, or whose thread dies, crashes only its own domain: the host
+// destroys it (releasing its mappings, reference §12) and the other domains
+// go on. A domain thread is stopped only outside Xen (thread-slots.ts).
+import os from 'node:os';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { StartInfo } from '../guest/context.ts';
 import type { XsClient } from '../io/xenstore/api.ts';
 import { XsClientCore } from '../io/xenstore/client.ts';
 import { decodeMessage } from '../io/xenstore/wire.ts';
-import { type CreateDomainOptions, hypervisorOptions, machineFrames } from '../xen/hypervisor.ts';
+import {
+  type CreateDomainOptions,
+  type HypervisorShare,
+  hypervisorOptions,
+  machineFrames,
+} from '../xen/hypervisor.ts';
 import type { InvariantOptions } from '../xen/invariants.ts';
 import { boolOption } from '../xen/options.ts';
 import type { DomainThreadData } from './domain-thread.ts';
 import type { HostState } from './host-state.ts';
-import { HypercallChannel } from './hypercall-channel.ts';
 import type { ControlRequest, HypervisorThreadData, WorkerHostOptions } from './hypervisor-thread.ts';
 import type { DomainProbe, InjectedFault, P2mEntry, PageInfo } from './introspect.ts';
 import type { PortSnapshot } from './port-snapshot.ts';
 import type { TableSnapshot } from './snapshot.ts';
+import { ThreadSlots } from './thread-slots.ts';
 import { resolveWorkerEntry } from './worker-entry.ts';
 import type { XsServiceStats } from './xenstore-service.ts';
 
@@ -127,13 +134,19 @@ export class WorkerHost implements AsyncDisposable {
   readonly machineSab: SharedArrayBuffer;
   /**
    * Whether two domains' hypercalls can be inside Xen at the same time. Not
-   * here: every hypercall is served, one at a time, by the hypervisor thread
-   * (the SMP hypervisor of issue 8, where each domain thread enters Xen
-   * itself, makes this true). Races whose window lies between two hypercalls
-   * (gnttab xsa) read it to say so rather than count hits they cannot get.
+   * yet: each domain thread enters Xen itself, but the ops run under one
+   * hypercall lock until they take Xen's finer locks (issue 8). Races whose
+   * window lies between two hypercalls (gnttab xsa) read it to say so rather
+   * than count hits they cannot get.
    */
   readonly concurrentHypercalls: boolean = false;
-  private readonly channel: HypercallChannel;
+  private readonly slots = new ThreadSlots();
+  private readonly cores = os.availableParallelism();
+  /** Where the toolstack thread's hypervisor is (from its first reply), and its notice word. */
+  private share: HypervisorShare | null = null;
+  private notice: { words: Int32Array; index: number } | null = null;
+  /** Errors Xen caught inside hypercalls of domain threads (bugs), for checkInvariants. */
+  private readonly internalErrors: string[] = [];
   private readonly hvWorker: Worker;
   private readonly port: MessagePort;
   private readonly pending = new Map<number, Pending>();
@@ -154,13 +167,13 @@ export class WorkerHost implements AsyncDisposable {
     boolOption('xenstore', options.xenstore, false);
     this.machineSab = options.machineSab ?? new SharedArrayBuffer(frames * 4096);
     const { machineSab: _sab, memoryMiB: _mib, ...rest } = options;
-    this.channel = new HypercallChannel();
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     const entry = resolveWorkerEntry('hypervisor-thread');
     const data: HypervisorThreadData & { entry?: string } = {
       machineSab: this.machineSab,
-      channelSab: this.channel.sab,
+      slotsSab: this.slots.sab,
+      cores: this.cores,
       options: rest,
       port: port2,
       ...entry.data,
@@ -212,7 +225,8 @@ export class WorkerHost implements AsyncDisposable {
    */
   static async start(options: WorkerHostOptions = {}): Promise<WorkerHost> {
     const host = new WorkerHost(options);
-    await host.request({ op: 'stats' });
+    host.share = (await host.request({ op: 'share' })) as HypervisorShare;
+    host.notice = { words: new Int32Array(host.share.poolSab), index: host.share.noticeWord };
     return host;
   }
 
@@ -222,7 +236,12 @@ export class WorkerHost implements AsyncDisposable {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.port.postMessage({ ...req, id });
-      this.channel.ring();
+      // Wake the toolstack thread, asleep on the hypervisor's notice word.
+      const n = this.notice;
+      if (n !== null) {
+        Atomics.add(n.words, n.index, 1);
+        Atomics.notify(n.words, n.index);
+      }
     });
   }
 
@@ -313,9 +332,12 @@ export class WorkerHost implements AsyncDisposable {
         : module.startsWith('file:')
           ? module
           : new URL(module, `file://${process.cwd()}/`).href;
+    if (this.share === null) return Promise.reject(new Error('the host has not started'));
+    this.slots.reset(rec.slot);
     const data: DomainThreadData & { entry?: string } = {
-      machineSab: this.machineSab,
-      channelSab: this.channel.sab,
+      share: this.share,
+      slotsSab: this.slots.sab,
+      cores: this.cores,
       slot: rec.slot,
       root: rec.root,
       start: rec.start,
@@ -352,7 +374,9 @@ export class WorkerHost implements AsyncDisposable {
         reject(new GuestCrash(rec.domid, reason));
       };
       worker.on('message', (m: { type: string; line?: string; result?: unknown; message?: string }) => {
-        if (m.type === 'log') {
+        if (m.type === 'internal-error') {
+          this.internalErrors.push(`d${rec.domid}: ${m.message ?? ''}`);
+        } else if (m.type === 'log') {
           const lines = this.logs.get(rec.domid) ?? [];
           lines.push(m.line ?? '');
           this.logs.set(rec.domid, lines);
@@ -361,9 +385,8 @@ export class WorkerHost implements AsyncDisposable {
           if (settled) return;
           settled = true;
           signal?.removeEventListener('abort', onAbort);
-          rec.worker = null;
-          void worker.terminate();
-          resolve(m.result as T);
+          // The guest is done but its thread may still be inside Xen (a timer's hypercall): stop it outside.
+          void this.stopThread(rec, worker).then(() => resolve(m.result as T));
         } else if (m.type === 'crash') {
           crash(m.message ?? 'guest code threw');
         }
@@ -376,33 +399,41 @@ export class WorkerHost implements AsyncDisposable {
     });
   }
 
+  /**
+   * Ends a domain's thread: refuses it entry into Xen, waits until it is out
+   * (so it holds no lock), then terminates it.
+   */
+  private async stopThread(rec: DomainRecord, w: Worker): Promise<void> {
+    await this.slots.stopAndWaitAsync(rec.slot);
+    await w.terminate();
+    this.slots.uncount(rec.slot);
+    if (rec.worker === w) rec.worker = null;
+  }
+
   private markDead(domid: number, reason: string): void {
     const rec = this.domains.get(domid);
     if (rec === undefined || rec.dead) return;
     rec.dead = true;
     // Nothing of a dead domain stays here but its console (until its id is reused).
     this.domains.delete(domid);
+    // The toolstack thread stopped the thread outside Xen before it destroyed the domain.
     const w = rec.worker;
-    rec.worker = null;
-    if (w !== null) void w.terminate();
+    if (w !== null) void this.stopThread(rec, w);
     rec.onDeath?.(reason);
   }
 
-  /** Destroys a domain: stops its thread, releases its mappings as Xen does. */
+  /** Destroys a domain: stops its thread outside Xen, releases its mappings as Xen does. */
   async destroyDomain(domid: number): Promise<void> {
     const rec = this.domains.get(domid);
-    if (rec?.worker) {
-      const w = rec.worker;
-      rec.worker = null;
-      await w.terminate();
-    }
     await this.request({ op: 'destroy', domid } as ControlRequest);
+    if (rec?.worker) await this.stopThread(rec, rec.worker);
     this.markDead(domid, 'destroyed by the host');
   }
 
   /** The cross-cutting invariants (and the xenstore service's); an empty list means they all hold. */
-  checkInvariants(options?: InvariantOptions): Promise<string[]> {
-    return this.request({ op: 'invariants', options } as ControlRequest) as Promise<string[]>;
+  async checkInvariants(options?: InvariantOptions): Promise<string[]> {
+    const found = (await this.request({ op: 'invariants', options } as ControlRequest)) as string[];
+    return [...this.internalErrors.map((e) => `hypervisor internal error in ${e}`), ...found];
   }
 
   /** The xenstore service's state: nodes, connections with their watches and transactions, rings. */
@@ -426,13 +457,12 @@ export class WorkerHost implements AsyncDisposable {
   }
 
   /**
-   * Hypercalls served, domains Xen still knows (zombies too), free machine
-   * frames, and the bytes of the hypervisor thread's heap in use (after a
-   * collection when Node runs with --expose-gc).
+   * Domains Xen still knows (zombies too), free machine frames, and the bytes
+   * of the toolstack thread's heap in use (after a collection when Node runs
+   * with --expose-gc).
    */
-  stats(): Promise<{ hypercalls: number; domains: number; freeFrames: number; heapUsed: number }> {
+  stats(): Promise<{ domains: number; freeFrames: number; heapUsed: number }> {
     return this.request({ op: 'stats' } as ControlRequest) as Promise<{
-      hypercalls: number;
       domains: number;
       freeFrames: number;
       heapUsed: number;
@@ -467,15 +497,15 @@ export class WorkerHost implements AsyncDisposable {
   /** Stops every domain thread and the hypervisor thread; leaves no worker or handle behind. */
   async shutdown(): Promise<void> {
     if (this.stopped) return;
-    const workers = [...this.domains.values()].map((r) => r.worker).filter((w): w is Worker => w !== null);
-    await Promise.all(workers.map((w) => w.terminate()));
+    await Promise.all(
+      [...this.domains.values()].map((r) => (r.worker === null ? undefined : this.stopThread(r, r.worker))),
+    );
     try {
       await this.request({ op: 'stop' } as ControlRequest);
     } catch {
-      // the hypervisor thread is gone already
+      // the toolstack thread is gone already
     }
     this.stopped = true;
-    this.channel.requestStop();
     await this.hvWorker.terminate();
     this.port.close();
   }

@@ -19,6 +19,7 @@ import {
   XEN_PAGE_SIZE,
 } from '../abi/limits.ts';
 import { MachineMemory } from '../machine/machine-memory.ts';
+import type { WaitPolicy } from '../machine/wait-policy.ts';
 import { dispatchHypercall } from './dispatch.ts';
 import { Domain, type DomainKind, type PageOwner } from './domain.ts';
 import { DomainTable } from './domain-table.ts';
@@ -28,11 +29,13 @@ import { relinquishP2mMapping } from './foreign-mapping.ts';
 import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from './frame-table.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
+import { LOCAL_WAIT, setLockThread } from './locks.ts';
 import { boolOption, intOption, objectOption } from './options.ts';
 import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
 import { defaultPrivatePages, PrivatePages } from './private-pages.ts';
 import type { Register } from './registers.ts';
 import { subOp, TRC_DOM_CREATE, TRC_DOM_DESTROY, TRC_HYPERCALL, TraceBuffer } from './trace.ts';
+import { XenGlobals } from './xen-globals.ts';
 
 /** The hypervisor's grant-table options (Xen's gnttab= command line and domain limits). */
 export interface GnttabOptions {
@@ -77,11 +80,35 @@ export interface HypervisorOptions {
    * from (domain table, domain records, grant-table headers, active entries,
    * maptrack, event-channel buckets), in 4 KiB pages, its header included.
    * Default defaultPrivatePages(machine frames): half the machine's frames,
-   * 4096 to 65536. At least enough for the header and the domain table (36
-   * pages), at most 262144 (1 GiB). A small pool makes Xen's out-of-memory
+   * 4096 to 65536. At least BOOT_PRIVATE_PAGES (the header, the globals and
+   * the domain table: 37 pages), at most 262144 (1 GiB). A small pool makes Xen's out-of-memory
    * paths reachable: growth fails, a port gets no bucket (-ENOMEM).
    */
   privatePages?: number;
+  /**
+   * How this thread waits for a lock another thread holds (spin while cores
+   * are spare, then sleep). Default: never spin, as in single-thread mode.
+   */
+  waitPolicy?: WaitPolicy;
+}
+
+/**
+ * What another thread needs to run hypercalls on the same hypervisor
+ * (Hypervisor.attach): the shared buffers, where its tables start, and its
+ * settings. Structured-clonable, for workerData.
+ */
+export interface HypervisorShare {
+  readonly machineSab: SharedArrayBuffer;
+  readonly framesSab: SharedArrayBuffer;
+  readonly poolSab: SharedArrayBuffer;
+  readonly traceSab: SharedArrayBuffer | null;
+  /** The domain table's header page and the globals page, among the private pages. */
+  readonly domainTable: number;
+  readonly globals: number;
+  /** The Int32 index, in poolSab, of the word the toolstack's thread sleeps on (wakeToolstack). */
+  readonly noticeWord: number;
+  readonly opts: Hypervisor['opts'];
+  readonly seed: number;
 }
 
 export interface CreateDomainOptions {
@@ -162,6 +189,9 @@ export function grantTableBookkeepingBytes(
   return 8 * (activeFrames + maxGrantFrames + statusFrames + maxMaptrack);
 }
 
+/** Private pages a hypervisor takes to boot: the pool's header, the globals page, the domain table. */
+export const BOOT_PRIVATE_PAGES = 1 + XenGlobals.PAGES + DomainTable.PAGES;
+
 /**
  * The host-wide settings (Xen's gnttab= command line and the seed), checked:
  * a TypeError or RangeError naming the option that is wrong. Run by the host
@@ -170,14 +200,13 @@ export function grantTableBookkeepingBytes(
 export function hypervisorOptions(options: HypervisorOptions): Hypervisor['opts'] & { seed: number } {
   const g = objectOption('gnttab', options.gnttab);
   // Checked here; its default depends on the machine's size (the constructor's).
-  const minPool = 1 + DomainTable.PAGES;
   intOption(
     'privatePages',
     options.privatePages,
-    minPool,
-    minPool,
+    BOOT_PRIVATE_PAGES,
+    BOOT_PRIVATE_PAGES,
     PrivatePages.MAX_PAGES,
-    " (at least the pool's header and the domain table)",
+    " (at least the pool's header, the globals and the domain table)",
   );
   return {
     maxVersion: intOption('gnttab.maxVersion', g.maxVersion, 2, 1, 2) as 1 | 2,
@@ -206,6 +235,8 @@ export class Hypervisor {
   readonly privatePages: PrivatePages;
   /** Every domain by id, and the id allocator (shared; this thread's views of the domains). */
   readonly domains: DomainTable;
+  /** The global words: the hypercall lock, notices for Xen-attached ports. */
+  readonly globals: XenGlobals;
   readonly opts: {
     maxVersion: 1 | 2;
     transitive: boolean;
@@ -234,7 +265,22 @@ export class Hypervisor {
    * How this thread resolves what event-channel records hold by number: a
    * peer's domid, and Xen's consumers (functions of this thread's, by index).
    */
-  readonly ports: PortResolver = { domain: (id) => this.domains.get(id), consumers: [] };
+  readonly ports: PortResolver = {
+    domain: (id) => this.domains.get(id),
+    consumers: [],
+    remote: (d, port) => this.postNotice(d, port),
+  };
+  /**
+   * Set in a thread attached to another's hypervisor (a domain's thread): a
+   * domain Xen crashes is not destroyed here but left crashed for the
+   * toolstack's thread, which wakeToolstack tells, to destroy once its thread
+   * is out of Xen (as xl destroys a crashed domain).
+   */
+  readonly deferDestroy: boolean;
+  /** Hypercalls of this thread inside Xen now (more than one only in a fixed interleaving). */
+  private inside = 0;
+  /** Settings and seed, for shares. */
+  private readonly seed: number;
   /** The trace ring records go to (xentrace's buffers), or null: tracing off, the default. */
   trace: TraceBuffer | null = null;
   /** The first domain of the host is the boot domain, d0 (domid_alloc never picks 0 itself). */
@@ -243,25 +289,79 @@ export class Hypervisor {
   private readonly pendingCrashes: Domain[] = [];
   private rngState: number;
 
-  constructor(options: HypervisorOptions = {}) {
+  /**
+   * A new hypervisor (over `machineSab` when given). `attached` is for
+   * Hypervisor.attach: another thread's view of an existing one.
+   */
+  constructor(options: HypervisorOptions = {}, attached?: { share: HypervisorShare; thread: number }) {
+    const policy = options.waitPolicy ?? LOCAL_WAIT;
+    if (attached !== undefined) {
+      const sh = attached.share;
+      this.opts = sh.opts;
+      this.seed = sh.seed;
+      this.machine = new MachineMemory(sh.machineSab.byteLength / XEN_PAGE_SIZE, sh.machineSab);
+      this.frames = FrameTable.attach(sh.framesSab, policy);
+      this.privatePages = PrivatePages.attach(sh.poolSab, policy);
+      this.globals = new XenGlobals(this.privatePages, sh.globals, policy);
+      this.domains = this.domainTable(sh.domainTable);
+      // Each thread's random choices are its own, from the host's seed and the thread.
+      this.rngState = (sh.seed ^ Math.imul(attached.thread + 1, 0x9e3779b1)) >>> 0 || 1;
+      if (sh.traceSab !== null) this.trace = TraceBuffer.fromSab(sh.traceSab);
+      this.booted = true;
+      this.deferDestroy = true;
+      return;
+    }
     const nrFrames = machineFrames(options);
     const { seed, ...opts } = hypervisorOptions(options);
     this.opts = opts;
+    this.seed = seed;
     this.machine = new MachineMemory(nrFrames, options.machineSab);
-    this.frames = FrameTable.create(nrFrames, XEN_RESERVED_FRAMES);
-    this.privatePages = PrivatePages.create(options.privatePages ?? defaultPrivatePages(nrFrames));
-    const pool = this.privatePages;
-    this.domains = new DomainTable(
-      pool,
-      DomainTable.create(pool),
-      (record) => new Domain(pool, this.frames, this.machine, record, this.ports, () => this.random()),
-    );
+    this.frames = FrameTable.create(nrFrames, XEN_RESERVED_FRAMES, policy);
+    this.privatePages = PrivatePages.create(options.privatePages ?? defaultPrivatePages(nrFrames), policy);
+    this.globals = new XenGlobals(this.privatePages, XenGlobals.create(this.privatePages), policy);
+    this.domains = this.domainTable(DomainTable.create(this.privatePages));
     this.rngState = seed >>> 0 || 1;
+    this.deferDestroy = false;
     if (options.traceSab !== undefined) {
       if (!(options.traceSab instanceof SharedArrayBuffer))
         throw new TypeError('traceSab must be the SharedArrayBuffer of a TraceBuffer (its .sab)');
       this.trace = TraceBuffer.fromSab(options.traceSab);
     }
+  }
+
+  /**
+   * Another thread's view of the hypervisor `share` describes: its hypercalls
+   * run there, on the same shared state, under the same locks. `thread` is a
+   * small number naming the thread (its lock owner id and random stream).
+   */
+  static attach(share: HypervisorShare, thread: number, waitPolicy?: WaitPolicy): Hypervisor {
+    // Lock owner words name the thread; the creating thread is 1.
+    setLockThread(thread + 2);
+    return new Hypervisor(waitPolicy === undefined ? {} : { waitPolicy }, { share, thread });
+  }
+
+  /** What Hypervisor.attach needs, for another thread. */
+  get share(): HypervisorShare {
+    return {
+      machineSab: this.machine.sab,
+      framesSab: this.frames.sab,
+      poolSab: this.privatePages.sab,
+      traceSab: this.trace?.sab ?? null,
+      domainTable: this.domains.headerPage,
+      globals: this.globals.page,
+      noticeWord: this.globals.noticeSeqIndex,
+      opts: this.opts,
+      seed: this.seed,
+    };
+  }
+
+  private domainTable(header: number): DomainTable {
+    const pool = this.privatePages;
+    return new DomainTable(
+      pool,
+      header,
+      (record) => new Domain(pool, this.frames, this.machine, record, this.ports, () => this.random()),
+    );
   }
 
   /** xorshift32: deterministic per seed. */
@@ -279,7 +379,24 @@ export class Hypervisor {
    * A domain Xen crashed during the call is destroyed once it returns.
    */
   hypercall(d: Domain, nr: Register, args: readonly Register[]): number {
-    if (d.isDying) return -XEN_ESRCH;
+    // A hypercall made inside another in this thread is a fixed interleaving's
+    // model of a second CPU inside Xen at that point (gnttab xsa, explore): it
+    // runs as that CPU would, not waiting for the lock its own thread holds.
+    if (this.inside > 0) return this.hypercallLocked(d, nr, args);
+    const lock = this.globals.hypercallLock;
+    lock.lock();
+    this.inside++;
+    try {
+      return this.hypercallLocked(d, nr, args);
+    } finally {
+      this.inside--;
+      lock.unlock();
+    }
+  }
+
+  private hypercallLocked(d: Domain, nr: Register, args: readonly Register[]): number {
+    // A crashed domain never runs again (its vCPUs are paused until xl destroys it).
+    if (d.isDying || d.crashed !== null) return -XEN_ESRCH;
     let rc: number;
     try {
       rc = dispatchHypercall(this, d, nr, args);
@@ -288,15 +405,79 @@ export class Hypervisor {
       this.crashDomain(d, `hypervisor internal error: ${err instanceof Error ? err.message : String(err)}`);
       rc = -XEN_EFAULT;
     }
-    if (d.crashed !== null && !d.isDying) this.destroyDomain(d);
-    // Xen may crash a domain other than the caller (a transfer's receiver, say).
-    while (this.pendingCrashes.length > 0) {
-      const x = this.pendingCrashes.pop()!;
-      if (!x.isDying) this.destroyDomain(x);
+    if (this.deferDestroy) {
+      // Xen may crash a domain other than the caller (a transfer's receiver, say).
+      if (this.pendingCrashes.length > 0) {
+        this.pendingCrashes.length = 0;
+        this.wakeToolstack();
+      }
+    } else {
+      if (d.crashed !== null && !d.isDying) this.destroyDomain(d);
+      while (this.pendingCrashes.length > 0) {
+        const x = this.pendingCrashes.pop()!;
+        if (!x.isDying) this.destroyDomain(x);
+      }
     }
     // The sub-op is the first argument of every multiplexed hypercall this host has.
     this.trace?.record(TRC_HYPERCALL, d.domid, subOp(nr), subOp(args[0]), rc);
     return rc;
+  }
+
+  /**
+   * Runs `fn` holding the hypercall lock: what the toolstack's thread does
+   * with the shared state (create, destroy, debug keys, xenstored) while
+   * domain threads make hypercalls.
+   */
+  locked<T>(fn: () => T): T {
+    if (this.inside > 0) return fn();
+    const lock = this.globals.hypercallLock;
+    lock.lock();
+    this.inside++;
+    try {
+      return fn();
+    } finally {
+      this.inside--;
+      lock.unlock();
+    }
+  }
+
+  /** Wakes the toolstack's thread (it waits on globals.noticeSeqIndex): a notice or a crash. */
+  wakeToolstack(): void {
+    const w = this.privatePages.words;
+    Atomics.add(w, this.globals.noticeSeqIndex, 1);
+    Atomics.notify(w, this.globals.noticeSeqIndex);
+  }
+
+  /** A send reached a Xen-attached port whose consumer another thread registered: tell it. */
+  private postNotice(d: Domain, port: number): void {
+    const index = d.evtchn.get(port)?.consumerIndex ?? -1;
+    if (!this.globals.post(index, d.domid, port))
+      this.internalErrors.push(new Error(`d${d.domid} port ${port}: consumer ${index} has no notice slot`));
+  }
+
+  /**
+   * Runs the consumers of this thread's Xen-attached ports that other threads
+   * notified since the last call; returns how many ran. Call it holding the
+   * hypercall lock (locked).
+   */
+  runNotices(): number {
+    const reg = this.ports.consumers;
+    let ran = 0;
+    for (let i = 0; i < reg.length; i++) {
+      const f = reg[i];
+      if (f === undefined) continue;
+      const n = this.globals.take(i);
+      if (n === null) continue;
+      const d = this.domains.get(n[0]);
+      if (d === undefined || d.isDying) continue;
+      ran++;
+      try {
+        f(d, n[1]);
+      } catch (err) {
+        this.internalErrors.push(err);
+      }
+    }
+    return ran;
   }
 
   // ---- domains --------------------------------------------------------------------------------

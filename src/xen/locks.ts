@@ -20,6 +20,9 @@
 //
 // Lock order, outermost first (xen-locking.md §2.1). A lock may be taken only
 // while every lock held has a lower rank, with these same-class rules (§2.2):
+//   hypercall         not Xen's: one hypercall inside Xen at a time, while the
+//                     ops move to the locks below one subsystem at a time
+//                     (xen-globals.ts); outermost.
 //   domctl            global toolstack lock (create, destroy, pause)
 //   -- grant family --
 //   grant_table       per-domain rwlock. Never two at once, never recursive:
@@ -92,6 +95,7 @@ function cls(name: string, rank: number, family: LockFamily, twice: LockClass['t
 }
 
 export const LOCK_CLASSES = {
+  hypercall: cls('hypercall_lock', -1, 'toolstack'),
   domctl: cls('domctl_lock', 0, 'toolstack'),
   grantTable: cls('grant_table', 10, 'grant'),
   activeEntry: cls('active_entry', 11, 'grant', 'swap'),

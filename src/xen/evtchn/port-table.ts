@@ -73,6 +73,12 @@ export interface PortResolver {
   domain(domid: number): Domain | undefined;
   /** One slot per Xen-attached port's binding; a freed slot is undefined and reused. */
   readonly consumers: (XenConsumer | undefined)[];
+  /**
+   * Runs for a Xen-attached port whose consumer another thread registered
+   * (xenstored's, in the toolstack thread): it tells that thread. Absent, such
+   * a port reads as not Xen-attached in this thread.
+   */
+  readonly remote?: XenConsumer;
 }
 
 /** struct evtchn, the fields the 2-level ABI needs: one thread's view of one record. */
@@ -139,7 +145,12 @@ export class EvtchnPort {
   /** Xen-attached (consumer_is_xen): Xen's notification function, else null. */
   get xenConsumer(): XenConsumer | null {
     const c = this.words[this.at + P_CONSUMER]!;
-    return c === 0 ? null : (this.resolve.consumers[c - 1] ?? null);
+    return c === 0 ? null : (this.resolve.consumers[c - 1] ?? this.resolve.remote ?? null);
+  }
+
+  /** Xen-attached: the index of its consumer in the registry of the thread that bound it; else -1. */
+  get consumerIndex(): number {
+    return this.words[this.at + P_CONSUMER]! - 1;
   }
   set xenConsumer(f: XenConsumer | null) {
     const reg = this.resolve.consumers;
