@@ -46,6 +46,31 @@ describe('domains in worker threads', () => {
   });
 });
 
+describe('stopping a domain thread (the stop handshake, thread-slots.ts)', () => {
+  it('a guest destroyed while it makes hypercalls back to back is stopped outside Xen: the lock stays usable', async () => {
+    const host = await WorkerHost.start({ memoryMiB: 32 });
+    try {
+      for (let round = 0; round < 8; round++) {
+        const spinner = await host.createDomain({ kind: round % 2 === 0 ? 'pv' : 'hvm', memoryKiB: 256 });
+        const spinning = host.spawn(spinner, guest, { mode: 'spin' }).catch((e: unknown) => e);
+        while (!host.consoleOf(spinner.domid).includes('spinning'))
+          await new Promise((r) => setTimeout(r, 2));
+        await host.destroyDomain(spinner.domid);
+        assert.ok((await spinning) instanceof GuestCrash);
+        // Were the thread ended holding the hypercall lock, this domain's first hypercall would never return.
+        const d = await host.createDomain({ kind: 'pv', memoryKiB: 256 });
+        const r = (await host.spawn(d, guest, { mode: 'ok' })) as { rc: number };
+        assert.equal(r.rc, 0);
+        await host.destroyDomain(d.domid);
+      }
+      assert.deepEqual(await host.checkInvariants(), []);
+      assert.equal((await host.stats()).domains, 0);
+    } finally {
+      await host.shutdown();
+    }
+  });
+});
+
 describe('worker host shutdown', () => {
   it('leaves no worker thread or message port behind', async () => {
     const before = process
