@@ -41,7 +41,7 @@ export interface HostOptions {
   seed?: number;
   /**
    * Size of the hypervisor's private pages (HypervisorOptions.privatePages):
-   * the pool of Xen's own bookkeeping, in 4 KiB pages, 36 to 262144. Default
+   * the pool of Xen's own bookkeeping, in 4 KiB pages, 37 (BOOT_PRIVATE_PAGES) to 262144. Default
    * half the machine's frames, 4096 to 65536. Small, it runs Xen out of memory.
    */
   privatePages?: number;

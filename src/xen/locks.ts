@@ -325,6 +325,61 @@ export class SpinLock extends Lock {
   }
 }
 
+/**
+ * A fair spinlock, as Xen's own (ticket locks): waiters are served in the
+ * order they came. Words: the next ticket, the ticket being served, the
+ * sleepers, the owner thread + 1. The hypercall lock is one: a guest that
+ * makes hypercalls back to back would otherwise starve every other thread
+ * of Xen (an unfair mutex lets the thread that just unlocked take it again
+ * before a woken waiter runs).
+ */
+export class TicketLock extends Lock {
+  private static readonly NEXT = 0;
+  private static readonly SERVING = 1;
+  private static readonly SLEEPERS = 2;
+  private static readonly OWNER = 3;
+
+  lock(): void {
+    if (debug) this.check();
+    const w = this.words;
+    const serving = this.at + TicketLock.SERVING;
+    const ticket = Atomics.add(w, this.at + TicketLock.NEXT, 1);
+    let now = Atomics.load(w, serving);
+    if (now !== ticket) {
+      for (let n = this.policy.spinBudget(); n > 0 && now !== ticket; n--) now = Atomics.load(w, serving);
+      while (now !== ticket) {
+        Atomics.add(w, this.at + TicketLock.SLEEPERS, 1);
+        // Re-read after announcing: an unlock between the two either is seen here or notifies us.
+        now = Atomics.load(w, serving);
+        if (now !== ticket) this.policy.sleep(w, serving, now);
+        Atomics.sub(w, this.at + TicketLock.SLEEPERS, 1);
+        now = Atomics.load(w, serving);
+      }
+    }
+    Atomics.store(w, this.at + TicketLock.OWNER, self);
+    if (debug) this.pushHeld(true);
+  }
+
+  unlock(): void {
+    if (debug) this.popHeld();
+    const w = this.words;
+    if (Atomics.load(w, this.at + TicketLock.OWNER) !== self)
+      throw new LockOrderError(`${this.cls.name}(${this.key}) unlocked by a thread that does not own it`);
+    Atomics.store(w, this.at + TicketLock.OWNER, 0);
+    Atomics.add(w, this.at + TicketLock.SERVING, 1);
+    // Every sleeper wakes and re-checks: only the next ticket's goes on.
+    if (Atomics.load(w, this.at + TicketLock.SLEEPERS) !== 0) Atomics.notify(w, this.at + TicketLock.SERVING);
+  }
+
+  /** True while some thread holds it or waits for it (a snapshot). */
+  isLocked(): boolean {
+    return (
+      Atomics.load(this.words, this.at + TicketLock.NEXT) !==
+      Atomics.load(this.words, this.at + TicketLock.SERVING)
+    );
+  }
+}
+
 export class RwLock extends Lock {
   static init(words: Int32Array, at: number): void {
     words.fill(0, at, at + LOCK_WORDS);

@@ -9,7 +9,7 @@
 //   port's slot here, and that thread runs the consumer (notice() wakes it).
 
 import type { WaitPolicy } from '../machine/wait-policy.ts';
-import { LOCK_CLASSES, LOCK_WORDS, SpinLock } from './locks.ts';
+import { LOCK_CLASSES, LOCK_WORDS, TicketLock } from './locks.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 
 // ---- the page, in Int32 words ----
@@ -29,7 +29,7 @@ export class XenGlobals {
   private readonly words: Int32Array;
   private readonly base: number;
   /** One hypercall inside Xen at a time (see the file's comment). */
-  readonly hypercallLock: SpinLock;
+  readonly hypercallLock: TicketLock;
 
   /** A new globals page in `pool`; returns its number. */
   static create(pool: PrivatePages): number {
@@ -42,7 +42,7 @@ export class XenGlobals {
     this.page = page;
     this.words = pool.words;
     this.base = page * PAGE_WORDS;
-    this.hypercallLock = new SpinLock(
+    this.hypercallLock = new TicketLock(
       this.words,
       this.base + G_HYPERCALL_LOCK,
       LOCK_CLASSES.hypercall,

@@ -36,10 +36,10 @@ import {
   XEN_ENOMEM,
 } from '../../src/index.ts';
 import { DomainTable } from '../../src/xen/domain-table.ts';
-import { BOOT_PRIVATE_PAGES } from '../../src/xen/hypervisor.ts';
-import { XenGlobals } from '../../src/xen/xen-globals.ts';
 import { EVTCHNS_PER_BUCKET } from '../../src/xen/event-channel.ts';
+import { BOOT_PRIVATE_PAGES } from '../../src/xen/hypervisor.ts';
 import { PrivatePages } from '../../src/xen/private-pages.ts';
+import { XenGlobals } from '../../src/xen/xen-globals.ts';
 import { gnttabOp, grantAccess, MAP_VA, mapGrantTable, one, scratch } from '../helpers/guest.ts';
 
 const DOM = { kind: 'pv', memoryKiB: 256 } as const;
