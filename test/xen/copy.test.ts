@@ -1113,6 +1113,35 @@ describe('GNTTABOP_copy: batches (§5, §6.7 step 7)', () => {
     assertQuiet(host, [[a, 10]]);
   });
 
+  for (const kind of KINDS) {
+    it(`${kind} callers: buffers end with their hypercall (gnttab_copy_release_buf after the loop of gnttab_copy); the next caller's DOMID_SELF is its own, and an ended grant is read afresh`, () => {
+      const { host, a, b, c } = world({ b: kind, c: kind });
+      const data = pat(PAGE, 41);
+      a.memory.write(0x3000, data);
+      grantAccess(a, 10, c.domid, a.frameOf(0x3000));
+      grantAccess(a, 11, b.domid, a.frameOf(0x3000));
+      const r1 = copy(c, [fromGref(a.domid, 10, 0, c.frameOf(0x6000), 0, 64)]);
+      assert.deepEqual([r1.rc, ...r1.st], [0, GNTST_okay]);
+      // b names its own frame at the same address: DOMID_SELF is b now, not the last caller.
+      const r2 = copy(b, [fromGref(a.domid, 11, 64, b.frameOf(0x6000), 0, 64)]);
+      assert.deepEqual([r2.rc, ...r2.st], [0, GNTST_okay]);
+      assert.deepEqual(b.memory.read(0x6000, 64), data.subarray(64, 128));
+      assert.deepEqual(
+        c.memory.read(0x6000, 128),
+        new Uint8Array([...data.subarray(0, 64), ...new Uint8Array(64)]),
+      );
+      // a ends c's access: the same op in a new hypercall pins afresh, and fails.
+      a.memory.writeU16(entryAddr(a, 10), 0);
+      const r3 = copy(c, [fromGref(a.domid, 10, 0, c.frameOf(0x7000), 0, 64)]);
+      assert.deepEqual([r3.rc, ...r3.st], [0, GNTST_general_error]);
+      assert.deepEqual(c.memory.read(0x7000, 64), new Uint8Array(64));
+      assertQuiet(host, [
+        [a, 10],
+        [a, 11],
+      ]);
+    });
+  }
+
   it('an unreadable later element ends the batch with -EFAULT; earlier statuses are written and nothing stays pinned (§5 rule 4)', () => {
     const { host, a, c } = world({ c: 'hvm' });
     const data = pat(PAGE, 38);

@@ -127,6 +127,7 @@ function grant(
 }
 
 type MapIn = Partial<Record<keyof typeof gnttab_map_grant_ref.fields, number>>;
+type MapOut = Record<keyof typeof gnttab_map_grant_ref.fields, number>;
 
 /** One map_grant_ref; the hypercall itself must return 0. */
 function mapRaw(b: DomainHandle, op: MapIn) {
@@ -879,6 +880,84 @@ describe('map_grant_ref: errors (§6.1 steps 1-11)', () => {
     assert.equal(ok.status, GNTST_okay);
     assert.equal(ok.handle, 2); // handles 0 and 1 went to the tail of the free list after the failures
     assert.equal(ok.dev_bus_addr, mfnOf(a, PAGE) * PAGE_SIZE);
+    noViolations(host);
+  });
+
+  it('in one batch each element is its own: a failure after a success keeps the handle and dev_bus_addr it passed (gnttab_map_grant_ref copies each op in and out)', () => {
+    const { host, a, b } = setup();
+    grant(a, 10, b);
+    grant(a, 12, b, PAGE2);
+    const r = gnttabOp(b, GNTTABOP_map_grant_ref, gnttab_map_grant_ref, [
+      { host_addr: MAP_VA, flags: GNTMAP_host_map, ref: 10, dom: a.domid },
+      {
+        host_addr: MAP_VA + PAGE_SIZE,
+        flags: GNTMAP_host_map,
+        ref: 11,
+        dom: a.domid,
+        handle: 77,
+        dev_bus_addr: 0x5000,
+      },
+      {
+        host_addr: MAP_VA + 2 * PAGE_SIZE,
+        flags: GNTMAP_host_map,
+        ref: 12,
+        dom: a.domid,
+        handle: 78,
+        dev_bus_addr: 0x6000,
+      },
+    ]);
+    assert.equal(r.rc, 0);
+    const [m0, m1, m2] = r.out as [MapOut, MapOut, MapOut];
+    assert.deepEqual([m0.status, m0.dev_bus_addr], [GNTST_okay, mfnOf(a, PAGE) * PAGE_SIZE]);
+    assert.deepEqual([m1.status, m1.handle, m1.dev_bus_addr], [GNTST_general_error, 77, 0x5000]);
+    assert.equal(m2.status, GNTST_okay);
+    assert.notEqual(m2.handle, m0.handle);
+    assert.equal(m2.dev_bus_addr, mfnOf(a, PAGE2) * PAGE_SIZE);
+    assert.equal(mfnOf(b, MAP_VA + 2 * PAGE_SIZE), mfnOf(a, PAGE2));
+    assert.equal(b.xen.translatePage(MAP_VA + PAGE_SIZE, false), -1, 'the failed element mapped nothing');
+    assert.equal(unmap(b, m0.handle), GNTST_okay);
+    assert.equal(unmap(b, m2.handle, MAP_VA + 2 * PAGE_SIZE), GNTST_okay);
+    assert.deepEqual([pin(a, 10), pin(a, 12)], [0, 0]);
+    noViolations(host);
+  });
+
+  it('a map that starts while another is in the window where map_grant_ref has dropped the lock (XSA-501) gets its own op: both land as asked', () => {
+    const { host, a, b } = setup();
+    const e = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    grant(a, 10, b);
+    grant(a, 11, e, PAGE2);
+    const hv = host.hypervisor;
+    let inner: MapOut | null = null;
+    hv.grantLockDropped = (_op, _rd, ref) => {
+      if (ref !== 10 || inner !== null) return;
+      // Another vCPU's map of another grant, to another address, at this moment.
+      inner = map(e, a, 11, GNTMAP_host_map | GNTMAP_readonly, MAP_VA + 5 * PAGE_SIZE);
+    };
+    let outer: MapOut;
+    try {
+      outer = map(b, a, 10);
+    } finally {
+      hv.grantLockDropped = null;
+    }
+    assert.ok(inner !== null, 'the hook ran');
+    const nested: MapOut = inner;
+    assert.equal(outer.status, GNTST_okay);
+    assert.equal(outer.dev_bus_addr, mfnOf(a, PAGE) * PAGE_SIZE);
+    assert.equal(mfnOf(b, MAP_VA), mfnOf(a, PAGE));
+    assert.equal(
+      b.xen.translatePage(MAP_VA + 5 * PAGE_SIZE, false),
+      -1,
+      "the inner map's address is not b's",
+    );
+    assert.equal(nested.status, GNTST_okay);
+    assert.equal(nested.dev_bus_addr, mfnOf(a, PAGE2) * PAGE_SIZE);
+    assert.equal(mfnOf(e, MAP_VA + 5 * PAGE_SIZE), mfnOf(a, PAGE2));
+    assert.equal(e.xen.translatePage(MAP_VA, false), -1, "the outer map's address is not e's");
+    assert.equal(b.xen.gt.maptrack.ref(outer.handle), 10);
+    assert.equal(e.xen.gt.maptrack.ref(nested.handle), 11);
+    assert.equal(unmap(b, outer.handle), GNTST_okay);
+    assert.equal(unmap(e, nested.handle, MAP_VA + 5 * PAGE_SIZE), GNTST_okay);
+    assert.deepEqual([pin(a, 10), pin(a, 11)], [0, 0]);
     noViolations(host);
   });
 
