@@ -33,10 +33,11 @@ export function setStatus(
   mapflag: boolean,
   readonly: boolean,
   ldomid: number,
+  /** The entry's header, as the caller found it (Xen's shah). */
+  sha: number = rd.gt.shaAddr(ref),
 ): number {
   const gt = rd.gt;
   const w = hv.machine.words;
-  const sha = gt.shaAddr(ref);
   let mask = GTF_type_mask;
   if (mapflag) mask |= GTF_sub_page;
 

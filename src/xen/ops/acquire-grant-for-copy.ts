@@ -80,7 +80,7 @@ export function acquireGrantForCopy(
 
   if (rgt.version === 2 && (w.load16(sha + V2_TRANS.flags.offset) & GTF_type_mask) === GTF_transitive) {
     if (needStatus) {
-      const rc = setStatus(hv, rd, gref, act, false, readonly, ldom);
+      const rc = setStatus(hv, rd, gref, act, false, readonly, ldom, sha);
       if (rc !== GNTST_okay) return failed(out, rc);
     }
     if (!allowTransitive) {
@@ -141,7 +141,7 @@ export function acquireGrantForCopy(
     }
     mfn = inner.mfn;
   } else if (needStatus) {
-    const rc = setStatus(hv, rd, gref, act, false, readonly, ldom);
+    const rc = setStatus(hv, rd, gref, act, false, readonly, ldom, sha);
     if (rc !== GNTST_okay) return failed(out, rc);
     let gfn: number;
     let isSubPage = false;

@@ -87,13 +87,13 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): number {
   }
   let pageRefTaken = false;
   if (act.pin === 0 || (!readonly && (act.pin & (GNTPIN_hstw_mask | GNTPIN_devw_mask)) === 0)) {
-    const rc = setStatus(hv, rd, ref, act, true, readonly, ld.domid);
+    const sha = rgt.shaAddr(ref);
+    const rc = setStatus(hv, rd, ref, act, true, readonly, ld.domid, sha);
     if (rc !== GNTST_okay) {
       lgt.maptrack.put(handle);
       return fail(op, rc);
     }
     if (act.pin === 0) {
-      const sha = rgt.shaAddr(ref);
       const gfn = rgt.version === 1 ? hv.machine.words.load32(sha + V1_FRAME) : readU64(hv, sha + V2_FRAME);
       const pf = getPagedMfn(hv, rd, gfn);
       if (pf < 0) {
