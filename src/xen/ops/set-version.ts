@@ -9,6 +9,7 @@ import {
   GTF_writing,
 } from '../../abi/flags.ts';
 import { gnttab_set_version } from '../../abi/gnttab-ops.ts';
+import { grant_entry_v1, grant_entry_v2_full_page } from '../../abi/grant-entry.ts';
 import {
   XEN_EAGAIN,
   XEN_EBUSY,
@@ -24,6 +25,9 @@ import { NO_GFN } from '../grant-table.ts';
 import { copyStructFromGuest, copyStructToGuest } from '../guest-io.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { readU64 } from '../shared-entry.ts';
+
+const V1 = grant_entry_v1.fields;
+const V2 = grant_entry_v2_full_page.fields;
 
 interface ReservedEntry {
   flags: number;
@@ -56,14 +60,21 @@ function changeVersion(hv: Hypervisor, d: Domain, version: number): number {
     if (!hv.populateStatusFrames(d)) return -XEN_ENOMEM;
     for (let ref = 0; ref < GNTTAB_NR_RESERVED_ENTRIES; ref++) {
       const a = gt.shaAddr(ref);
-      reserved.push({ flags: w.load16(a), domid: w.load16(a + 2), frame: w.load32(a + 4) });
+      reserved.push({
+        flags: w.load16(a + V1.flags.offset),
+        domid: w.load16(a + V1.domid.offset),
+        frame: w.load32(a + V1.frame.offset),
+      });
     }
   } else {
     if (gt.nrV2Ops !== 0) return -XEN_EAGAIN;
     for (let ref = 0; ref < GNTTAB_NR_RESERVED_ENTRIES; ref++) {
       const a = gt.shaAddr(ref);
       const type = w.load16(a) & GTF_type_mask;
-      if (type === GTF_transitive || (type === GTF_permit_access && readU64(hv, a + 8) >= 0x1_0000_0000)) {
+      if (
+        type === GTF_transitive ||
+        (type === GTF_permit_access && readU64(hv, a + V2.frame.offset) >= 0x1_0000_0000)
+      ) {
         return -XEN_ERANGE;
       }
     }
@@ -73,8 +84,8 @@ function changeVersion(hv: Hypervisor, d: Domain, version: number): number {
       if ((flags & GTF_type_mask) === GTF_permit_access) {
         reserved.push({
           flags: flags | w.load16(gt.statusAddr(ref)),
-          domid: w.load16(a + 2),
-          frame: readU64(hv, a + 8),
+          domid: w.load16(a + V2.domid.offset),
+          frame: readU64(hv, a + V2.frame.offset),
         });
       } else {
         // Invalid entries, and (with a log line in Xen) accept_transfer ones, become 0.
@@ -91,15 +102,16 @@ function changeVersion(hv: Hypervisor, d: Domain, version: number): number {
     const e = reserved[ref]!;
     const a = gt.shaAddr(ref);
     if (version === 1) {
-      w.store32(a + 4, e.frame);
-      w.store32(a, (e.flags | (e.domid << 16)) >>> 0);
+      w.store32(a + V1.frame.offset, e.frame);
+      // flags and domid in one store (the header word), last.
+      w.store32(a + V1.flags.offset, (e.flags | (e.domid << 16)) >>> 0);
     } else {
       // Blind to the type: an accept_transfer entry's GTF_transfer_completed (the
       // GTF_reading bit) moves into the status word too (reference §7).
       w.store16(gt.statusAddr(ref), e.flags & (GTF_reading | GTF_writing));
-      w.store32(a + 8, e.frame);
-      w.store32(a + 12, 0);
-      w.store32(a, ((e.flags & ~(GTF_reading | GTF_writing)) | (e.domid << 16)) >>> 0);
+      w.store32(a + V2.frame.offset, e.frame);
+      w.store32(a + V2.frame.offset + 4, 0);
+      w.store32(a + V2.flags.offset, ((e.flags & ~(GTF_reading | GTF_writing)) | (e.domid << 16)) >>> 0);
     }
   }
   return 0;

@@ -2,6 +2,7 @@
 // sender into an accept_transfer entry of the receiver. The sender's page is
 // lost on every failure after it was stolen (everything but bad_page).
 import { GTF_accept_transfer, GTF_transfer_committed, GTF_transfer_completed } from '../../abi/flags.ts';
+import { grant_entry_v1, grant_entry_v2_full_page } from '../../abi/grant-entry.ts';
 import { GNTTAB_CMPXCHG_ATTEMPTS } from '../../abi/limits.ts';
 import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
@@ -11,6 +12,9 @@ import type { Hypervisor } from '../hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, isGrantOrForeignP2m, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
 import { readU64 } from '../shared-entry.ts';
 import { findXenHeapSlot } from '../xen-heap.ts';
+
+const V1 = grant_entry_v1.fields;
+const V2 = grant_entry_v2_full_page.fields;
 
 /**
  * steal_page: the page must be d's, not a Xen-heap page, and hold exactly its
@@ -75,7 +79,7 @@ export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, 
   if (gt.version !== version) return GNTST_general_error; // XSA-501
   const w = hv.machine.words;
   const sha = gt.shaAddr(ref);
-  const dest = version === 1 ? w.load32(sha + 4) : readU64(hv, sha + 8);
+  const dest = version === 1 ? w.load32(sha + V1.frame.offset) : readU64(hv, sha + V2.frame.offset);
   let added = true;
   if (e.p2m !== null) {
     // guest_physmap_add_page: fails outside the physical map; over a grant
@@ -97,10 +101,10 @@ export function transfer(hv: Hypervisor, d: Domain, gfn: number, domid: number, 
       e.p2m.set(dest, mfn, P2M_RAM_RW);
     }
   } else if (version === 1) {
-    w.store32(sha + 4, mfn);
+    w.store32(sha + V1.frame.offset, mfn);
   } else {
-    w.store32(sha + 8, mfn);
-    w.store32(sha + 12, 0);
+    w.store32(sha + V2.frame.offset, mfn);
+    w.store32(sha + V2.frame.offset + 4, 0);
   }
   // The frame is written before GTF_transfer_completed is set.
   w.or16(sha, GTF_transfer_completed);
