@@ -3,6 +3,7 @@
 // same guest code runs unchanged in one thread (deterministic: a virtual clock,
 // in-thread waiters) or in a worker thread per domain (real time, Atomics.wait).
 import type { GuestMemory } from '../machine/guest-memory.ts';
+import type { Spinner } from '../machine/wait-policy.ts';
 
 /** A PV guest (its own page tables, MFNs in grants) or an HVM guest (a P2M, GFNs in grants). */
 export type DomainKind = 'pv' | 'hvm';
@@ -62,4 +63,9 @@ export interface GuestContext {
   wait(addr: number, expected: number, ms: number, signal?: AbortSignal): Promise<WaitResult>;
   /** A line on the domain's console. */
   log(line: string): void;
+  /**
+   * The host's wait policy as guests may use it (spin briefly on a ring index
+   * while cores are spare); absent where waiting never spins (single-thread mode).
+   */
+  readonly spinner?: Spinner;
 }

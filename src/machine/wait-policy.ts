@@ -15,22 +15,51 @@
 /** Loads a spinner makes before it sleeps (about 5-20 µs on current cores). */
 export const DEFAULT_SPIN_LIMIT = 4000;
 
-export class WaitPolicy {
+/**
+ * Longest spinUntil spins, in microseconds: about what a sleep and a wake
+ * cost, so a waiter that spins in vain loses at most what sleeping at once
+ * would have cost it.
+ */
+export const DEFAULT_SPIN_MICROS = 50;
+
+/**
+ * What guest code may use of the wait policy: spin on a condition of its own
+ * (a ring index) for a bounded time while there are spare cores. A host hands
+ * guests this, never the policy's words.
+ */
+export interface Spinner {
+  /**
+   * True as soon as `ready()` holds; false when the bound passed, or at once
+   * when there is no spare core. `ready` must only read.
+   */
+  spinUntil(ready: () => boolean): boolean;
+}
+
+export class WaitPolicy implements Spinner {
   /** Shared counter of running threads (words[index]). */
   readonly words: Int32Array;
   readonly index: number;
   readonly cores: number;
   readonly spinLimit: number;
+  /** Bound of spinUntil in microseconds (0: never spins). */
+  readonly spinMicros: number;
 
   /**
    * `words[index]` counts the running threads of every thread sharing this
    * policy; `cores` is os.availableParallelism() of the machine.
    */
-  constructor(words: Int32Array, index: number, cores: number, spinLimit = DEFAULT_SPIN_LIMIT) {
+  constructor(
+    words: Int32Array,
+    index: number,
+    cores: number,
+    spinLimit = DEFAULT_SPIN_LIMIT,
+    spinMicros = DEFAULT_SPIN_MICROS,
+  ) {
     this.words = words;
     this.index = index;
     this.cores = cores;
     this.spinLimit = spinLimit;
+    this.spinMicros = spinLimit === 0 ? 0 : spinMicros;
   }
 
   /** A policy private to this thread that never spins (single-thread mode, defaults). */
@@ -58,6 +87,21 @@ export class WaitPolicy {
   spinBudget(): number {
     if (this.spinLimit === 0) return 0;
     return Atomics.load(this.words, this.index) <= this.cores ? this.spinLimit : 0;
+  }
+
+  /**
+   * Spins on `ready()` for at most spinMicros, and only while running threads
+   * <= cores (re-read as it spins: a thread that wakes ends the spin). The
+   * clock and the count are read every 16 tries.
+   */
+  spinUntil(ready: () => boolean): boolean {
+    if (ready()) return true;
+    if (this.spinMicros === 0 || this.spinBudget() === 0) return false;
+    const end = performance.now() + this.spinMicros / 1000;
+    for (;;) {
+      for (let i = 0; i < 16; i++) if (ready()) return true;
+      if (performance.now() >= end || Atomics.load(this.words, this.index) > this.cores) return ready();
+    }
   }
 
   /**

@@ -10,6 +10,7 @@ import { Gntalloc } from '../../guest/gnttab/gntalloc.ts';
 import { Gntdev } from '../../guest/gnttab/gntdev.ts';
 import { Gnttab, type GnttabOptions } from '../../guest/gnttab/grant-table.ts';
 import { PageAllocator } from '../../guest/pages.ts';
+import type { Spinner } from '../../machine/wait-policy.ts';
 import type { XsClient } from '../xenstore/api.ts';
 import { XsRingClient } from '../xenstore/client.ts';
 
@@ -27,6 +28,8 @@ export interface VchanServices {
   /** The client's device (xengnttab): its unmap notification signals through `events`. */
   readonly gntdev: Gntdev;
   readonly xs: XsClient;
+  /** How a blocking call spins on the ring before it sleeps; null: it never spins. */
+  readonly spinner: Spinner | null;
 }
 
 /** Options of openVchanServices and connectVchanServices. */
@@ -43,6 +46,8 @@ export interface VchanServicesOptions {
   waiter?: EventWaiter;
   /** Options for a new grant-table driver (version, ...). */
   gnttabOptions?: Omit<GnttabOptions, 'pages'>;
+  /** The wait policy's spinner (default: the context's, if it has one). */
+  spinner?: Spinner;
 }
 
 /**
@@ -78,6 +83,7 @@ export function openVchanServices(
     gntalloc: new Gntalloc(gnttab, { notify }),
     gntdev: new Gntdev(ctx, pages, { notify }),
     xs,
+    spinner: o.spinner ?? ctx.spinner ?? null,
   };
 }
 
