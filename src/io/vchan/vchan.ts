@@ -101,14 +101,38 @@ interface RingView {
   prodOff: number;
   /** Base address of each 4 KiB piece of the buffer, or one base for an in-page ring. */
   pages: number[];
+  /**
+   * The buffer as runs of pages contiguous in this domain's address space
+   * (ring offset, address, bytes): one run when the pages lie one after
+   * another, as a client's mapping always does, so a copy is one access.
+   */
+  runs: RingRun[];
   /** Server: the shared pages of a multi-page ring. */
   share: XengntshrShare | null;
   /** Client: the mapping of a multi-page ring. */
   mapped: XengnttabMapping | null;
 }
 
+interface RingRun {
+  start: number;
+  addr: number;
+  len: number;
+}
+
 function ringView(consOff: number, prodOff: number): RingView {
-  return { order: 0, consOff, prodOff, pages: [], share: null, mapped: null };
+  return { order: 0, consOff, prodOff, pages: [], runs: [], share: null, mapped: null };
+}
+
+/** The runs of a ring of `size` bytes over `pages` (one page base each, or one base for an in-page ring). */
+function ringRuns(pages: readonly number[], size: number): RingRun[] {
+  if (pages.length === 1) return [{ start: 0, addr: pages[0]!, len: size }];
+  const runs: RingRun[] = [];
+  pages.forEach((addr, i) => {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.addr + last.len === addr) last.len += XEN_PAGE_SIZE;
+    else runs.push({ start: i * XEN_PAGE_SIZE, addr, len: XEN_PAGE_SIZE });
+  });
+  return runs;
 }
 
 /** The XenError of a failed setup step: the libxenvchan call, the step's errno, why (and the step's error as cause). */
@@ -323,6 +347,7 @@ export class Vchan {
       const off = inPageOffset(r.order);
       if (off >= 0) {
         r.pages = [ring + off];
+        r.runs = ringRuns(r.pages, this.size(r));
         return;
       }
       const s = shr.sharePages(this.peer, pages, true);
@@ -331,6 +356,7 @@ export class Vchan {
       });
       r.share = s;
       r.pages = [...s.addrs];
+      r.runs = ringRuns(r.pages, this.size(r));
     };
     try {
       place(this.rd, pagesLeft, 0);
@@ -345,7 +371,9 @@ export class Vchan {
       this.rd.order = 0;
       this.wr.order = 0;
       this.rd.pages = [];
+      this.rd.runs = [];
       this.wr.pages = [];
+      this.wr.runs = [];
       throw e;
     }
   }
@@ -398,6 +426,7 @@ export class Vchan {
       const off = inPageOffset(r.order);
       if (off >= 0) {
         r.pages = [ring + off];
+        r.runs = ringRuns(r.pages, this.size(r));
         return;
       }
       const n = ringPages(r.order);
@@ -407,6 +436,7 @@ export class Vchan {
       const m = await gt.mapDomainGrantRefs(this.peer, refs, writable);
       r.mapped = m;
       r.pages = refs.map((_, i) => m.addr + i * XEN_PAGE_SIZE);
+      r.runs = ringRuns(r.pages, this.size(r));
     };
     try {
       const bad = validateOrders({ left: this.wr.order, right: this.rd.order });
@@ -424,7 +454,9 @@ export class Vchan {
       this.wr.order = 0;
       this.rd.order = 0;
       this.wr.pages = [];
+      this.wr.runs = [];
       this.rd.pages = [];
+      this.rd.runs = [];
       throw e;
     }
   }
@@ -459,6 +491,16 @@ export class Vchan {
   private requestNotify(bit: number): void {
     this.mem.or16(this.ring + VCHAN_NOTIFY_WORD, bit << (this.isServer ? 0 : 8));
     this.mem.fence();
+  }
+
+  /**
+   * Takes back a request this side made and no longer needs (it found what it
+   * wanted on the second look and will not sleep), so the peer does not send
+   * an event nobody waits for. The peer may have taken the bit meanwhile and
+   * signalled: that event stays pending and costs one look at the ring.
+   */
+  private withdrawNotify(bit: number): void {
+    this.mem.and16(this.ring + VCHAN_NOTIFY_WORD, ~(bit << (this.isServer ? 0 : 8)) & 0xffff);
   }
 
   /**
@@ -516,6 +558,54 @@ export class Vchan {
     return this.rawBufferSpace();
   }
 
+  /**
+   * A blocking call's look for `want` bytes to read. It asks for a WRITE
+   * notification only as it is about to sleep: first it spins on the peer's
+   * index (while the wait policy sees a spare core, for a bounded time), then
+   * asks, looks again, and takes the request back if it is not going to
+   * sleep. Less than `want` returned means: asked, and nothing came since.
+   */
+  private blockingDataReady(want: number): number {
+    let ready = this.rawDataReady();
+    if (ready >= want) return ready;
+    const spin = this.svc.spinner;
+    if (spin !== null) {
+      // One load a round: prod is the peer's; cons is ours and stays put.
+      const mem = this.mem;
+      const prodAddr = this.ring + this.rd.prodOff;
+      const cons = mem.load32(this.ring + this.rd.consOff);
+      if (spin.spinUntil(() => (mem.load32(prodAddr) - cons) >>> 0 >= want)) {
+        ready = this.rawDataReady();
+        if (ready >= want) return ready;
+      }
+    }
+    this.requestNotify(VCHAN_NOTIFY_WRITE);
+    ready = this.rawDataReady();
+    if (ready >= want) this.withdrawNotify(VCHAN_NOTIFY_WRITE);
+    return ready;
+  }
+
+  /** blockingDataReady's counterpart for room to write (spins on cons, asks for READ). */
+  private blockingBufferSpace(want: number): number {
+    let space = this.rawBufferSpace();
+    if (space >= want) return space;
+    const spin = this.svc.spinner;
+    if (spin !== null) {
+      const mem = this.mem;
+      const consAddr = this.ring + this.wr.consOff;
+      const prod = mem.load32(this.ring + this.wr.prodOff);
+      const most = this.size(this.wr) - want;
+      if (spin.spinUntil(() => (prod - mem.load32(consAddr)) >>> 0 <= most)) {
+        space = this.rawBufferSpace();
+        if (space >= want) return space;
+      }
+    }
+    this.requestNotify(VCHAN_NOTIFY_READ);
+    space = this.rawBufferSpace();
+    if (space >= want) this.withdrawNotify(VCHAN_NOTIFY_READ);
+    return space;
+  }
+
   /** libxenvchan_data_ready: bytes readable now; always asks to hear of more. */
   dataReady(): number {
     if (this.ring === -1) return 0;
@@ -532,33 +622,30 @@ export class Vchan {
 
   // ---- copying -----------------------------------------------------------------------------------
 
-  /** Copies data[from, from+len) into ring r at byte offset off (off + len <= size). */
+  /** Copies data[from, from+len) into ring r at byte offset off (off + len <= size): one write a run. */
   private copyIn(r: RingView, off: number, data: Uint8Array, from: number, len: number): void {
     const mem = this.mem;
-    if (r.pages.length === 1) {
-      mem.write(r.pages[0]! + off, data.subarray(from, from + len));
-      return;
-    }
-    while (len > 0) {
-      const po = off & (XEN_PAGE_SIZE - 1);
-      const n = Math.min(len, XEN_PAGE_SIZE - po);
-      mem.write(r.pages[off >>> XEN_PAGE_SHIFT]! + po, data.subarray(from, from + n));
+    for (const run of r.runs) {
+      if (len === 0) return;
+      const end = run.start + run.len;
+      if (off >= end) continue;
+      const n = Math.min(len, end - off);
+      mem.write(run.addr + (off - run.start), data.subarray(from, from + n));
       off += n;
       from += n;
       len -= n;
     }
   }
 
+  /** Copies len bytes of ring r from byte offset off into out[from, from+len): one read a run. */
   private copyOut(r: RingView, off: number, out: Uint8Array, from: number, len: number): void {
     const mem = this.mem;
-    if (r.pages.length === 1) {
-      mem.readInto(r.pages[0]! + off, out.subarray(from, from + len));
-      return;
-    }
-    while (len > 0) {
-      const po = off & (XEN_PAGE_SIZE - 1);
-      const n = Math.min(len, XEN_PAGE_SIZE - po);
-      mem.readInto(r.pages[off >>> XEN_PAGE_SHIFT]! + po, out.subarray(from, from + n));
+    for (const run of r.runs) {
+      if (len === 0) return;
+      const end = run.start + run.len;
+      if (off >= end) continue;
+      const n = Math.min(len, end - off);
+      mem.readInto(run.addr + (off - run.start), out.subarray(from, from + n));
       off += n;
       from += n;
       len -= n;
@@ -635,12 +722,15 @@ export class Vchan {
     const n = data.length;
     for (;;) {
       if (!this.isOpen()) throw this.closedError(op);
-      const avail = this.fastBufferSpace(n);
+      const seen = this.events;
+      // A packet larger than the ring is refused below, without a spin first.
+      const avail =
+        blocking && n <= this.size(this.wr) ? this.blockingBufferSpace(n) : this.fastBufferSpace(n);
       if (n <= avail) return this.doSend(op, data, 0, n);
       if (!blocking) return 0;
       if (n > this.size(this.wr))
         throw new XenError(op, EMSGSIZE, `a ${n}-byte packet never fits the ${this.size(this.wr)}-byte ring`);
-      await this.waitIn(op, signal);
+      await this.waitIn(op, signal, seen);
     }
   }
 
@@ -674,7 +764,11 @@ export class Vchan {
     let off = 0;
     for (;;) {
       const seen = this.events;
-      let avail = Math.min(this.fastBufferSpace(total - done), total - done);
+      // Blocking: any room will do (the rest waits for more); non-blocking asks as io.c does.
+      const space =
+        done === total ? 0 : blocking ? this.blockingBufferSpace(1) : this.fastBufferSpace(total - done);
+      let avail = Math.min(space, total - done);
+      const wrote = avail > 0;
       while (avail > 0) {
         const b = buffers[bi]!;
         const n = Math.min(avail, b.length - off);
@@ -692,6 +786,9 @@ export class Vchan {
         off = 0;
       }
       if (done === total || !blocking) return done;
+      // Blocking, a part written: look again; a READ request stands only once no room was found.
+      if (!this.isOpen()) throw this.closedError(op);
+      if (wrote) continue;
       await this.waitIn(op, signal, seen);
       if (!this.isOpen()) throw this.closedError(op);
     }
@@ -716,7 +813,7 @@ export class Vchan {
     const n = buf.length;
     for (;;) {
       const seen = this.events;
-      const avail = this.fastDataReady(n);
+      const avail = blocking && n <= this.size(this.rd) ? this.blockingDataReady(n) : this.fastDataReady(n);
       if (n <= avail) return this.doRecv(op, buf, 0, n);
       if (!this.isOpen()) throw this.closedError(op);
       if (!blocking) return 0;
@@ -744,7 +841,8 @@ export class Vchan {
     let size = buf.length;
     for (;;) {
       const seen = this.events;
-      const avail = this.fastDataReady(size);
+      // Blocking: whatever is there will do; non-blocking asks for more as io.c does.
+      const avail = blocking ? this.blockingDataReady(1) : this.fastDataReady(size);
       if (avail > 0 && size > avail) size = avail;
       if (avail > 0) return this.doRecv(op, buf, 0, size);
       if (!this.isOpen()) throw this.closedError(op);
@@ -892,6 +990,7 @@ export class Vchan {
       r.share = null;
       r.mapped = null;
       r.pages = [];
+      r.runs = [];
     }
     const hadRing = this.ring !== -1;
     if (hadRing) {
