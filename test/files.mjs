@@ -31,6 +31,7 @@ export const testFiles = [
   'test/io/xenstore.test.ts',
   'test/io/xenstore-workers.test.ts',
   'test/io/vchan.test.ts',
+  'test/io/vchan-notify.test.ts',
   'test/io/vchan-workers.test.ts',
   'test/host/workers.test.ts',
   'test/host/single-thread.test.ts',

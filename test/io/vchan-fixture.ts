@@ -17,6 +17,7 @@ import {
 } from '../../src/index.ts';
 import { connectVchanServices, type VchanServices } from '../../src/io/vchan/index.ts';
 import { type XsClient, XsError } from '../../src/io/xenstore/api.ts';
+import { TraceBuffer } from '../../src/xen/trace.ts';
 
 export type Kind = 'pv' | 'hvm';
 
@@ -28,6 +29,8 @@ export interface Side {
   hypercalls: { n: number };
   /** EVTCHNOP_send hypercalls the side made on other ports than its xenstore one. */
   sends: { n: number };
+  /** Times the side waited for events (EventChannels.wait: every blocking vchan call that waits). */
+  waits: { n: number };
 }
 
 export interface World {
@@ -39,6 +42,8 @@ export interface World {
   /** A third domain, neither server nor client. */
   other: Side;
   path: string;
+  /** The hypervisor's hypercall counters (WorldOptions.trace), or null. */
+  trace: TraceBuffer | null;
 }
 
 export interface WorldOptions {
@@ -47,6 +52,8 @@ export interface WorldOptions {
   /** RAM of the server and client (default 4 MiB: room for two 1 MiB rings). */
   memoryKiB?: number;
   gnttabVersion?: 1 | 2;
+  /** Attach a trace buffer: the hypervisor counts every hypercall by domain and op (World.trace). */
+  trace?: boolean;
 }
 
 function side(host: Host, kind: Kind, memoryKiB: number, version: 1 | 2): Side {
@@ -69,11 +76,22 @@ function side(host: Host, kind: Kind, memoryKiB: number, version: 1 | 2): Side {
     },
   };
   const svc = connectVchanServices(ctx, { gnttabOptions: { version } });
-  return { dom, ctx, svc, hypercalls, sends };
+  const waits = { n: 0 };
+  const wait = svc.events.wait.bind(svc.events);
+  svc.events.wait = (ms, signal) => {
+    waits.n++;
+    return wait(ms, signal);
+  };
+  return { dom, ctx, svc, hypercalls, sends, waits };
 }
 
 export function world(o: WorldOptions = {}): World {
-  const host = new Host({ memoryMiB: 64, xenstore: true });
+  const trace = o.trace === true ? new TraceBuffer() : null;
+  const host = new Host({
+    memoryMiB: 64,
+    xenstore: true,
+    ...(trace === null ? {} : { traceSab: trace.sab }),
+  });
   // The toolstack domain: the first domain created is dom0.
   const dom0 = host.createDomain({ kind: 'pv', memoryKiB: 256 });
   assert.equal(dom0.domid, 0);
@@ -89,6 +107,7 @@ export function world(o: WorldOptions = {}): World {
     cli,
     other,
     path: `/local/domain/${srv.dom.domid}/data/vchan/test`,
+    trace,
   };
 }
 
