@@ -36,6 +36,7 @@ import {
   gnttab_map_grant_ref,
   XEN_PAGE_SIZE,
 } from '../src/index.ts';
+import { DEFAULT_SPIN_MICROS } from '../src/machine/wait-policy.ts';
 import { grantAccess, MAP_VA, mapGrantTable, scratch } from '../test/helpers/guest.ts';
 import grantOne from './guests/grant-one-guest.ts';
 import smpGuest, { type SmpGuestArgs, type SmpGuestResult } from './guests/smp-guest.ts';
@@ -48,11 +49,12 @@ const { values: argv } = parseArgs({
     'round-ms': { type: 'string', default: '60' },
     live: { type: 'string', default: '200000' },
     only: { type: 'string', default: '1,2,3,4,5,6' },
+    'spin-us': { type: 'string', default: String(DEFAULT_SPIN_MICROS) },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 const usage =
-  'usage: tsx bench/smp.bench.ts [--rounds N] [--round-ms MS] [--live N] [--only 1,2,...] [--json]\n';
+  'usage: tsx bench/smp.bench.ts [--rounds N] [--round-ms MS] [--live N] [--only 1,2,...] [--spin-us US] [--json]\n';
 if (argv.help) {
   process.stdout.write(usage);
   process.exit(0);
@@ -60,6 +62,11 @@ if (argv.help) {
 const rounds = Number(argv.rounds);
 const roundMs = Number(argv['round-ms']);
 const liveN = Number(argv.live);
+const spinMicros = Number(argv['spin-us']);
+if (!(Number.isFinite(spinMicros) && spinMicros >= 0)) {
+  process.stderr.write(`--spin-us takes a number of microseconds (0: never spin)\n${usage}`);
+  process.exit(2);
+}
 if (![rounds, roundMs, liveN].every((n) => Number.isInteger(n) && n > 0) || liveN < 20) {
   process.stderr.write(
     `--rounds, --round-ms and --live take positive integers (--live at least 20)\n${usage}`,
@@ -315,6 +322,7 @@ if (want(5)) {
       totalBytes,
       reps: rounds,
       bareSab: new SharedArrayBuffer(BARE_HEADER + ringSize),
+      spinMicros,
     };
     const [s] = (await Promise.all([
       vh.spawn(srv, guest, { ...common, role: 'server', peer: cli.domid } satisfies VchanBenchArgs),
@@ -335,7 +343,7 @@ if (want(5)) {
       no: 5,
       name: 'vchan 64 KiB writes, two workers',
       unit: 'MB/s',
-      baselineName: 'bare SPSC ring, same two workers',
+      baselineName: `bare SPSC ring, same two workers (both spin <= ${spinMicros} us, then sleep)`,
       rounds: { value: v, baseline: bare },
       ratio: median(v) / median(bare),
       ratioOf: 'vchan / bare',

@@ -5,10 +5,14 @@
 // run. The ratio is vchan / bare (1.0 = the cost of moving the bytes between
 // two threads at all).
 //
-//   npx tsx bench/vchan.bench.ts [--ring BYTES] [--mib N] [--reps N] [--json]
+// Both use the same wait policy: spin up to --spin-us microseconds while the
+// two threads have a core each, then sleep.
+//
+//   npx tsx bench/vchan.bench.ts [--ring BYTES] [--mib N] [--reps N] [--spin-us US] [--json]
 import os from 'node:os';
 import { WorkerHost } from '../src/host/worker-host.ts';
 import { GNTTAB_RESERVED_XENSTORE } from '../src/index.ts';
+import { DEFAULT_SPIN_MICROS } from '../src/machine/wait-policy.ts';
 import {
   BARE_HEADER,
   type Measure,
@@ -25,6 +29,7 @@ const opt = (name: string, dflt: number): number => {
 const ringSize = opt('--ring', 65536);
 const totalBytes = opt('--mib', 64) * (1 << 20);
 const reps = opt('--reps', 3);
+const spinMicros = opt('--spin-us', DEFAULT_SPIN_MICROS);
 const writeSizes = [4096, 65536, 1 << 20];
 if (!(ringSize >= 4096 && ringSize <= 1 << 20 && (ringSize & (ringSize - 1)) === 0))
   throw new RangeError('--ring must be a power of two from 4096 to 1048576 (a multi-page vchan ring)');
@@ -37,7 +42,7 @@ try {
   const cli = await host.createDomain({ kind: 'pv', memoryKiB: 4096 });
   const path = `/local/domain/${srv.domid}/data/vchan/bench`;
   const bareSab = new SharedArrayBuffer(BARE_HEADER + ringSize);
-  const common = { path, ringSize, writeSizes, totalBytes, reps, bareSab };
+  const common = { path, ringSize, writeSizes, totalBytes, reps, bareSab, spinMicros };
   const [s, c] = (await Promise.all([
     host.spawn(srv, guest, { ...common, role: 'server', peer: cli.domid } satisfies VchanBenchArgs),
     host.spawn(cli, guest, { ...common, role: 'client', peer: srv.domid } satisfies VchanBenchArgs),
@@ -77,7 +82,16 @@ try {
   if (json) {
     process.stdout.write(
       `${JSON.stringify(
-        { machine, ringSize, totalBytes, reps, rows, invariants: inv, leftBehind: left.map((t) => t.domid) },
+        {
+          machine,
+          ringSize,
+          totalBytes,
+          reps,
+          spinMicros,
+          rows,
+          invariants: inv,
+          leftBehind: left.map((t) => t.domid),
+        },
         null,
         2,
       )}\n`,
@@ -98,7 +112,7 @@ try {
     }
     console.log(
       `\nbare = a single-producer single-consumer byte ring over a SharedArrayBuffer between the same two workers` +
-        `\n(spin briefly, then Atomics.wait), the same ring size. invariants after: ${inv.length === 0 ? 'none violated' : inv.join('; ')}; ` +
+        `\n(spin up to ${spinMicros} us while cores are spare, then Atomics.wait, as vchan's waits), the same ring size. invariants after: ${inv.length === 0 ? 'none violated' : inv.join('; ')}; ` +
         `grants or mappings left: ${left.length === 0 ? 'none' : left.map((t) => `d${t.domid}`).join(', ')}`,
     );
   }

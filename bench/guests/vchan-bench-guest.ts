@@ -2,11 +2,15 @@
 // through libxenvchan, then, between the same two threads, through a bare
 // single-producer single-consumer byte ring of the same size over a
 // SharedArrayBuffer. For each write size the writer times from the reader's
-// "go" to the reader's acknowledgement that every byte arrived.
+// "go" to the reader's acknowledgement that every byte arrived. Both use the
+// same wait policy (src/machine/wait-policy.ts): spin for a bounded time while
+// the two threads have a core each, then sleep; the policy's running count is
+// a word of the bare ring's header that both guests join.
+import os from 'node:os';
 import type { GuestContext } from '../../src/guest/context.ts';
 import { connectVchanServices, Vchan } from '../../src/io/vchan/index.ts';
 import { XsError } from '../../src/io/xenstore/api.ts';
-import { DEFAULT_SPIN_LIMIT as SPIN } from '../../src/machine/wait-policy.ts';
+import { DEFAULT_SPIN_LIMIT, DEFAULT_SPIN_MICROS, WaitPolicy } from '../../src/machine/wait-policy.ts';
 
 export interface VchanBenchArgs {
   role: 'server' | 'client';
@@ -19,6 +23,8 @@ export interface VchanBenchArgs {
   reps: number;
   /** The bare ring: header words, then ringSize bytes of data. */
   bareSab: SharedArrayBuffer;
+  /** The wait policy's spin bound in microseconds (default DEFAULT_SPIN_MICROS); 0: never spin. */
+  spinMicros?: number;
 }
 
 export interface Measure {
@@ -44,23 +50,28 @@ const READER_WAITING = 32;
 const WRITER_WAITING = 33;
 const GO = 48;
 const ACK = 49;
+/** The wait policy's count of running threads (both guests). */
+const RUNNING = 56;
 export const BARE_HEADER = 256;
-
-/** Sleeps while word i holds v, after a short spin (as the hypercall channel waits). */
-function waitWhile(w: Int32Array, i: number, v: number): void {
-  for (let s = 0; s < SPIN && Atomics.load(w, i) === v; s++);
-  while (Atomics.load(w, i) === v) Atomics.wait(w, i, v);
-}
 
 class BareRing {
   private readonly w: Int32Array;
   private readonly data: Uint8Array;
   private readonly size: number;
+  private readonly policy: WaitPolicy;
 
-  constructor(sab: SharedArrayBuffer, size: number) {
+  constructor(sab: SharedArrayBuffer, size: number, policy: WaitPolicy) {
     this.w = new Int32Array(sab, 0, BARE_HEADER / 4);
     this.data = new Uint8Array(sab, BARE_HEADER, size);
     this.size = size;
+    this.policy = policy;
+  }
+
+  /** Waits while word i holds v: the policy's bounded spin, then its sleep. */
+  private waitWhile(i: number, v: number): void {
+    const w = this.w;
+    if (this.policy.spinUntil(() => Atomics.load(w, i) !== v)) return;
+    while (Atomics.load(w, i) === v) this.policy.sleep(w, i, v);
   }
 
   write(src: Uint8Array): void {
@@ -72,7 +83,7 @@ class BareRing {
       const space = size - ((prod - (cons >>> 0)) >>> 0);
       if (space === 0) {
         Atomics.store(w, WRITER_WAITING, 1);
-        if (Atomics.load(w, CONS) === cons) waitWhile(w, CONS, cons);
+        if (Atomics.load(w, CONS) === cons) this.waitWhile(CONS, cons);
         Atomics.store(w, WRITER_WAITING, 0);
         continue;
       }
@@ -96,7 +107,7 @@ class BareRing {
       const ready = ((prod >>> 0) - cons) >>> 0;
       if (ready === 0) {
         Atomics.store(w, READER_WAITING, 1);
-        if (Atomics.load(w, PROD) === prod) waitWhile(w, PROD, prod);
+        if (Atomics.load(w, PROD) === prod) this.waitWhile(PROD, prod);
         Atomics.store(w, READER_WAITING, 0);
         continue;
       }
@@ -120,7 +131,7 @@ class BareRing {
     for (;;) {
       const cur = Atomics.load(this.w, i);
       if (cur === v) return;
-      waitWhile(this.w, i, cur);
+      this.waitWhile(i, cur);
     }
   }
 }
@@ -142,7 +153,15 @@ export default async function main(raw: GuestContext, a: VchanBenchArgs): Promis
       return raw.hypercall(nr, ...args);
     },
   };
-  const svc = connectVchanServices(ctx);
+  const policy = new WaitPolicy(
+    new Int32Array(a.bareSab, 0, BARE_HEADER / 4),
+    RUNNING,
+    os.availableParallelism(),
+    DEFAULT_SPIN_LIMIT,
+    a.spinMicros ?? DEFAULT_SPIN_MICROS,
+  );
+  policy.join();
+  const svc = connectVchanServices(ctx, { spinner: policy });
   const xs = svc.xs;
   let v: Vchan;
   if (a.role === 'server') {
@@ -162,7 +181,7 @@ export default async function main(raw: GuestContext, a: VchanBenchArgs): Promis
   v.blocking = true;
   const one = new Uint8Array(1);
   const out: VchanBenchResult = { vchan: [], bare: [], hypercalls: 0 };
-  const bare = new BareRing(a.bareSab, a.ringSize);
+  const bare = new BareRing(a.bareSab, a.ringSize, policy);
   let round = 0;
 
   for (const ws of a.writeSizes) {
@@ -230,5 +249,6 @@ export default async function main(raw: GuestContext, a: VchanBenchArgs): Promis
     await v.close();
   }
   out.hypercalls = hypercalls;
+  policy.leave();
   return out;
 }
