@@ -8,6 +8,7 @@
 // domain (as the guests themselves query it with EVTCHNOP_status), every ref
 // back on the free lists, the xenstore path gone, the invariants empty.
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { WorkerHost } from '../../src/host/worker-host.ts';
 import { GNTTAB_RESERVED_XENSTORE, Host } from '../../src/index.ts';
@@ -212,6 +213,29 @@ describe('vchan between worker threads (real concurrency)', () => {
       await run(
         { dir, mode: 'stream', size },
         { lengths: randomLengths(4000, size + size / 2, size), randomReads: true },
+      );
+    });
+  }
+
+  // Blocking calls that spin on the peer's index before they ask for a
+  // notification (the wait policy), with a bound so short that most spins
+  // fail and the ask / look again / take back path races the peer's
+  // fetch-and-clear, and with one long enough that most waits end spinning:
+  // a lost wake-up hangs the run.
+  for (const micros of [1, 200]) {
+    const spin = () => ({ sab: new SharedArrayBuffer(4), cores: availableParallelism(), micros });
+    it(`spinning up to ${micros} us: 3000 lock-step round trips on 1024 B rings, every byte back`, {
+      timeout: 60_000,
+    }, async () => {
+      const lens = [1, 7, 256, 1023, 1024, 2];
+      await run({ dir: 'c2s', mode: 'pingpong', size: 1024 }, { lengths: lens, rounds: 3000, spin: spin() });
+    });
+    it(`spinning up to ${micros} us: 4000 writes of 1..6144 bytes through a 4096 B ring, random reads`, {
+      timeout: 60_000,
+    }, async () => {
+      await run(
+        { dir: 's2c', mode: 'stream', size: 4096 },
+        { lengths: randomLengths(4000, 6144, micros), randomReads: true, spin: spin() },
       );
     });
   }
