@@ -101,20 +101,23 @@ export function acquireGrantForCopy(
     }
     rgt.nrV2Ops++;
     // rd's lock is dropped here; the inner grant must name rd and cannot itself be transitive.
-    const inner: CopyGrant = { status: GNTST_okay, mfn: -1, start: 0, length: 0 };
-    if (acquireGrantForCopy(hv, td, transGref, rd.domid, readonly, false, inner) !== GNTST_okay) {
+    // The inner answer goes into `out` (nothing allocated), and is taken out of it at once.
+    if (acquireGrantForCopy(hv, td, transGref, rd.domid, readonly, false, out) !== GNTST_okay) {
       rgt.nrV2Ops--;
       fixupStatus(hv, rd, gref, readonly);
-      return failed(out, inner.status);
+      return failed(out, out.status);
     }
+    const innerMfn = out.mfn;
+    const innerStart = out.start;
+    const innerLength = out.length;
     const changed =
       rgt.version !== 2 ||
       act.pin !== oldPin ||
       (oldPin !== 0 &&
         (act.domid !== ldom ||
-          act.mfn !== inner.mfn ||
-          act.start !== inner.start ||
-          act.length !== inner.length ||
+          act.mfn !== innerMfn ||
+          act.start !== innerStart ||
+          act.length !== innerLength ||
           act.srcDomid !== td.domid ||
           act.transGref !== transGref ||
           !act.isSubPage));
@@ -123,23 +126,23 @@ export function acquireGrantForCopy(
       releaseGrantForCopy(hv, td, transGref, readonly);
       rgt.nrV2Ops--;
       fixupStatus(hv, rd, gref, readonly);
-      hv.putPage(inner.mfn);
+      hv.putPage(innerMfn);
       return failed(out, ERESTART);
     }
     if (oldPin === 0) {
       act.domid = ldom;
-      act.start = inner.start;
-      act.length = inner.length;
+      act.start = innerStart;
+      act.length = innerLength;
       act.srcDomid = td.domid;
       act.transGref = transGref;
-      act.mfn = inner.mfn;
+      act.mfn = innerMfn;
       // Always sub-page: that blocks mapping a transitive grant. The nr_v2_ops
       // count stays until the pin drops to 0.
       act.isSubPage = true;
     } else {
       rgt.nrV2Ops--;
     }
-    mfn = inner.mfn;
+    mfn = innerMfn;
   } else if (needStatus) {
     const rc = setStatus(hv, rd, gref, act, false, readonly, ldom, sha);
     if (rc !== GNTST_okay) return failed(out, rc);
