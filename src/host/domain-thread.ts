@@ -90,6 +90,8 @@ const ctx: GuestContext = {
   log(line) {
     port.postMessage({ type: 'log', line });
   },
+  // The wait policy as guests may use it (a ring's bounded spin), never its words: the slots' stop flags live there.
+  spinner: { spinUntil: (ready) => policy.spinUntil(ready) },
 };
 
 try {

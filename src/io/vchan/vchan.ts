@@ -35,6 +35,14 @@
 // Waiting. `wait()` is libxenvchan_wait: it sleeps on the domain's event
 // channels (EventWaiter, no spinning) until this vchan's port fires. Blocking
 // calls wait between attempts as io.c does; non-blocking calls never wait.
+// Unlike io.c, a blocking call sets a notify bit only as it is about to wait:
+// first it spins on the peer's index (VchanServices.spinner, the wait
+// policy: bounded, and only with spare cores), then it asks, looks again, and
+// takes the bit back when it found what it wanted. io.c asks whenever a read
+// finds less than its buffer (or a write less room than its data), which
+// makes the peer signal on nearly every call. Non-blocking calls ask as io.c
+// does: their caller sleeps on the event itself. The bytes on the page are
+// libxenvchan's either way; a libxenvchan peer reads them as its own.
 //
 // Errors. Where io.c returns −1 (errno unset), the calls throw XenError:
 // EPIPE on a closed channel, EMSGSIZE for a packet that can never fit, the
