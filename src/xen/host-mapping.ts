@@ -45,7 +45,12 @@ import {
 } from './paging.ts';
 import { findXenHeapSlot } from './xen-heap.ts';
 
-function pageOf(addr: number): number {
+/**
+ * The page of a host_addr, or -1 when it names none (not an exact integer, or
+ * beyond the address space). Callers pass the page on, not the address: an
+ * address above 2^31 would be a number box on every call.
+ */
+export function pageOf(addr: number): number {
   const pfn = Math.floor(addr / XEN_PAGE_SIZE);
   return Number.isSafeInteger(addr) && pfn < ADDRESS_SPACE_PAGES ? pfn : -1;
 }
@@ -69,10 +74,11 @@ function grantPteFlags(flags: number, cacheFlags: number, debugBuild: boolean): 
   return f;
 }
 
+/** Maps mfn at `page` (pageOf host_addr) of ld. */
 export function createGrantHostMapping(
   hv: Hypervisor,
   ld: Domain,
-  addr: number,
+  page: number,
   mfn: number,
   flags: number,
   cacheFlags: number,
@@ -82,7 +88,7 @@ export function createGrantHostMapping(
     // L1 page table; page tables are private to the hypervisor in this model,
     // so no guest page has that type and Xen's check fails.
     if ((flags & GNTMAP_contains_pte) !== 0) return GNTST_general_error;
-    const vpn = pageOf(addr);
+    const vpn = page;
     if (vpn < 0) return GNTST_general_error;
     if (!ld.pt.ensure(vpn)) return GNTST_general_error;
     const old = ld.pt.get(vpn);
@@ -91,7 +97,7 @@ export function createGrantHostMapping(
     return GNTST_okay;
   }
   if ((flags & ~GNTMAP_readonly) >>> 0 !== GNTMAP_host_map || cacheFlags !== 0) return GNTST_general_error;
-  const gfn = pageOf(addr);
+  const gfn = page;
   if (gfn < 0) return GNTST_general_error;
   const p2m = ld.p2m!;
   const old = p2m.entry(gfn);
@@ -112,7 +118,8 @@ export function createGrantHostMapping(
 }
 
 /**
- * Tears down (or, with newAddr, replaces) a host mapping. The mapping must
+ * Tears down (or, with newAddr, replaces) the host mapping at `page` (pageOf
+ * host_addr). The mapping must
  * still be the grant's: PV compares the frame and the PRESENT and RW bits
  * only (replace_grant_pv_mapping, XSA-234), so a PTE the guest changed in
  * other bits, as update_va_mapping's fast path allows, still unmaps; HVM
@@ -121,14 +128,14 @@ export function createGrantHostMapping(
 export function replaceGrantHostMapping(
   hv: Hypervisor,
   ld: Domain,
-  addr: number,
+  page: number,
   mfn: number,
   newAddr: number,
   flags: number,
 ): number {
   if (ld.pt !== null) {
     if ((flags & GNTMAP_contains_pte) !== 0) return GNTST_general_error;
-    const vpn = pageOf(addr);
+    const vpn = page;
     if (vpn < 0) return GNTST_general_error;
     let replacement = 0;
     if (newAddr !== 0) {
@@ -148,7 +155,7 @@ export function replaceGrantHostMapping(
     return GNTST_okay;
   }
   if (newAddr !== 0) return GNTST_general_error;
-  const gfn = pageOf(addr);
+  const gfn = page;
   if (gfn < 0) return GNTST_general_error;
   const e = ld.p2m!.entry(gfn);
   if (e === 0 || !isGrantP2m(p2mEntryType(e)) || p2mEntryMfn(e) !== mfn) return GNTST_general_error;

@@ -29,7 +29,7 @@ import type { StructValue } from '../../abi/struct.ts';
 import type { ActiveEntry } from '../active-entry.ts';
 import type { Domain } from '../domain.ts';
 import { getPagedMfn, reduceStatusForPin, setStatus } from '../helpers.ts';
-import { createGrantHostMapping, replaceGrantHostMapping } from '../host-mapping.ts';
+import { createGrantHostMapping, pageOf, replaceGrantHostMapping } from '../host-mapping.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { readU64 } from '../shared-entry.ts';
 
@@ -142,7 +142,7 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): number {
         // A RAM page is mapped with no cache attributes: map_grant_ref hands the
         // entry's GTF_PAT|GTF_PWT|GTF_PCD only to an MMIO (dom_io) frame, and
         // this machine has no I/O memory.
-        rc = createGrantHostMapping(hv, ld, op.host_addr, mfn, flags, 0);
+        rc = createGrantHostMapping(hv, ld, pageOf(op.host_addr), mfn, flags, 0);
         hostMapCreated = rc === GNTST_okay;
       }
     }
@@ -152,7 +152,7 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): number {
   }
 
   if (rc !== GNTST_okay) {
-    if (hostMapCreated) replaceGrantHostMapping(hv, ld, op.host_addr, mfn, 0, flags);
+    if (hostMapCreated) replaceGrantHostMapping(hv, ld, pageOf(op.host_addr), mfn, 0, flags);
     while (typecnt-- > 0) hv.putPageType(mfn);
     while (refcnt-- > 0) hv.putPage(mfn);
     act.pin = (act.pin - pinIncr) >>> 0;

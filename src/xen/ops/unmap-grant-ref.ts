@@ -14,7 +14,7 @@ import {
 import { GNTST_bad_dev_addr, GNTST_bad_handle, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
 import { reduceStatusForPin } from '../helpers.ts';
-import { replaceGrantHostMapping } from '../host-mapping.ts';
+import { pageOf, replaceGrantHostMapping } from '../host-mapping.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { hostMappingTakesType } from './map-grant-ref.ts';
 
@@ -108,7 +108,7 @@ export function unmapCommon(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
     const rc =
       hv.frames.owner[op.mfn] !== rd.domid
         ? GNTST_general_error
-        : replaceGrantHostMapping(hv, ld, op.hostAddr, op.mfn, op.newAddr, flags);
+        : replaceGrantHostMapping(hv, ld, pageOf(op.hostAddr), op.mfn, op.newAddr, flags);
     if (rc !== GNTST_okay) {
       op.status = rc;
       return;
