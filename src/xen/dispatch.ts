@@ -3,6 +3,7 @@
 // process elements in order; a fault reading an element or writing its status
 // back ends the batch with -EFAULT, leaving the earlier elements done.
 import {
+  gnttab_copy,
   gnttab_map_grant_ref,
   gnttab_swap_grant_ref,
   gnttab_transfer,
@@ -124,7 +125,7 @@ function grantTableOp(hv: Hypervisor, d: Domain, cmd: number, uop: number, count
       if (!hv.opts.transfer) return -XEN_EOPNOTSUPP;
       return transferBatch(hv, d, uop, count);
     case GNTTABOP_copy:
-      if (!guestHandleOkay(d, uop, count, 40)) return -XEN_EFAULT;
+      if (!guestHandleOkay(d, uop, count, gnttab_copy.size)) return -XEN_EFAULT;
       return grantCopy(hv, d, uop, count);
     case GNTTABOP_query_size:
       return querySize(hv, d, uop, count);
