@@ -247,6 +247,9 @@ export default async function main(raw: GuestContext, a: VchanBenchArgs): Promis
   } else {
     while (v.isOpen() !== 0) await v.wait();
     await v.close();
+    // cli_live goes 0 before the client unmaps the control page: an end of
+    // access may be deferred until it has (the toolstack's check follows).
+    for (let i = 0; i < 100 && svc.gnttab.deferredCount > 0; i++) await ctx.clock.sleep(10);
   }
   out.hypercalls = hypercalls;
   policy.leave();

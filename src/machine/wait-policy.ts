@@ -41,8 +41,10 @@ export class WaitPolicy implements Spinner {
   readonly index: number;
   readonly cores: number;
   readonly spinLimit: number;
-  /** Bound of spinUntil in microseconds (0: never spins). */
+  /** Longest bound of spinUntil in microseconds (0: never spins). */
   readonly spinMicros: number;
+  /** spinUntil's current bound (adapted as spins succeed or run out); this thread's own. */
+  private bound: number;
 
   /**
    * `words[index]` counts the running threads of every thread sharing this
@@ -60,6 +62,7 @@ export class WaitPolicy implements Spinner {
     this.cores = cores;
     this.spinLimit = spinLimit;
     this.spinMicros = spinLimit === 0 ? 0 : spinMicros;
+    this.bound = this.spinMicros;
   }
 
   /** A policy private to this thread that never spins (single-thread mode, defaults). */
@@ -90,17 +93,32 @@ export class WaitPolicy implements Spinner {
   }
 
   /**
-   * Spins on `ready()` for at most spinMicros, and only while running threads
-   * <= cores (re-read as it spins: a thread that wakes ends the spin). The
-   * clock and the count are read every 16 tries.
+   * Spins on `ready()` for at most the current bound, and only while running
+   * threads <= cores (re-read as it spins: a thread that wakes ends the
+   * spin). The clock and the count are read every 16 tries. The bound adapts
+   * (as glibc's adaptive mutexes do): a spin that ran out halves it, down to
+   * 1/64 of spinMicros, and one that succeeded doubles it back up to
+   * spinMicros. So when the awaited thread does not get a core in time (more
+   * threads runnable than cores, other processes among them, which the
+   * running count cannot see), spins shrink to almost nothing and the thread
+   * sleeps at once instead of taking the core from the thread it waits for.
    */
   spinUntil(ready: () => boolean): boolean {
     if (ready()) return true;
     if (this.spinMicros === 0 || this.spinBudget() === 0) return false;
-    const end = performance.now() + this.spinMicros / 1000;
+    const end = performance.now() + this.bound / 1000;
     for (;;) {
-      for (let i = 0; i < 16; i++) if (ready()) return true;
-      if (performance.now() >= end || Atomics.load(this.words, this.index) > this.cores) return ready();
+      for (let i = 0; i < 16; i++) {
+        if (ready()) {
+          this.bound = Math.min(this.spinMicros, this.bound * 2);
+          return true;
+        }
+      }
+      if (performance.now() >= end || Atomics.load(this.words, this.index) > this.cores) {
+        if (ready()) return true;
+        this.bound = Math.max(this.spinMicros / 64, this.bound / 2);
+        return false;
+      }
     }
   }
 

@@ -278,4 +278,36 @@ describe('lock order checker (debug mode, one thread)', () => {
     assert.equal(p.spinBudget(), 0, 'more running threads than cores: sleep at once');
     assert.equal(WaitPolicy.local().spinBudget(), 0);
   });
+
+  it('spinUntil: spins on the condition only with spare cores, and never in single-thread mode', () => {
+    const w = new Int32Array(new SharedArrayBuffer(8));
+    // A bound far beyond what five tries take, so the count below does not depend on the clock.
+    const p = new WaitPolicy(w, 1, availableParallelism(), 100, 10_000_000);
+    p.join();
+    let calls = 0;
+    assert.equal(
+      p.spinUntil(() => ++calls === 5),
+      true,
+    );
+    assert.equal(calls, 5, 'spun until the fifth look found it');
+    calls = 0;
+    assert.equal(
+      p.spinUntil(() => ++calls > 0),
+      true,
+    );
+    assert.equal(calls, 1, 'ready at once: no spin');
+    for (let i = 0; i < availableParallelism(); i++) p.join();
+    calls = 0;
+    assert.equal(
+      p.spinUntil(() => ++calls === 5),
+      false,
+    );
+    assert.equal(calls, 1, 'more running threads than cores: one look, then sleep');
+    calls = 0;
+    assert.equal(
+      WaitPolicy.local().spinUntil(() => ++calls === 5),
+      false,
+    );
+    assert.equal(calls, 1, 'single-thread mode never spins');
+  });
 });
