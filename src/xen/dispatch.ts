@@ -79,6 +79,15 @@ const HVM_GRANT_OPS = new Set([
   GNTTABOP_swap_grant_ref,
 ]);
 
+/**
+ * Whether the hypercall runs under the hypercall lock shared, beside others
+ * (xen-globals.ts): the ops that take Xen's own locks for what they touch.
+ * None yet: each op joins this list once it does.
+ */
+export function runsShared(_nr: Register, _args: readonly Register[]): boolean {
+  return false;
+}
+
 export function dispatchHypercall(
   hv: Hypervisor,
   d: Domain,

@@ -20,7 +20,7 @@ import {
 } from '../abi/limits.ts';
 import { MachineMemory } from '../machine/machine-memory.ts';
 import type { WaitPolicy } from '../machine/wait-policy.ts';
-import { dispatchHypercall } from './dispatch.ts';
+import { dispatchHypercall, runsShared } from './dispatch.ts';
 import { Domain, type DomainKind, type PageOwner } from './domain.ts';
 import { DomainTable } from './domain-table.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels } from './event-channel.ts';
@@ -384,13 +384,16 @@ export class Hypervisor {
     // runs as that CPU would, not waiting for the lock its own thread holds.
     if (this.inside > 0) return this.hypercallLocked(d, nr, args);
     const lock = this.globals.hypercallLock;
-    lock.lock();
+    const shared = runsShared(nr, args);
+    if (shared) lock.shared();
+    else lock.exclusive();
     this.inside++;
     try {
       return this.hypercallLocked(d, nr, args);
     } finally {
       this.inside--;
-      lock.unlock();
+      if (shared) lock.sharedEnd();
+      else lock.exclusiveEnd();
     }
   }
 
@@ -431,13 +434,13 @@ export class Hypervisor {
   locked<T>(fn: () => T): T {
     if (this.inside > 0) return fn();
     const lock = this.globals.hypercallLock;
-    lock.lock();
+    lock.exclusive();
     this.inside++;
     try {
       return fn();
     } finally {
       this.inside--;
-      lock.unlock();
+      lock.exclusiveEnd();
     }
   }
 

@@ -1,9 +1,12 @@
 // The hypervisor's global words, one private page every hypervisor thread
 // shares (the one definition of its layout):
-// - the hypercall lock: while the ops do not take Xen's own finer locks yet
-//   (issue 8 moves them one subsystem at a time), one hypercall is inside Xen
-//   at a time, whichever thread makes it, and the toolstack's work (domain
-//   creation and destruction, the debug keys, xenstored) takes it too;
+// - the hypercall lock, which is not Xen's: the ops that take Xen's own locks
+//   (map, unmap, ...: dispatch.ts runsShared) run under it shared, any number
+//   at once; every other op, and the toolstack's work (domain creation and
+//   destruction, the debug keys, xenstored), runs under it exclusive, alone in
+//   Xen, until issue 8 has moved it to Xen's locks too. It is fair: a gate
+//   (a ticket lock) that every taker passes in turn, and a count of the
+//   shared holders an exclusive one waits to drain;
 // - notices for Xen-attached ports: a guest's send to a port whose consumer
 //   lives in another thread (xenstored's, in the toolstack thread) marks the
 //   port's slot here, and that thread runs the consumer (notice() wakes it).
@@ -13,9 +16,13 @@ import { LOCK_CLASSES, LOCK_WORDS, TicketLock } from './locks.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 
 // ---- the page, in Int32 words ----
-const G_HYPERCALL_LOCK = 0;
+const G_GATE = 0;
+/** Shared holders of the hypercall lock. */
+const G_READERS = LOCK_WORDS;
+/** 1 while an exclusive holder waits for the shared ones to drain. */
+const G_DRAINING = LOCK_WORDS + 1;
 /** Moves whenever a notice is posted (the owner of consumers waits on it). */
-const G_NOTICE_SEQ = LOCK_WORDS;
+const G_NOTICE_SEQ = LOCK_WORDS + 2;
 /** Notice slots from here: one per consumer index, [port + 1 (0: none pending), domid]. */
 const G_SLOTS = 8;
 const SLOT_WORDS = 2;
@@ -28,8 +35,8 @@ export class XenGlobals {
   readonly page: number;
   private readonly words: Int32Array;
   private readonly base: number;
-  /** One hypercall inside Xen at a time (see the file's comment). */
-  readonly hypercallLock: TicketLock;
+  /** The hypercall lock (see the file's comment). */
+  readonly hypercallLock: HypercallLock;
 
   /** A new globals page in `pool`; returns its number. */
   static create(pool: PrivatePages): number {
@@ -42,11 +49,10 @@ export class XenGlobals {
     this.page = page;
     this.words = pool.words;
     this.base = page * PAGE_WORDS;
-    this.hypercallLock = new TicketLock(
+    this.hypercallLock = new HypercallLock(
+      new TicketLock(this.words, this.base + G_GATE, LOCK_CLASSES.hypercall, 0, policy),
       this.words,
-      this.base + G_HYPERCALL_LOCK,
-      LOCK_CLASSES.hypercall,
-      0,
+      this.base,
       policy,
     );
   }
@@ -80,5 +86,58 @@ export class XenGlobals {
     if (Atomics.load(w, at) === 0) return null;
     const p = Atomics.exchange(w, at, 0);
     return p === 0 ? null : [w[at + 1]!, p - 1];
+  }
+}
+
+/** The hypercall lock: shared or exclusive, fair (see the file's comment). */
+export class HypercallLock {
+  private readonly gate: TicketLock;
+  private readonly words: Int32Array;
+  private readonly readers: number;
+  private readonly draining: number;
+  private readonly policy: WaitPolicy;
+
+  constructor(gate: TicketLock, words: Int32Array, base: number, policy: WaitPolicy) {
+    this.gate = gate;
+    this.words = words;
+    this.readers = base + G_READERS;
+    this.draining = base + G_DRAINING;
+    this.policy = policy;
+  }
+
+  /** Enters shared: waits only for an exclusive holder, or one that came first. */
+  shared(): void {
+    this.gate.lock();
+    Atomics.add(this.words, this.readers, 1);
+    this.gate.unlock();
+  }
+
+  sharedEnd(): void {
+    // The last one out wakes an exclusive holder draining the count.
+    if (Atomics.sub(this.words, this.readers, 1) === 1 && Atomics.load(this.words, this.draining) !== 0)
+      Atomics.notify(this.words, this.readers);
+  }
+
+  /** Enters exclusive: through the gate (kept held), then until no shared holder is left. */
+  exclusive(): void {
+    this.gate.lock();
+    const w = this.words;
+    let n = Atomics.load(w, this.readers);
+    for (let spin = this.policy.spinBudget(); n !== 0 && spin > 0; spin--) n = Atomics.load(w, this.readers);
+    if (n !== 0) {
+      Atomics.store(w, this.draining, 1);
+      for (n = Atomics.load(w, this.readers); n !== 0; n = Atomics.load(w, this.readers))
+        this.policy.sleep(w, this.readers, n);
+      Atomics.store(w, this.draining, 0);
+    }
+  }
+
+  exclusiveEnd(): void {
+    this.gate.unlock();
+  }
+
+  /** Shared holders now (a snapshot, for tests). */
+  get sharedHolders(): number {
+    return Atomics.load(this.words, this.readers);
   }
 }
