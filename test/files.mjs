@@ -14,6 +14,7 @@ export const testFiles = [
   'test/xen/fuzz.test.ts',
   'test/xen/fuzz-events.test.ts',
   'test/xen/locks.test.ts',
+  'test/xen/hypercall-lock.test.ts',
   'test/xen/frame-table.test.ts',
   'test/xen/private-pages.test.ts',
   'test/xen/private-pool.test.ts',

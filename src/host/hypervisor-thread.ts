@@ -198,7 +198,11 @@ const noticeSeq = hv.globals.noticeSeqIndex;
 let running = true;
 while (running) {
   const seen = Atomics.load(notices, noticeSeq);
-  let work = hv.locked(() => hv.runNotices());
+  let work = hv.locked(() => {
+    // A domain whose last page went in another thread's shared hypercall is finalised here.
+    hv.reapZombies();
+    return hv.runNotices();
+  });
   reapCrashed();
   for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
     work++;

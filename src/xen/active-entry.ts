@@ -6,7 +6,8 @@
 // an ActiveEntry is one thread's view of one of them. A table finds its pages
 // through a two-level directory of private pages (grant-table.ts).
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
-import { LOCK_WORDS } from './locks.ts';
+import type { WaitPolicy } from '../machine/wait-policy.ts';
+import { LOCK_CLASSES, LOCK_WORDS, SpinLock } from './locks.ts';
 import { PAGE_WORDS } from './private-pages.ts';
 
 // ---- the record's layout, in Int32 words (the one definition) ----
@@ -35,9 +36,28 @@ export class ActiveEntry {
   readonly words: Int32Array;
   readonly at: number;
 
-  constructor(words: Int32Array, at: number) {
+  /** act->lock, keyed by its table (see GrantTable.lock); made on first use. */
+  private spin: SpinLock | null = null;
+  private readonly key: number;
+  private readonly policy: WaitPolicy;
+
+  constructor(words: Int32Array, at: number, key: number, policy: WaitPolicy) {
     this.words = words;
     this.at = at;
+    this.key = key;
+    this.policy = policy;
+  }
+
+  /** act->lock (active_entry_acquire): taken only under its table's lock. */
+  get lock(): SpinLock {
+    this.spin ??= new SpinLock(
+      this.words,
+      this.at + ACT_LOCK,
+      LOCK_CLASSES.activeEntry,
+      this.key,
+      this.policy,
+    );
+    return this.spin;
   }
 
   /** Four 8-bit counters: hstw | hstr << 8 | devw << 16 | devr << 24 (a uint32). */

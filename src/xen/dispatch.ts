@@ -2,6 +2,8 @@
 // filter of hvm_grant_table_op, memory_op and update_va_mapping. Batched ops
 // process elements in order; a fault reading an element or writing its status
 // back ends the batch with -EFAULT, leaving the earlier elements done.
+
+import { EVTCHNOP_send, EVTCHNOP_unmask } from '../abi/event-channel.ts';
 import {
   gnttab_copy,
   gnttab_map_grant_ref,
@@ -81,10 +83,27 @@ const HVM_GRANT_OPS = new Set([
 
 /**
  * Whether the hypercall runs under the hypercall lock shared, beside others
- * (xen-globals.ts): the ops that take Xen's own locks for what they touch.
- * None yet: each op joins this list once it does.
+ * (xen-globals.ts): the ops that take Xen's own locks for what they touch,
+ * or touch only words every writer changes atomically. An op joins this list
+ * once it does; the rest run alone in Xen.
+ * - map and unmap: rd's read lock and the entry's lock (map_grant_ref,
+ *   unmap_common, unmap_common_complete), page references by atomics, the
+ *   caller's own page table or P2M and maptrack, and the owner's
+ *   page_alloc_lock for a page whose last reference goes;
+ * - query_size: rd's read lock; get_version: one word;
+ * - event-channel send and unmask: the pending, mask and selector bits are
+ *   atomics, and the ports they read change only in ops that run alone.
  */
-export function runsShared(_nr: Register, _args: readonly Register[]): boolean {
+export function runsShared(nr: Register, args: readonly Register[]): boolean {
+  const cmd = args[0];
+  if (nr === __HYPERVISOR_grant_table_op)
+    return (
+      cmd === GNTTABOP_map_grant_ref ||
+      cmd === GNTTABOP_unmap_grant_ref ||
+      cmd === GNTTABOP_query_size ||
+      cmd === GNTTABOP_get_version
+    );
+  if (nr === __HYPERVISOR_event_channel_op) return cmd === EVTCHNOP_send || cmd === EVTCHNOP_unmask;
   return false;
 }
 

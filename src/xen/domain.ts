@@ -5,7 +5,7 @@ import type { MachineMemory } from '../machine/machine-memory.ts';
 import { EventChannelTable, type PortResolver } from './evtchn/port-table.ts';
 import type { FrameTable } from './frame-table.ts';
 import { GrantTable } from './grant-table.ts';
-import { LOCK_WORDS } from './locks.ts';
+import { LOCK_CLASSES, LOCK_WORDS, SpinLock } from './locks.ts';
 import { PageList, pageListTag, pagingPoolTag } from './page-list.ts';
 import { ADDRESS_SPACE_PAGES, P2m, PvPageTable } from './paging.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
@@ -91,6 +91,11 @@ export class Domain {
   readonly p2m: P2m | null;
   /** Frames reserved for its translation table and not used yet (Xen's own, on a list of d's). */
   readonly pagingPool: PageList;
+  /**
+   * d->page_alloc_lock (recursive): held while its page list changes beside
+   * other threads (a foreign unmap dropping the last reference to its page).
+   */
+  readonly pageAllocLock: SpinLock;
   /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
   currentVcpu = 0;
   /** Event channels (2-level ABI). */
@@ -190,6 +195,13 @@ export class Domain {
     this.pt = this.kind === 'pv' ? new PvPageTable(machine, allocTableFrame, root) : null;
     this.p2m = this.kind === 'hvm' ? new P2m(machine, allocTableFrame, root) : null;
     this.evtchn = new EventChannelTable(pool, this.rec + D_EVTCHN, this.vcpus, resolve);
+    this.pageAllocLock = new SpinLock(
+      w,
+      this.rec + D_PAGE_ALLOC_LOCK,
+      LOCK_CLASSES.pageAlloc,
+      this.domid,
+      pool.policy,
+    );
   }
 
   /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */

@@ -14,9 +14,10 @@ import {
   statusFramesFor,
   XEN_PAGE_SIZE,
 } from '../abi/limits.ts';
+import type { WaitPolicy } from '../machine/wait-policy.ts';
 import { ACT_PER_PAGE, ACT_WORDS, ActiveEntry, initActivePage } from './active-entry.ts';
 import { FrameList, LIST_SHARED, LIST_SHARED_GFN, LIST_STATUS, LIST_STATUS_GFN } from './frame-list.ts';
-import { LOCK_WORDS } from './locks.ts';
+import { LOCK_CLASSES, LOCK_WORDS, RwLock } from './locks.ts';
 import { Maptrack } from './maptrack.ts';
 import { PageDirectory } from './page-directory.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
@@ -100,6 +101,14 @@ export class GrantTable {
   }
 
   /** A view of the table whose header is private page `headerPage` of `pool`. */
+  /**
+   * gt->lock, the table's rwlock (percpu_rwlock_t): readers map, unmap, copy
+   * and query; writers grow, set the version and swap. Its key, the header
+   * page, is its active entries' too (the lock checker pairs them by key).
+   */
+  readonly lock: RwLock;
+  private readonly policy: WaitPolicy;
+
   constructor(pool: PrivatePages, headerPage: number, random: () => number) {
     this.headerPage = headerPage;
     this.words = pool.words;
@@ -108,6 +117,8 @@ export class GrantTable {
     this.maxVersion = w[this.hdr + GT_MAX_VERSION] as 1 | 2;
     this.maxGrantFrames = w[this.hdr + GT_MAX_GRANT_FRAMES]!;
     this.maptrack = new Maptrack(pool, w[this.hdr + GT_MAPTRACK]!, random);
+    this.lock = new RwLock(w, this.hdr + GT_LOCK, LOCK_CLASSES.grantTable, headerPage, pool.policy);
+    this.policy = pool.policy;
     this.activePages = new PageDirectory(pool, w[this.hdr + GT_ACTIVE_ROOT]!);
     this.framePages = new PageDirectory(pool, w[this.hdr + GT_FRAMES_ROOT]!);
     const list = (column: number, length: number, capacity: number) =>
@@ -196,6 +207,8 @@ export class GrantTable {
     const act = new ActiveEntry(
       this.activePages.pool.words,
       page * PAGE_WORDS + (ref % ACT_PER_PAGE) * ACT_WORDS,
+      this.headerPage,
+      this.policy,
     );
     this.views[ref] = act;
     return act;

@@ -279,6 +279,17 @@ export class Hypervisor {
   readonly deferDestroy: boolean;
   /** Hypercalls of this thread inside Xen now (more than one only in a fixed interleaving). */
   private inside = 0;
+  /** This thread's hypercall holds the hypercall lock shared: other threads may be inside Xen. */
+  private shared = false;
+  /**
+   * Dying domains whose last page went inside the current hypercall: their
+   * grant table, ports and record are freed once it is done, when no lock of
+   * theirs is held any more (Xen frees them after an RCU grace period,
+   * complete_domain_destroy; freeing them under their own table's lock would
+   * write the unlock into a freed page).
+   */
+  private readonly toFinalise: Domain[] = [];
+  private finalising = false;
   /** Settings and seed, for shares. */
   private readonly seed: number;
   /** The trace ring records go to (xentrace's buffers), or null: tracing off, the default. */
@@ -388,9 +399,13 @@ export class Hypervisor {
     if (shared) lock.shared();
     else lock.exclusive();
     this.inside++;
+    this.shared = shared;
     try {
-      return this.hypercallLocked(d, nr, args);
+      const rc = this.hypercallLocked(d, nr, args);
+      this.finaliseDeferred();
+      return rc;
     } finally {
+      this.shared = false;
       this.inside--;
       if (shared) lock.sharedEnd();
       else lock.exclusiveEnd();
@@ -422,7 +437,16 @@ export class Hypervisor {
       }
     }
     // The sub-op is the first argument of every multiplexed hypercall this host has.
-    this.trace?.record(TRC_HYPERCALL, d.domid, subOp(nr), subOp(args[0]), rc);
+    if (this.trace !== null) {
+      // One writer at a time: shared hypercalls of other threads record too.
+      const tl = this.globals.traceLock;
+      tl.lock();
+      try {
+        this.trace.record(TRC_HYPERCALL, d.domid, subOp(nr), subOp(args[0]), rc);
+      } finally {
+        tl.unlock();
+      }
+    }
     return rc;
   }
 
@@ -437,7 +461,9 @@ export class Hypervisor {
     lock.exclusive();
     this.inside++;
     try {
-      return fn();
+      const r = fn();
+      this.finaliseDeferred();
+      return r;
     } finally {
       this.inside--;
       lock.exclusiveEnd();
@@ -709,9 +735,46 @@ export class Hypervisor {
     return mfn;
   }
 
-  /** Final destruction once no page of the domain is referenced any more. */
+  /**
+   * The end of a hypercall (or of the toolstack's locked work): the domains
+   * left to finalise are finalised now, or, in a shared hypercall of a domain
+   * thread (others may use their views), by the toolstack's thread.
+   */
+  private finaliseDeferred(): void {
+    if (this.toFinalise.length === 0 || this.inside > 1) return;
+    if (this.shared && this.deferDestroy) {
+      this.toFinalise.length = 0;
+      this.wakeToolstack();
+      return;
+    }
+    this.finalising = true;
+    try {
+      for (let d = this.toFinalise.pop(); d !== undefined; d = this.toFinalise.pop()) this.maybeFinalise(d);
+    } finally {
+      this.finalising = false;
+    }
+  }
+
+  /**
+   * Finalises every dying domain whose last page has gone (the toolstack's
+   * thread calls it, holding the hypercall lock exclusive: see maybeFinalise).
+   */
+  reapZombies(): void {
+    for (const d of [...this.domains.values()]) if (d.isDying) this.maybeFinalise(d);
+  }
+
+  /**
+   * Final destruction once no page of the domain is referenced any more. A
+   * shared hypercall (another thread may be using the domain's views) leaves
+   * it to the toolstack's thread, as Xen frees a domain only after an RCU
+   * grace period (complete_domain_destroy).
+   */
   private maybeFinalise(d: Domain): void {
     if (!d.isDying || d.owned.size > 0 || !this.domains.has(d.domid)) return;
+    if (this.inside > 0 && !this.finalising) {
+      if (!this.toFinalise.includes(d)) this.toFinalise.push(d);
+      return;
+    }
     // Its grant and status frames are pages it owns too (share_xen_page_with_guest
     // takes a domain reference for them): while another domain still maps or
     // pins one, d stays a zombie, and the granter of that mapping can still be found.
@@ -766,7 +829,14 @@ export class Hypervisor {
     // Off its owner's page list before it is free: once on the free list,
     // another thread may hand it out and put it on a list of its own.
     const d = owner !== OWNER_NONE && !xenHeap ? this.domains.get(owner) : undefined;
-    d?.owned.delete(mfn);
+    if (d !== undefined) {
+      d.pageAllocLock.lock();
+      try {
+        d.owned.delete(mfn);
+      } finally {
+        d.pageAllocLock.unlock();
+      }
+    }
     this.machine.zeroFrame(mfn);
     f.release(mfn);
     if (d !== undefined) this.maybeFinalise(d);

@@ -48,6 +48,7 @@
 //   maptrack_freelist v->maptrack_freelist_lock: innermost, one at a time
 //                     (XSA-228).
 //   domlist           domlist_update_lock, a leaf.
+//   trace             xentrace's buffer lock, a leaf.
 //
 // Debug mode (setLockDebug, or GNTTAB_LOCK_DEBUG=1 in the environment) keeps a
 // per-thread stack of held locks, checks every acquisition against the rules
@@ -109,6 +110,7 @@ export const LOCK_CLASSES = {
   heap: cls('heap_lock', 31, 'memory'),
   maptrackFreelist: cls('maptrack_freelist_lock', 32, 'memory'),
   domlist: cls('domlist_update_lock', 33, 'memory'),
+  trace: cls('trace_lock', 34, 'memory'),
 } as const satisfies Record<string, LockClass>;
 
 export class LockOrderError extends Error {
@@ -369,6 +371,15 @@ export class TicketLock extends Lock {
     Atomics.add(w, this.at + TicketLock.SERVING, 1);
     // Every sleeper wakes and re-checks: only the next ticket's goes on.
     if (Atomics.load(w, this.at + TicketLock.SLEEPERS) !== 0) Atomics.notify(w, this.at + TicketLock.SERVING);
+  }
+
+  /** Tickets taken and not yet done: the holder and its waiters (a snapshot, for tests). */
+  queued(): number {
+    return (
+      (Atomics.load(this.words, this.at + TicketLock.NEXT) -
+        Atomics.load(this.words, this.at + TicketLock.SERVING)) |
+      0
+    );
   }
 
   /** True while some thread holds it or waits for it (a snapshot). */

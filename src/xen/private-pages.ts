@@ -46,6 +46,8 @@ export class PrivatePages {
   /** Every page's words: page p starts at p * PAGE_WORDS. */
   readonly words: Int32Array;
   private readonly lock: SpinLock;
+  /** How this thread waits for the locks in these pages (the views made over them use it too). */
+  readonly policy: WaitPolicy;
 
   /** A pool of `maxPages` pages (page 0 is its header). */
   static create(maxPages: number, policy: WaitPolicy = LOCAL_WAIT): PrivatePages {
@@ -70,6 +72,7 @@ export class PrivatePages {
     this.sab = sab;
     this.words = new Int32Array(sab);
     this.lock = new SpinLock(this.words, 0, LOCK_CLASSES.heap, 1, policy);
+    this.policy = policy;
   }
 
   /** The most pages the pool may have, its header included. */

@@ -12,7 +12,7 @@
 //   port's slot here, and that thread runs the consumer (notice() wakes it).
 
 import type { WaitPolicy } from '../machine/wait-policy.ts';
-import { LOCK_CLASSES, LOCK_WORDS, TicketLock } from './locks.ts';
+import { LOCK_CLASSES, LOCK_WORDS, SpinLock, TicketLock } from './locks.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 
 // ---- the page, in Int32 words ----
@@ -23,8 +23,9 @@ const G_READERS = LOCK_WORDS;
 const G_DRAINING = LOCK_WORDS + 1;
 /** Moves whenever a notice is posted (the owner of consumers waits on it). */
 const G_NOTICE_SEQ = LOCK_WORDS + 2;
+const G_TRACE_LOCK = 2 * LOCK_WORDS;
 /** Notice slots from here: one per consumer index, [port + 1 (0: none pending), domid]. */
-const G_SLOTS = 8;
+const G_SLOTS = 3 * LOCK_WORDS;
 const SLOT_WORDS = 2;
 /** Consumer indices another thread can notify (each a binding of a Xen-attached port). */
 export const MAX_NOTICE_SLOTS = Math.floor((PAGE_WORDS - G_SLOTS) / SLOT_WORDS);
@@ -37,6 +38,8 @@ export class XenGlobals {
   private readonly base: number;
   /** The hypercall lock (see the file's comment). */
   readonly hypercallLock: HypercallLock;
+  /** xentrace's buffer lock: one writer of the trace ring at a time. */
+  readonly traceLock: SpinLock;
 
   /** A new globals page in `pool`; returns its number. */
   static create(pool: PrivatePages): number {
@@ -55,6 +58,7 @@ export class XenGlobals {
       this.base,
       policy,
     );
+    this.traceLock = new SpinLock(this.words, this.base + G_TRACE_LOCK, LOCK_CLASSES.trace, 0, policy);
   }
 
   /** The word a consumer's owner waits on: it moves with every notice. */
@@ -94,14 +98,14 @@ export class HypercallLock {
   private readonly gate: TicketLock;
   private readonly words: Int32Array;
   private readonly readers: number;
-  private readonly draining: number;
+  private readonly drainingAt: number;
   private readonly policy: WaitPolicy;
 
   constructor(gate: TicketLock, words: Int32Array, base: number, policy: WaitPolicy) {
     this.gate = gate;
     this.words = words;
     this.readers = base + G_READERS;
-    this.draining = base + G_DRAINING;
+    this.drainingAt = base + G_DRAINING;
     this.policy = policy;
   }
 
@@ -114,7 +118,7 @@ export class HypercallLock {
 
   sharedEnd(): void {
     // The last one out wakes an exclusive holder draining the count.
-    if (Atomics.sub(this.words, this.readers, 1) === 1 && Atomics.load(this.words, this.draining) !== 0)
+    if (Atomics.sub(this.words, this.readers, 1) === 1 && Atomics.load(this.words, this.drainingAt) !== 0)
       Atomics.notify(this.words, this.readers);
   }
 
@@ -125,10 +129,10 @@ export class HypercallLock {
     let n = Atomics.load(w, this.readers);
     for (let spin = this.policy.spinBudget(); n !== 0 && spin > 0; spin--) n = Atomics.load(w, this.readers);
     if (n !== 0) {
-      Atomics.store(w, this.draining, 1);
+      Atomics.store(w, this.drainingAt, 1);
       for (n = Atomics.load(w, this.readers); n !== 0; n = Atomics.load(w, this.readers))
         this.policy.sleep(w, this.readers, n);
-      Atomics.store(w, this.draining, 0);
+      Atomics.store(w, this.drainingAt, 0);
     }
   }
 
@@ -139,5 +143,15 @@ export class HypercallLock {
   /** Shared holders now (a snapshot, for tests). */
   get sharedHolders(): number {
     return Atomics.load(this.words, this.readers);
+  }
+
+  /** Whether an exclusive taker waits for shared holders to drain (a snapshot, for tests). */
+  get draining(): boolean {
+    return Atomics.load(this.words, this.drainingAt) !== 0;
+  }
+
+  /** Takers at the gate: an exclusive holder or the one passing, and those queued behind (a snapshot). */
+  get queued(): number {
+    return this.gate.queued();
   }
 }

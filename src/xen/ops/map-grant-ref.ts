@@ -53,6 +53,69 @@ function fail(op: MapOp, status: number): number {
   return status;
 }
 
+/** What pinForMap found: the frame to map, and whether it took the page's reference (H3). */
+const pin = { mfn: 0, pageRefTaken: false };
+
+/**
+ * Steps 3-10 of map_grant_ref, under rd's read lock and the entry's lock:
+ * checks the ref, pins the entry (fetching the frame when it was unpinned)
+ * and leaves the answer in `pin`. Returns the status; both locks are free
+ * again when it returns, whatever happens.
+ */
+function pinForMap(
+  hv: Hypervisor,
+  ld: Domain,
+  rd: Domain,
+  ref: number,
+  readonly: boolean,
+  pinIncr: number,
+): number {
+  const rgt = rd.gt;
+  // Lock order: rd's table, then the entry (one grant-table lock at a time).
+  rgt.lock.readLock();
+  try {
+    if (ref >= rgt.nrGrantEntries()) return GNTST_bad_gntref;
+    const act = rgt.activeEntry(ref);
+    const actLock = act.lock;
+    actLock.lock();
+    try {
+      // Bit 7 of any counter being incremented already set: the counter would pass 128.
+      if (act.pin !== 0 && (act.domid !== ld.domid || (act.pin & (pinIncr << 7)) !== 0 || act.isSubPage))
+        return GNTST_general_error;
+      pin.pageRefTaken = false;
+      if (act.pin === 0 || (!readonly && (act.pin & (GNTPIN_hstw_mask | GNTPIN_devw_mask)) === 0)) {
+        const sha = rgt.shaAddr(ref);
+        const rc = setStatus(hv, rd, ref, act, true, readonly, ld.domid, sha);
+        if (rc !== GNTST_okay) return rc;
+        if (act.pin === 0) {
+          const gfn =
+            rgt.version === 1 ? hv.machine.words.load32(sha + V1_FRAME) : readU64(hv, sha + V2_FRAME);
+          const pf = getPagedMfn(hv, rd, gfn);
+          if (pf < 0) {
+            reduceStatusForPin(hv, rd, ref, act, readonly);
+            return pf;
+          }
+          pin.pageRefTaken = true;
+          act.domid = ld.domid;
+          act.mfn = pf;
+          act.start = 0;
+          act.length = XEN_PAGE_SIZE;
+          act.isSubPage = false;
+          act.srcDomid = rd.domid;
+          act.transGref = ref;
+        }
+      }
+      act.pin = (act.pin + pinIncr) >>> 0;
+      pin.mfn = act.mfn;
+      return GNTST_okay;
+    } finally {
+      actLock.unlock();
+    }
+  } finally {
+    rgt.lock.readUnlock();
+  }
+}
+
 /** Maps op (allocating nothing); returns the status it wrote into op. */
 export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): number {
   const flags = op.flags >>> 0;
@@ -75,46 +138,16 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): number {
 
   const rgt = rd.gt;
   const ref = op.ref >>> 0;
-  if (ref >= rgt.nrGrantEntries()) {
+  const pinned = pinForMap(hv, ld, rd, ref, readonly, pinIncr);
+  if (pinned !== GNTST_okay) {
     lgt.maptrack.put(handle);
-    return fail(op, GNTST_bad_gntref);
+    return fail(op, pinned);
   }
   const act: ActiveEntry = rgt.activeEntry(ref);
-  // Bit 7 of any counter being incremented already set: the counter would pass 128.
-  if (act.pin !== 0 && (act.domid !== ld.domid || (act.pin & (pinIncr << 7)) !== 0 || act.isSubPage)) {
-    lgt.maptrack.put(handle);
-    return fail(op, GNTST_general_error);
-  }
-  let pageRefTaken = false;
-  if (act.pin === 0 || (!readonly && (act.pin & (GNTPIN_hstw_mask | GNTPIN_devw_mask)) === 0)) {
-    const sha = rgt.shaAddr(ref);
-    const rc = setStatus(hv, rd, ref, act, true, readonly, ld.domid, sha);
-    if (rc !== GNTST_okay) {
-      lgt.maptrack.put(handle);
-      return fail(op, rc);
-    }
-    if (act.pin === 0) {
-      const gfn = rgt.version === 1 ? hv.machine.words.load32(sha + V1_FRAME) : readU64(hv, sha + V2_FRAME);
-      const pf = getPagedMfn(hv, rd, gfn);
-      if (pf < 0) {
-        reduceStatusForPin(hv, rd, ref, act, readonly);
-        lgt.maptrack.put(handle);
-        return fail(op, pf);
-      }
-      pageRefTaken = true;
-      act.domid = ld.domid;
-      act.mfn = pf;
-      act.start = 0;
-      act.length = XEN_PAGE_SIZE;
-      act.isSubPage = false;
-      act.srcDomid = rd.domid;
-      act.transGref = ref;
-    }
-  }
-  act.pin = (act.pin + pinIncr) >>> 0;
-  const mfn = act.mfn;
-  // Xen releases the active entry and rd's read lock here: the mapping is made
-  // without them, and the undo path below takes them again (XSA-501).
+  const mfn = pin.mfn;
+  const pageRefTaken = pin.pageRefTaken;
+  // Xen releases the active entry and rd's read lock here (pinForMap did): the
+  // mapping is made without them, and the undo path below takes them again (XSA-501).
   hv.grantLockDropped?.('map_grant_ref', rd, ref);
 
   // References and the mapping itself (step 11). Every mapping holds a general
@@ -155,8 +188,16 @@ export function mapGrantRef(hv: Hypervisor, ld: Domain, op: MapOp): number {
     if (hostMapCreated) replaceGrantHostMapping(hv, ld, pageOf(op.host_addr), mfn, 0, flags);
     while (typecnt-- > 0) hv.putPageType(mfn);
     while (refcnt-- > 0) hv.putPage(mfn);
-    act.pin = (act.pin - pinIncr) >>> 0;
-    reduceStatusForPin(hv, rd, ref, act, readonly);
+    rgt.lock.readLock();
+    const actLock = act.lock;
+    actLock.lock();
+    try {
+      act.pin = (act.pin - pinIncr) >>> 0;
+      reduceStatusForPin(hv, rd, ref, act, readonly);
+    } finally {
+      actLock.unlock();
+      rgt.lock.readUnlock();
+    }
     lgt.maptrack.put(handle);
     return fail(op, rc);
   }

@@ -14,8 +14,10 @@ export function querySize(hv: Hypervisor, ld: Domain, uop: number, count: number
   if (d === undefined) op.status = GNTST_bad_domain;
   else if (!hv.xsmTarget(ld, d)) op.status = GNTST_permission_denied;
   else {
+    d.gt.lock.readLock();
     op.nr_frames = d.gt.nrGrantFrames;
     op.max_nr_frames = d.gt.maxGrantFrames;
+    d.gt.lock.readUnlock();
     op.status = GNTST_okay;
   }
   // The whole struct goes back; on error the frame fields hold what the caller passed.

@@ -3,6 +3,7 @@
 // TLB flush, phase 2 (unmapComplete) drops page references and pins and clears
 // the status bits, so the granter never sees an entry free while a stale
 // translation could still reach it.
+
 import { GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly } from '../../abi/flags.ts';
 import {
   GNTPIN_devr_inc,
@@ -12,6 +13,7 @@ import {
   XEN_PAGE_SIZE,
 } from '../../abi/limits.ts';
 import { GNTST_bad_dev_addr, GNTST_bad_handle, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
+import type { ActiveEntry } from '../active-entry.ts';
 import type { Domain } from '../domain.ts';
 import { reduceStatusForPin } from '../helpers.ts';
 import { pageOf, replaceGrantHostMapping } from '../host-mapping.ts';
@@ -88,11 +90,39 @@ export function unmapCommon(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
   }
   // XSM grant_unmapref: the default policy allows it.
   const ref = mt.ref(handle);
-  if (ref >= rd.gt.nrGrantEntries()) {
-    op.status = GNTST_bad_handle;
-    return;
+  const rgt = rd.gt;
+  // Lock order: rd's table, then the entry; both go before phase 2.
+  rgt.lock.readLock();
+  try {
+    if (ref >= rgt.nrGrantEntries()) {
+      op.status = GNTST_bad_handle;
+      return;
+    }
+    const act = rgt.activeEntry(ref);
+    const actLock = act.lock;
+    actLock.lock();
+    try {
+      unmapLocked(hv, ld, op, handle, flags, rd, ref, act);
+    } finally {
+      actLock.unlock();
+    }
+  } finally {
+    rgt.lock.readUnlock();
   }
-  const act = rd.gt.activeEntry(ref);
+}
+
+/** Phase 1 under rd's read lock and the entry's lock: the mapping goes, then the handle. */
+function unmapLocked(
+  hv: Hypervisor,
+  ld: Domain,
+  op: UnmapCommon,
+  handle: number,
+  flags: number,
+  rd: Domain,
+  ref: number,
+  act: ActiveEntry,
+): void {
+  const mt = ld.gt.maptrack;
   op.rd = rd;
   op.ref = ref;
   op.mfn = act.mfn;
@@ -132,7 +162,27 @@ export function unmapCommon(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
 export function unmapComplete(hv: Hypervisor, ld: Domain, op: UnmapCommon): void {
   const rd = op.rd;
   if (op.done === 0 || rd === null) return;
-  const act = rd.gt.activeEntry(op.ref);
+  const rgt = rd.gt;
+  rgt.lock.readLock();
+  try {
+    const act = rgt.activeEntry(op.ref);
+    const actLock = act.lock;
+    actLock.lock();
+    try {
+      completeLocked(hv, ld, op, rd, act);
+    } finally {
+      actLock.unlock();
+    }
+  } finally {
+    rgt.lock.readUnlock();
+  }
+}
+
+/**
+ * Phase 2 under rd's read lock and the entry's lock (unmap_common_complete):
+ * the pins and the status, then the references, all or nothing.
+ */
+function completeLocked(hv: Hypervisor, ld: Domain, op: UnmapCommon, rd: Domain, act: ActiveEntry): void {
   const readonly = (op.done & GNTMAP_readonly) !== 0;
   const mfn = op.mfn;
   const device = (op.done & GNTMAP_device_map) !== 0;
