@@ -9,6 +9,7 @@
 // Xen; here in the thread that creates and destroys domains.
 import { DOMID_ANY, DOMID_FIRST_RESERVED, DOMID_INVALID } from '../abi/domid.ts';
 import type { Domain } from './domain.ts';
+import { LOCK_CLASSES, SpinLock } from './locks.ts';
 import { PageDirectory } from './page-directory.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
 
@@ -32,7 +33,9 @@ export class DomainTable {
   private readonly words: Int32Array;
   private readonly hdr: number;
   private readonly slots: PageDirectory;
-  private readonly view: (record: number) => Domain;
+  private readonly makeView: (record: number) => Domain;
+  /** domlist_update_lock: the header page's first LOCK_WORDS words. */
+  private readonly lock: SpinLock;
   /** This thread's views, by domid. */
   private readonly cache = new Map<number, Domain>();
 
@@ -54,7 +57,8 @@ export class DomainTable {
     this.words = pool.words;
     this.hdr = headerPage * PAGE_WORDS;
     this.slots = new PageDirectory(pool, this.words[this.hdr + H_ROOT]!);
-    this.view = view;
+    this.makeView = view;
+    this.lock = new SpinLock(this.words, this.hdr, LOCK_CLASSES.domlist, 0, pool.policy);
   }
 
   private at(domid: number): number {
@@ -80,7 +84,7 @@ export class DomainTable {
     }
     const d = this.cache.get(domid);
     if (d !== undefined && d.recordPage === record) return d;
-    const v = this.view(record);
+    const v = this.makeView(record);
     this.cache.set(domid, v);
     return v;
   }
@@ -95,6 +99,27 @@ export class DomainTable {
     this.setSlot(domid, d.recordPage);
     this.cache.set(domid, d);
     return this;
+  }
+
+  /**
+   * domlist_remove of the domain whose record is `record`, if the slot still
+   * names it; false when another thread took it out first. Under
+   * domlist_update_lock: threads in shared hypercalls may race to do it.
+   */
+  remove(domid: number, record: number): boolean {
+    this.lock.lock();
+    try {
+      if (this.slot(domid) !== record) return false;
+      this.delete(domid);
+      return true;
+    } finally {
+      this.lock.unlock();
+    }
+  }
+
+  /** A view made from a record (one no longer in the table, to finalise it). */
+  view(record: number): Domain {
+    return this.makeView(record);
   }
 
   /** Takes a domain out of the table and frees its id (domlist_remove, domid_free). */

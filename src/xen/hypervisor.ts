@@ -760,6 +760,8 @@ export class Hypervisor {
    * thread calls it, holding the hypercall lock exclusive: see maybeFinalise).
    */
   reapZombies(): void {
+    for (let record = this.globals.unbury(); record > 0; record = this.globals.unbury())
+      this.finalise(this.domains.view(record));
     for (const d of [...this.domains.values()]) if (d.isDying) this.maybeFinalise(d);
   }
 
@@ -771,14 +773,28 @@ export class Hypervisor {
    */
   private maybeFinalise(d: Domain): void {
     if (!d.isDying || d.owned.size > 0 || !this.domains.has(d.domid)) return;
-    if (this.inside > 0 && !this.finalising) {
-      if (!this.toFinalise.includes(d)) this.toFinalise.push(d);
-      return;
-    }
     // Its grant and status frames are pages it owns too (share_xen_page_with_guest
     // takes a domain reference for them): while another domain still maps or
     // pins one, d stays a zombie, and the granter of that mapping can still be found.
     if (this.xenHeapFramesInUse(d)) return;
+    if (this.inside > 0 && !this.finalising) {
+      if (this.shared && this.deferDestroy) {
+        // domain_destroy from another thread's unmap: unlinked now, so no new
+        // lookup finds it (domlist_remove); freed by the toolstack's thread
+        // once no hypercall can be using it (call_rcu).
+        if (this.domains.remove(d.domid, d.recordPage) && !this.globals.bury(d.recordPage))
+          this.internalErrors.push(new Error(`d${d.domid}: no room to bury its record`));
+        this.wakeToolstack();
+        return;
+      }
+      if (!this.toFinalise.includes(d)) this.toFinalise.push(d);
+      return;
+    }
+    this.finalise(d);
+  }
+
+  /** complete_domain_destroy: what a dead domain still holds goes back; its id is free again. */
+  private finalise(d: Domain): void {
     for (const mfn of [...d.gt.shared, ...d.gt.status]) this.freeXenHeapFrame(mfn);
     d.gt.destroy();
     d.evtchn.destroy();
@@ -789,7 +805,7 @@ export class Hypervisor {
     d.gt.shared.clear();
     d.gt.status.clear();
     d.retire(this.privatePages);
-    this.domains.delete(d.domid);
+    this.domains.remove(d.domid, d.recordPage);
   }
 
   // ---- pages ------------------------------------------------------------------------------------

@@ -24,8 +24,11 @@ const G_DRAINING = LOCK_WORDS + 1;
 /** Moves whenever a notice is posted (the owner of consumers waits on it). */
 const G_NOTICE_SEQ = LOCK_WORDS + 2;
 const G_TRACE_LOCK = 2 * LOCK_WORDS;
+/** Records of dead domains waiting to be freed by the toolstack's thread (0: an empty slot). */
+const G_GRAVES = 3 * LOCK_WORDS;
+const NR_GRAVES = 128;
 /** Notice slots from here: one per consumer index, [port + 1 (0: none pending), domid]. */
-const G_SLOTS = 3 * LOCK_WORDS;
+const G_SLOTS = G_GRAVES + NR_GRAVES;
 const SLOT_WORDS = 2;
 /** Consumer indices another thread can notify (each a binding of a Xen-attached port). */
 export const MAX_NOTICE_SLOTS = Math.floor((PAGE_WORDS - G_SLOTS) / SLOT_WORDS);
@@ -80,6 +83,25 @@ export class XenGlobals {
     Atomics.add(w, this.base + G_NOTICE_SEQ, 1);
     Atomics.notify(w, this.base + G_NOTICE_SEQ);
     return true;
+  }
+
+  /** Leaves a dead domain's record for the toolstack's thread to free; false when every grave is taken. */
+  bury(record: number): boolean {
+    const w = this.words;
+    for (let i = 0; i < NR_GRAVES; i++)
+      if (Atomics.compareExchange(w, this.base + G_GRAVES + i, 0, record) === 0) return true;
+    return false;
+  }
+
+  /** A buried record, taken out of its grave, or 0 when there is none. */
+  unbury(): number {
+    const w = this.words;
+    for (let i = 0; i < NR_GRAVES; i++) {
+      if (Atomics.load(w, this.base + G_GRAVES + i) === 0) continue;
+      const r = Atomics.exchange(w, this.base + G_GRAVES + i, 0);
+      if (r !== 0) return r;
+    }
+    return 0;
   }
 
   /** Takes the notice of consumer `index` if one is pending: its [domid, port], or null. */
