@@ -131,10 +131,20 @@ export class HypercallLock {
     this.policy = policy;
   }
 
-  /** Enters shared: waits only for an exclusive holder, or one that came first. */
+  /**
+   * Enters shared: waits only for an exclusive holder, or one that came
+   * first. Fast path: count in, then look at the gate; an exclusive taker
+   * takes the gate before it reads the count, so with sequentially
+   * consistent atomics either it sees this count or this sees its ticket.
+   * A taken gate means: count out again and queue at the gate.
+   */
   shared(): void {
+    const w = this.words;
+    Atomics.add(w, this.readers, 1);
+    if (this.gate.queued() === 0) return;
+    this.sharedEnd();
     this.gate.lock();
-    Atomics.add(this.words, this.readers, 1);
+    Atomics.add(w, this.readers, 1);
     this.gate.unlock();
   }
 
