@@ -21,7 +21,7 @@ import { NO_STORE, XenstoreService } from './xenstore-service.ts';
 
 /** The hypervisor's options and, with `xenstore`, the xenstore service beside it. */
 export type WorkerHostOptions = HypervisorOptions & {
-  /** Run the xenstore service in the hypervisor thread (see HostOptions.xenstore). */
+  /** Run the xenstore service in the toolstack thread (see HostOptions.xenstore). */
   xenstore?: boolean;
 };
 

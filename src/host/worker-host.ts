@@ -61,7 +61,7 @@ interface DomainRecord extends ThreadDomain {
   worker: Worker | null;
   dead: boolean;
   onDeath: ((reason: string) => void) | null;
-  /** Its crash reason and injected faults as the hypervisor thread reported them at its death. */
+  /** Its crash reason and injected faults as the toolstack thread reported them at its death. */
   last: { crashed: string | null; injected: InjectedFault[] } | null;
 }
 
@@ -78,14 +78,14 @@ export class GuestCrash extends Error {
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
-/** An error of the hypervisor thread, as the same kind (RangeError, TypeError) in this one. */
+/** An error of the toolstack thread, as the same kind (RangeError, TypeError) in this one. */
 function rebuildError(name: string | undefined, message: string): Error {
   if (name === 'RangeError') return new RangeError(message);
   if (name === 'TypeError') return new TypeError(message);
   return new Error(message);
 }
 
-/** The host's xenstore client in worker mode: a tool connection in the hypervisor thread. */
+/** The host's xenstore client in worker mode: a tool connection in the toolstack thread. */
 class PortXsClient extends XsClientCore {
   private readonly post: (bytes: Uint8Array) => Promise<unknown>;
 
@@ -94,7 +94,7 @@ class PortXsClient extends XsClientCore {
     this.post = post;
   }
 
-  /** A reply or watch event from the hypervisor thread. */
+  /** A reply or watch event from the toolstack thread. */
   deliver(bytes: Uint8Array): void {
     const m = decodeMessage(bytes);
     if (m !== null) this.receive(m);
@@ -133,11 +133,13 @@ export class WorkerHost implements AsyncDisposable {
   /** The machine memory every thread runs over (the caller's, with HostOptions.machineSab). */
   readonly machineSab: SharedArrayBuffer;
   /**
-   * Whether two domains' hypercalls can be inside Xen at the same time. Not
-   * yet: each domain thread enters Xen itself, but the ops run under one
-   * hypercall lock until they take Xen's finer locks (issue 8). Races whose
-   * window lies between two hypercalls (gnttab xsa) read it to say so rather
-   * than count hits they cannot get.
+   * Whether any two hypercalls can be inside Xen at the same time. Not yet:
+   * each domain thread enters Xen itself, and map, unmap, query_size,
+   * get_version and event-channel send and unmask run side by side under
+   * Xen's locks, but the other ops still run alone (an exclusive hold of the
+   * hypercall lock) until they take Xen's locks too (issue 8). Races whose
+   * window lies in those ops (gnttab xsa) read it to say so rather than count
+   * hits they cannot get.
    */
   readonly concurrentHypercalls: boolean = false;
   private readonly slots = new ThreadSlots();
@@ -186,7 +188,7 @@ export class WorkerHost implements AsyncDisposable {
     this.hvWorker = new Worker(entry.file, { workerData: data, transferList: [port2] });
     this.hvWorker.on('error', (err) => this.failAll(err));
     this.hvWorker.on('exit', (code) => {
-      if (!this.stopped) this.failAll(new Error(`the hypervisor thread exited (code ${code})`));
+      if (!this.stopped) this.failAll(new Error(`the toolstack thread exited (code ${code})`));
     });
     this.port.on(
       'message',
@@ -219,7 +221,7 @@ export class WorkerHost implements AsyncDisposable {
   }
 
   /**
-   * Starts the hypervisor thread (and, with `xenstore: true`, the xenstore
+   * Starts the toolstack thread (and, with `xenstore: true`, the xenstore
    * service in it). With `machineSab`, every thread runs over the caller's
    * SharedArrayBuffer (see HostOptions.machineSab).
    */
@@ -479,7 +481,7 @@ export class WorkerHost implements AsyncDisposable {
     return this.stats().then((s) => s.freeFrames);
   }
 
-  /** Benchmarks: makes the hypervisor thread play `rounds` of Atomics ping-pong on word 0 of `sab`. */
+  /** Benchmarks: makes the toolstack thread play `rounds` of Atomics ping-pong on word 0 of `sab`. */
   pingpong(sab: SharedArrayBuffer, rounds: number): Promise<number> {
     return this.request({ op: 'pingpong', sab, rounds } as ControlRequest) as Promise<number>;
   }
@@ -494,7 +496,7 @@ export class WorkerHost implements AsyncDisposable {
     return this.shutdown();
   }
 
-  /** Stops every domain thread and the hypervisor thread; leaves no worker or handle behind. */
+  /** Stops every domain thread and the toolstack thread; leaves no worker or handle behind. */
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     await Promise.all(

@@ -1,6 +1,6 @@
 // The xenstore service: the store of src/io/xenstore/xenstored.ts served to
 // guests over Xen's real transport, from wherever the hypervisor runs (this
-// thread in single-thread mode, the hypervisor thread in worker mode).
+// thread in single-thread mode, the toolstack thread in worker mode).
 //
 // What the toolstack does at domain creation (libxl / xc_dom, and Xen's own
 // dom0less builder alloc_xenstore_page / alloc_xenstore_evtchn):

@@ -7,12 +7,13 @@
 // Two kinds of window. One lies between a guest's writes to shared memory and
 // a hypercall reading it (XSA-226, 295, 396): a worker host reaches it today.
 // The other needs two hypercalls inside Xen at once (XSA-73, 318, 384, 411,
-// 486, 501). On today's WorkerHost every hypercall is served, one at a time,
-// by the hypervisor thread, so such a window cannot be hit: the harness still
+// 486, 501). On today's WorkerHost the ops of those windows still run alone in
+// Xen (only map, unmap and a few others run side by side), so such a window
+// cannot be hit: the harness still
 // runs a bounded number of attempts with every check, reports hits 0 and says
 // what it needs. Its hit test (the other side's hypercall was in flight during
-// this one's) becomes a real one once hypercalls run in the calling thread
-// (the SMP hypervisor, issue 8; WorkerHost.concurrentHypercalls).
+// this one's) becomes a real one once they run side by side
+// for those ops too (issue 8; WorkerHost.concurrentHypercalls).
 
 import type { DomainOptions } from '../../host/host.ts';
 import { type ThreadDomain, WorkerHost } from '../../host/worker-host.ts';
