@@ -90,6 +90,9 @@ const HVM_GRANT_OPS = new Set([
  *   unmap_common, unmap_common_complete), page references by atomics, the
  *   caller's own page table or P2M and maptrack, and the owner's
  *   page_alloc_lock for a page whose last reference goes;
+ * - copy: each grant's read lock and entry lock in acquire_grant_for_copy and
+ *   release_grant_for_copy, dropped around a transitive grant's inner one
+ *   (XSA-411), nr_v2_ops changed atomically;
  * - query_size: rd's read lock; get_version: one word;
  * - event-channel send and unmask: the pending, mask and selector bits are
  *   atomics, and the ports they read change only in ops that run alone.
@@ -100,6 +103,7 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
     return (
       cmd === GNTTABOP_map_grant_ref ||
       cmd === GNTTABOP_unmap_grant_ref ||
+      cmd === GNTTABOP_copy ||
       cmd === GNTTABOP_query_size ||
       cmd === GNTTABOP_get_version
     );

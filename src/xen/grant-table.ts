@@ -140,10 +140,12 @@ export class GrantTable {
 
   /** Sub-page and transitive copy pins, plus transitive acquisitions in flight (XSA-501). */
   get nrV2Ops(): number {
-    return this.words[this.hdr + GT_NR_V2_OPS]!;
+    return Atomics.load(this.words, this.hdr + GT_NR_V2_OPS);
   }
-  set nrV2Ops(n: number) {
-    this.words[this.hdr + GT_NR_V2_OPS] = n;
+
+  /** Counts v2 operations in or out: an atomic add, as copies of several threads change it under the read lock. */
+  addV2Ops(n: 1 | -1): void {
+    Atomics.add(this.words, this.hdr + GT_NR_V2_OPS, n);
   }
 
   /**

@@ -16,6 +16,7 @@ import {
   XEN_PAGE_SIZE,
 } from '../../abi/limits.ts';
 import { GNTST_bad_domain, GNTST_bad_gntref, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
+import type { ActiveEntry } from '../active-entry.ts';
 import type { Domain } from '../domain.ts';
 import { getPagedMfn, reduceStatusForPin, setStatus } from '../helpers.ts';
 import type { Hypervisor } from '../hypervisor.ts';
@@ -65,8 +66,47 @@ export function acquireGrantForCopy(
   out: CopyGrant,
 ): number {
   const rgt = rd.gt;
-  if (gref >= rgt.nrGrantEntries()) return failed(out, GNTST_bad_gntref);
-  const act = rgt.activeEntry(gref);
+  // Lock order: rd's table, then the entry; both are dropped around a
+  // transitive grant's inner one (never two grant-table locks, XSA-411).
+  rgt.lock.readLock();
+  try {
+    if (gref >= rgt.nrGrantEntries()) return failed(out, GNTST_bad_gntref);
+    const act = rgt.activeEntry(gref);
+    const actLock = act.lock;
+    actLock.lock();
+    try {
+      return acquireLocked(hv, rd, gref, ldom, readonly, allowTransitive, out, act);
+    } finally {
+      actLock.unlock();
+    }
+  } finally {
+    rgt.lock.readUnlock();
+  }
+}
+
+/** Runs `fn` with rd's read lock and act's lock dropped, and takes them again after (in order). */
+function unlocked<T>(rd: Domain, act: ActiveEntry, fn: () => T): T {
+  act.lock.unlock();
+  rd.gt.lock.readUnlock();
+  try {
+    return fn();
+  } finally {
+    rd.gt.lock.readLock();
+    act.lock.lock();
+  }
+}
+
+function acquireLocked(
+  hv: Hypervisor,
+  rd: Domain,
+  gref: number,
+  ldom: number,
+  readonly: boolean,
+  allowTransitive: boolean,
+  out: CopyGrant,
+  act: ActiveEntry,
+): number {
+  const rgt = rd.gt;
   // Already pinned: by the same grantee only, and with the host counter it
   // increments below 128 (reference §6.7.1 step 2, following Xen's HEAD).
   const pinIncr = readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc;
@@ -99,11 +139,14 @@ export function acquireGrantForCopy(
       fixupStatus(hv, rd, gref, readonly);
       return failed(out, GNTST_general_error);
     }
-    rgt.nrV2Ops++;
-    // rd's lock is dropped here; the inner grant must name rd and cannot itself be transitive.
+    rgt.addV2Ops(1);
+    // rd's locks are dropped here; the inner grant must name rd and cannot itself be transitive.
     // The inner answer goes into `out` (nothing allocated), and is taken out of it at once.
-    if (acquireGrantForCopy(hv, td, transGref, rd.domid, readonly, false, out) !== GNTST_okay) {
-      rgt.nrV2Ops--;
+    const inner = unlocked(rd, act, () =>
+      acquireGrantForCopy(hv, td, transGref, rd.domid, readonly, false, out),
+    );
+    if (inner !== GNTST_okay) {
+      rgt.addV2Ops(-1);
       fixupStatus(hv, rd, gref, readonly);
       return failed(out, out.status);
     }
@@ -123,8 +166,8 @@ export function acquireGrantForCopy(
           !act.isSubPage));
     if (changed) {
       // Released after rd's locks are dropped (XSA-411).
-      releaseGrantForCopy(hv, td, transGref, readonly);
-      rgt.nrV2Ops--;
+      unlocked(rd, act, () => releaseGrantForCopy(hv, td, transGref, readonly));
+      rgt.addV2Ops(-1);
       fixupStatus(hv, rd, gref, readonly);
       hv.putPage(innerMfn);
       return failed(out, ERESTART);
@@ -140,7 +183,7 @@ export function acquireGrantForCopy(
       // count stays until the pin drops to 0.
       act.isSubPage = true;
     } else {
-      rgt.nrV2Ops--;
+      rgt.addV2Ops(-1);
     }
     mfn = innerMfn;
   } else if (needStatus) {
@@ -175,7 +218,7 @@ export function acquireGrantForCopy(
       act.srcDomid = rd.domid;
       act.transGref = gref;
       act.mfn = mfn;
-      if (isSubPage) rgt.nrV2Ops++;
+      if (isSubPage) rgt.addV2Ops(1);
     } else if (
       // A writable upgrade must find the entry as it was pinned (XSA-500).
       mfn !== act.mfn ||
@@ -203,12 +246,26 @@ export function acquireGrantForCopy(
 
 export function releaseGrantForCopy(hv: Hypervisor, rd: Domain, gref: number, readonly: boolean): void {
   const rgt = rd.gt;
-  const act = rgt.activeEntry(gref);
-  const v1 = rgt.version === 1;
-  const td = v1 ? rd : hv.domainById(act.srcDomid);
-  const transGref = v1 ? gref : act.transGref;
-  act.pin = (act.pin - (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
-  reduceStatusForPin(hv, rd, gref, act, readonly);
-  if (act.pin === 0 && act.isSubPage) rgt.nrV2Ops--;
+  let td: Domain | undefined;
+  let transGref: number;
+  rgt.lock.readLock();
+  try {
+    const act = rgt.activeEntry(gref);
+    const actLock = act.lock;
+    actLock.lock();
+    try {
+      const v1 = rgt.version === 1;
+      td = v1 ? rd : hv.domainById(act.srcDomid);
+      transGref = v1 ? gref : act.transGref;
+      act.pin = (act.pin - (readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
+      reduceStatusForPin(hv, rd, gref, act, readonly);
+      if (act.pin === 0 && act.isSubPage) rgt.addV2Ops(-1);
+    } finally {
+      actLock.unlock();
+    }
+  } finally {
+    rgt.lock.readUnlock();
+  }
+  // The inner grant of a transitive one, after rd's locks are dropped (XSA-411).
   if (td !== undefined && td !== rd) releaseGrantForCopy(hv, td, transGref, readonly);
 }
