@@ -93,7 +93,9 @@ const HVM_GRANT_OPS = new Set([
  * - copy: each grant's read lock and entry lock in acquire_grant_for_copy and
  *   release_grant_for_copy, dropped around a transitive grant's inner one
  *   (XSA-411), nr_v2_ops changed atomically;
- * - query_size: rd's read lock; get_version: one word;
+ * - setup_table (growth included), set_version and swap_grant_ref: the
+ *   table's write lock (swap: both entries' locks under it); get_status_frames
+ *   and query_size: its read lock; get_version: one word;
  * - event-channel send and unmask: the pending, mask and selector bits are
  *   atomics, and the ports they read change only in ops that run alone.
  */
@@ -104,6 +106,10 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
       cmd === GNTTABOP_map_grant_ref ||
       cmd === GNTTABOP_unmap_grant_ref ||
       cmd === GNTTABOP_copy ||
+      cmd === GNTTABOP_setup_table ||
+      cmd === GNTTABOP_set_version ||
+      cmd === GNTTABOP_get_status_frames ||
+      cmd === GNTTABOP_swap_grant_ref ||
       cmd === GNTTABOP_query_size ||
       cmd === GNTTABOP_get_version
     );

@@ -29,7 +29,7 @@ import { relinquishP2mMapping } from './foreign-mapping.ts';
 import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from './frame-table.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
-import { LOCAL_WAIT, setLockThread } from './locks.ts';
+import { LOCAL_WAIT, otherCpuBegin, otherCpuEnd, setLockThread } from './locks.ts';
 import { boolOption, intOption, objectOption } from './options.ts';
 import { ADDRESS_SPACE_PAGES, makePte, P2M_RAM_RW, PTE_GNTTAB_MARK, pteFlags, pteFrame } from './paging.ts';
 import { defaultPrivatePages, PrivatePages } from './private-pages.ts';
@@ -393,7 +393,14 @@ export class Hypervisor {
     // A hypercall made inside another in this thread is a fixed interleaving's
     // model of a second CPU inside Xen at that point (gnttab xsa, explore): it
     // runs as that CPU would, not waiting for the lock its own thread holds.
-    if (this.inside > 0) return this.hypercallLocked(d, nr, args);
+    if (this.inside > 0) {
+      const saved = otherCpuBegin();
+      try {
+        return this.hypercallLocked(d, nr, args);
+      } finally {
+        otherCpuEnd(saved);
+      }
+    }
     const lock = this.globals.hypercallLock;
     const shared = runsShared(nr, args);
     if (shared) lock.shared();

@@ -126,8 +126,8 @@ let debug = envDebug !== undefined && envDebug !== '' && envDebug !== '0';
 let self = 1;
 
 /** Held locks of this thread, innermost last (debug mode only). */
-const held: Lock[] = [];
-const heldWrite: boolean[] = [];
+let held: Lock[] = [];
+let heldWrite: boolean[] = [];
 /** (held class, taken class) pairs seen, as `outer>inner` names (debug mode only). */
 const seen = new Set<string>();
 
@@ -139,6 +139,23 @@ export function setLockDebug(on: boolean): void {
 
 export function lockDebugEnabled(): boolean {
   return debug;
+}
+
+/**
+ * Debug mode: a hypercall made inside another in this thread (a fixed
+ * interleaving's second CPU) starts with no lock held, as that CPU would;
+ * returns what to give otherCpuEnd afterwards. Its owner words still name
+ * this thread, so it must not need a lock the interrupted one holds.
+ */
+export function otherCpuBegin(): [Lock[], boolean[]] {
+  const saved: [Lock[], boolean[]] = [held, heldWrite];
+  held = [];
+  heldWrite = [];
+  return saved;
+}
+
+export function otherCpuEnd(saved: [Lock[], boolean[]]): void {
+  [held, heldWrite] = saved;
 }
 
 /** Names this thread in owner words (domain threads pass a distinct small integer). */

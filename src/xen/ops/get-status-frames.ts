@@ -23,14 +23,34 @@ export function getStatusFrames(hv: Hypervisor, ld: Domain, uop: number, count: 
   let status: number = GNTST_okay;
   if (d === undefined) status = GNTST_bad_domain;
   else if (!hv.xsmTarget(ld, d)) status = GNTST_permission_denied;
-  else if (op.nr_frames > d.gt.nrStatusFrames) status = GNTST_general_error;
   else {
-    for (let i = 0; i < op.nr_frames; i++) {
+    // gnttab_get_status_frames: under the table's read lock (XSA-382's bound included).
+    d.gt.lock.readLock();
+    try {
+      status = statusFramesLocked(hv, ld, d, op.frame_list, op.nr_frames);
+    } finally {
+      d.gt.lock.readUnlock();
+    }
+  }
+  return copyFieldToGuest(hv, ld, uop, gnttab_get_status_frames, 'status', status) ? 0 : -XEN_EFAULT;
+}
+
+function statusFramesLocked(
+  hv: Hypervisor,
+  ld: Domain,
+  d: Domain,
+  frameList: number,
+  nrFrames: number,
+): number {
+  let status: number = GNTST_okay;
+  if (nrFrames > d.gt.nrStatusFrames) status = GNTST_general_error;
+  else {
+    for (let i = 0; i < nrFrames; i++) {
       if (
         !copyU64ToGuest(
           hv,
           ld,
-          op.frame_list + i * 8,
+          frameList + i * 8,
           frameNumberFor(d, d.gt.status.get(i), d.gt.statusGfn.get(i)),
         )
       ) {
@@ -40,5 +60,5 @@ export function getStatusFrames(hv: Hypervisor, ld: Domain, uop: number, count: 
       }
     }
   }
-  return copyFieldToGuest(hv, ld, uop, gnttab_get_status_frames, 'status', status) ? 0 : -XEN_EFAULT;
+  return status;
 }

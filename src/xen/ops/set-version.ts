@@ -38,7 +38,15 @@ interface ReservedEntry {
 export function setVersion(hv: Hypervisor, ld: Domain, uop: number): number {
   const op = copyStructFromGuest(hv, ld, uop, gnttab_set_version);
   if (op === null) return -XEN_EFAULT;
-  const res = changeVersion(hv, ld, op.version);
+  // gnttab_set_version: the whole change under the table's write lock, which
+  // excludes every map, unmap and copy holding its read lock.
+  ld.gt.lock.writeLock();
+  let res: number;
+  try {
+    res = changeVersion(hv, ld, op.version);
+  } finally {
+    ld.gt.lock.writeUnlock();
+  }
   // In every case the version now in effect is written back.
   op.version = ld.gt.version;
   return copyStructToGuest(hv, ld, uop, gnttab_set_version, op) ? res : -XEN_EFAULT;

@@ -26,28 +26,35 @@ export function setupTable(hv: Hypervisor, ld: Domain, uop: number, count: numbe
   else if (!hv.xsmTarget(ld, d)) status = GNTST_permission_denied;
   else {
     const gt = d.gt;
-    if (op.nr_frames > gt.maxGrantFrames) status = GNTST_general_error;
-    else if (
-      (op.nr_frames > gt.nrGrantFrames ||
-        (gt.version === 2 && statusFramesFor(op.nr_frames) > gt.nrStatusFrames)) &&
-      !hv.growTable(d, op.nr_frames)
-    ) {
-      status = GNTST_general_error;
-    } else {
-      for (let i = 0; i < op.nr_frames; i++) {
-        if (
-          !copyU64ToGuest(
-            hv,
-            ld,
-            op.frame_list + i * 8,
-            frameNumberFor(d, gt.shared.get(i), gt.sharedGfn.get(i)),
-          )
-        ) {
-          status = GNTST_bad_virt_addr;
-          break;
-        }
-      }
+    // gnttab_setup_table holds the table's write lock throughout (growth included).
+    gt.lock.writeLock();
+    try {
+      status = setupLocked(hv, ld, d, op.frame_list, op.nr_frames);
+    } finally {
+      gt.lock.writeUnlock();
     }
   }
   return copyFieldToGuest(hv, ld, uop, gnttab_setup_table, 'status', status) ? 0 : -XEN_EFAULT;
+}
+
+function setupLocked(hv: Hypervisor, ld: Domain, d: Domain, frameList: number, nrFrames: number): number {
+  const gt = d.gt;
+  let status: number = GNTST_okay;
+  if (nrFrames > gt.maxGrantFrames) status = GNTST_general_error;
+  else if (
+    (nrFrames > gt.nrGrantFrames || (gt.version === 2 && statusFramesFor(nrFrames) > gt.nrStatusFrames)) &&
+    !hv.growTable(d, nrFrames)
+  ) {
+    status = GNTST_general_error;
+  } else {
+    for (let i = 0; i < nrFrames; i++) {
+      if (
+        !copyU64ToGuest(hv, ld, frameList + i * 8, frameNumberFor(d, gt.shared.get(i), gt.sharedGfn.get(i)))
+      ) {
+        status = GNTST_bad_virt_addr;
+        break;
+      }
+    }
+  }
+  return status;
 }

@@ -7,10 +7,34 @@ import type { Hypervisor } from '../hypervisor.ts';
 
 export function swapGrantRef(hv: Hypervisor, d: Domain, refA: number, refB: number): number {
   const gt = d.gt;
-  const n = gt.nrGrantEntries();
-  if (refA >= n) return GNTST_bad_gntref;
-  if (refB >= n) return GNTST_bad_gntref;
-  if (refA === refB) return GNTST_okay;
+  // swap_grant_ref: the table's write lock, then both entries' locks (two act
+  // locks at once only under the write lock).
+  gt.lock.writeLock();
+  try {
+    const n = gt.nrGrantEntries();
+    if (refA >= n) return GNTST_bad_gntref;
+    if (refB >= n) return GNTST_bad_gntref;
+    if (refA === refB) return GNTST_okay;
+    const a = gt.activeEntry(refA).lock;
+    const b = gt.activeEntry(refB).lock;
+    a.lock();
+    try {
+      b.lock();
+      try {
+        return swapLocked(hv, d, refA, refB);
+      } finally {
+        b.unlock();
+      }
+    } finally {
+      a.unlock();
+    }
+  } finally {
+    gt.lock.writeUnlock();
+  }
+}
+
+function swapLocked(hv: Hypervisor, d: Domain, refA: number, refB: number): number {
+  const gt = d.gt;
   if (gt.activeEntry(refA).pin !== 0) return GNTST_eagain;
   if (gt.activeEntry(refB).pin !== 0) return GNTST_eagain;
   const u8 = hv.machine.u8;
