@@ -46,22 +46,54 @@ describe('domains in worker threads', () => {
   });
 });
 
+/** `p`, or a failure naming `what` if it has not settled after 60 s (a hang is the failure). */
+async function within<T>(what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after 60 s`)), 60_000);
+  });
+  try {
+    return await Promise.race([p, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe('stopping a domain thread (the stop handshake, thread-slots.ts)', () => {
   it('a guest destroyed while it makes hypercalls back to back is stopped outside Xen: the lock stays usable', async () => {
     const host = await WorkerHost.start({ memoryMiB: 32 });
     try {
       for (let round = 0; round < 8; round++) {
         const spinner = await host.createDomain({ kind: round % 2 === 0 ? 'pv' : 'hvm', memoryKiB: 256 });
-        const spinning = host.spawn(spinner, guest, { mode: 'spin' }).catch((e: unknown) => e);
-        while (!host.consoleOf(spinner.domid).includes('spinning'))
+        let settled: unknown = null;
+        const spinning = host.spawn(spinner, guest, { mode: 'spin' }).then(
+          (v) => {
+            settled = { returned: v };
+            return v;
+          },
+          (e: unknown) => {
+            settled = e;
+            return e;
+          },
+        );
+        while (!host.consoleOf(spinner.domid).includes('spinning') && settled === null)
           await new Promise((r) => setTimeout(r, 2));
-        await host.destroyDomain(spinner.domid);
-        assert.ok((await spinning) instanceof GuestCrash);
+        assert.equal(settled, null, `the spinning guest ended before it spun: ${String(settled)}`);
+        await within(
+          `round ${round}: destroying the spinning d${spinner.domid}`,
+          host.destroyDomain(spinner.domid),
+        );
+        assert.ok((await within(`round ${round}: the spinner's end`, spinning)) instanceof GuestCrash);
         // Were the thread ended holding the hypercall lock, this domain's first hypercall would never return.
-        const d = await host.createDomain({ kind: 'pv', memoryKiB: 256 });
-        const r = (await host.spawn(d, guest, { mode: 'ok' })) as { rc: number };
+        const d = await within(
+          `round ${round}: a new domain`,
+          host.createDomain({ kind: 'pv', memoryKiB: 256 }),
+        );
+        const r = (await within(`round ${round}: its hypercall`, host.spawn(d, guest, { mode: 'ok' }))) as {
+          rc: number;
+        };
         assert.equal(r.rc, 0);
-        await host.destroyDomain(d.domid);
+        await within(`round ${round}: destroying d${d.domid}`, host.destroyDomain(d.domid));
       }
       assert.deepEqual(await host.checkInvariants(), []);
       assert.equal((await host.stats()).domains, 0);
