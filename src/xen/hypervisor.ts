@@ -468,6 +468,8 @@ export class Hypervisor {
     lock.exclusive();
     this.inside++;
     try {
+      // Alone in Xen: the grace period of domains other threads unlinked is over.
+      this.reapBuried();
       const r = fn();
       this.finaliseDeferred();
       return r;
@@ -767,9 +769,21 @@ export class Hypervisor {
    * thread calls it, holding the hypercall lock exclusive: see maybeFinalise).
    */
   reapZombies(): void {
-    for (let record = this.globals.unbury(); record > 0; record = this.globals.unbury())
-      this.finalise(this.domains.view(record));
+    this.reapBuried();
     for (const d of [...this.domains.values()]) if (d.isDying) this.maybeFinalise(d);
+  }
+
+  /** Frees the domains other threads' shared hypercalls unlinked (see maybeFinalise). */
+  private reapBuried(): void {
+    for (let record = this.globals.unbury(); record > 0; record = this.globals.unbury()) {
+      const d = this.domains.view(record);
+      this.finalising = true;
+      try {
+        this.finalise(d);
+      } finally {
+        this.finalising = false;
+      }
+    }
   }
 
   /**
