@@ -94,8 +94,9 @@ function control(req: ControlRequest): unknown {
   switch (req.op) {
     case 'create': {
       let slot = 0;
+      // The slot stays stopped until the host spawns a thread in it (a thread of
+      // the slot's last domain may still be ending).
       while (bySlot.has(slot) && slot < MAX_SLOTS) slot++;
-      slots.reset(slot);
       if (slot >= MAX_SLOTS) throw new RangeError(`at most ${MAX_SLOTS} domains run in threads at once`);
       const d = hv.createDomain(
         xenstored === null ? req.options : XenstoreService.domainOptions(req.options),

@@ -143,6 +143,14 @@ export class WorkerHost implements AsyncDisposable {
    */
   readonly concurrentHypercalls: boolean = false;
   private readonly slots = new ThreadSlots();
+  /**
+   * Threads being stopped, by slot: a slot is reset for a new thread only
+   * once the last one in it has ended (else it could enter Xen again and be
+   * ended holding a lock).
+   */
+  private readonly ending = new Map<number, Promise<void>>();
+  /** The same, by thread: a thread is stopped once, whoever asks. */
+  private readonly stopping = new Map<Worker, Promise<void>>();
   private readonly cores = os.availableParallelism();
   /** Where the toolstack thread's hypervisor is (from its first reply), and its notice word. */
   private share: HypervisorShare | null = null;
@@ -335,6 +343,8 @@ export class WorkerHost implements AsyncDisposable {
           ? module
           : new URL(module, `file://${process.cwd()}/`).href;
     if (this.share === null) return Promise.reject(new Error('the host has not started'));
+    const ending = this.ending.get(rec.slot);
+    if (ending !== undefined) return ending.then(() => this.spawn<T>(domain, module, args, options));
     this.slots.reset(rec.slot);
     const data: DomainThreadData & { entry?: string } = {
       share: this.share,
@@ -405,11 +415,23 @@ export class WorkerHost implements AsyncDisposable {
    * Ends a domain's thread: refuses it entry into Xen, waits until it is out
    * (so it holds no lock), then terminates it.
    */
-  private async stopThread(rec: DomainRecord, w: Worker): Promise<void> {
-    await this.slots.stopAndWaitAsync(rec.slot);
-    await w.terminate();
-    this.slots.uncount(rec.slot);
-    if (rec.worker === w) rec.worker = null;
+  private stopThread(rec: DomainRecord, w: Worker): Promise<void> {
+    const known = this.stopping.get(w);
+    if (known !== undefined) return known;
+    const slot = rec.slot;
+    const done = (async () => {
+      await this.slots.stopAndWaitAsync(slot);
+      await w.terminate();
+      this.slots.uncount(slot);
+      if (rec.worker === w) rec.worker = null;
+    })();
+    this.stopping.set(w, done);
+    this.ending.set(slot, done);
+    void done.finally(() => {
+      this.stopping.delete(w);
+      if (this.ending.get(slot) === done) this.ending.delete(slot);
+    });
+    return done;
   }
 
   private markDead(domid: number, reason: string): void {

@@ -47,10 +47,10 @@ describe('domains in worker threads', () => {
 });
 
 /** `p`, or a failure naming `what` if it has not settled after 60 s (a hang is the failure). */
-async function within<T>(what: string, p: Promise<T>): Promise<T> {
+async function within<T>(what: string, p: Promise<T>, state: () => string = () => ''): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still waiting after 60 s`)), 60_000);
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after 60 s ${state()}`)), 60_000);
   });
   try {
     return await Promise.race([p, hang]);
@@ -82,6 +82,14 @@ describe('stopping a domain thread (the stop handshake, thread-slots.ts)', () =>
         await within(
           `round ${round}: destroying the spinning d${spinner.domid}`,
           host.destroyDomain(spinner.domid),
+          () => {
+            const h = host as unknown as {
+              share: { poolSab: SharedArrayBuffer; globals: number };
+              slots: { i32: Int32Array };
+            };
+            const g = new Int32Array(h.share.poolSab, h.share.globals * 4096, 16);
+            return JSON.stringify({ globals: [...g], slots: [...h.slots.i32.subarray(0, 32)] });
+          },
         );
         assert.ok((await within(`round ${round}: the spinner's end`, spinning)) instanceof GuestCrash);
         // Were the thread ended holding the hypercall lock, this domain's first hypercall would never return.
