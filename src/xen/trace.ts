@@ -218,7 +218,10 @@ export class TraceBuffer {
    */
   record(event: number, domid: number, nr: number, cmd: number, rc: number): void {
     if (event === TRC_HYPERCALL) this.count(domid, nr, cmd, rc);
-    const head = this.head;
+    // Read from the header, not this view's copy: every hypercall thread writes
+    // records (one at a time, under the hypervisor's trace lock), so another
+    // thread's view may have moved the head since this one last did.
+    const head = this.hdr[HEAD]!;
     if (((head - this.seenTail) | 0) >= this.capacity) {
       // Full when last seen. A plain look at the reader's tail first: it costs
       // nothing, where an atomic load costs about what the rest of a lost
