@@ -74,10 +74,6 @@ export class ThreadSlots {
     Atomics.store(this.i32, this.at(slot) + STOP, 1);
   }
 
-  inXen(slot: number): boolean {
-    return Atomics.load(this.i32, this.at(slot) + IN_XEN) !== 0;
-  }
-
   /** Stops the slot's thread and waits (blocking: not for the main thread) until it is out of Xen. */
   stopAndWait(slot: number): void {
     this.stop(slot);

@@ -390,20 +390,12 @@ export class TicketLock extends Lock {
     if (Atomics.load(w, this.at + TicketLock.SLEEPERS) !== 0) Atomics.notify(w, this.at + TicketLock.SERVING);
   }
 
-  /** Tickets taken and not yet done: the holder and its waiters (a snapshot, for tests). */
+  /** Tickets taken and not yet done: the holder and its waiters (0: the lock is free). A snapshot. */
   queued(): number {
     return (
       (Atomics.load(this.words, this.at + TicketLock.NEXT) -
         Atomics.load(this.words, this.at + TicketLock.SERVING)) |
       0
-    );
-  }
-
-  /** True while some thread holds it or waits for it (a snapshot). */
-  isLocked(): boolean {
-    return (
-      Atomics.load(this.words, this.at + TicketLock.NEXT) !==
-      Atomics.load(this.words, this.at + TicketLock.SERVING)
     );
   }
 }
