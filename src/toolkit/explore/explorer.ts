@@ -208,6 +208,8 @@ class Explorer {
   private stepNo = 0;
   /** The party whose hypercall is running here (for Xen's accesses and notifies). */
   private inHypercall = -1;
+  /** The machine memory every schedule's host runs over. */
+  private machineSab: SharedArrayBuffer | null = null;
 
   constructor(url: string, scenario: Scenario, opts: ExploreOptions) {
     this.url = url;
@@ -346,7 +348,15 @@ class Explorer {
     strategy: Strategy,
   ): Promise<{ steps: number; failure: ExploreFailure | null }> {
     const s = this.scenario;
-    const host = new Host({ memoryMiB: 2, ...s.host });
+    // Every schedule runs over the same machine memory (Xen zeroes a frame
+    // when it allocates it) and a small private pool: a fresh 2 MiB machine and
+    // the default pool (16 MiB) per schedule were thousands of buffers the
+    // garbage collector freed late, gigabytes resident, and Node 24 spent most
+    // of a run in the kernel mapping and unmapping them.
+    const memoryMiB = s.host?.memoryMiB ?? 2;
+    if (this.machineSab?.byteLength !== memoryMiB * 0x10_0000)
+      this.machineSab = new SharedArrayBuffer(memoryMiB * 0x10_0000);
+    const host = new Host({ memoryMiB, machineSab: this.machineSab, privatePages: 128, ...s.host });
     this.host = host;
     const domids: Record<string, number> = {};
     for (const [name, d] of Object.entries(s.domains)) domids[name] = host.createDomain(d).domid;
