@@ -134,12 +134,12 @@ export class WorkerHost implements AsyncDisposable {
   readonly machineSab: SharedArrayBuffer;
   /**
    * Whether any two hypercalls can be inside Xen at the same time. Not yet:
-   * each domain thread enters Xen itself, and map, unmap, query_size,
-   * get_version and event-channel send and unmask run side by side under
-   * Xen's locks, but the other ops still run alone (an exclusive hold of the
-   * hypercall lock) until they take Xen's locks too (issue 8). Races whose
-   * window lies in those ops (gnttab xsa) read it to say so rather than count
-   * hits they cannot get.
+   * each domain thread enters Xen itself, and the ops that take Xen's own
+   * locks (map, unmap, copy, setup_table, set_version, ...: dispatch.ts
+   * runsShared) run side by side, but the others, and the toolstack's work,
+   * still run alone (an exclusive hold of the hypercall lock) until they take
+   * Xen's locks too (issue 8). Races whose window lies in those ops (gnttab
+   * xsa) read it to say so rather than count hits they cannot get.
    */
   readonly concurrentHypercalls: boolean = false;
   private readonly slots = new ThreadSlots();

@@ -5,21 +5,47 @@
 // once every side has stopped.
 //
 // Two kinds of window. One lies between a guest's writes to shared memory and
-// a hypercall reading it (XSA-226, 295, 396): a worker host reaches it today.
-// The other needs two hypercalls inside Xen at once (XSA-73, 318, 384, 411,
-// 486, 501). On today's WorkerHost the ops of those windows still run alone in
-// Xen (only map, unmap and a few others run side by side), so such a window
-// cannot be hit: the harness still
-// runs a bounded number of attempts with every check, reports hits 0 and says
-// what it needs. Its hit test (the other side's hypercall was in flight during
-// this one's) becomes a real one once they run side by side
-// for those ops too (issue 8; WorkerHost.concurrentHypercalls).
+// a hypercall reading it (XSA-226, 295, 396): any worker host reaches it. The
+// other needs two hypercalls inside Xen at once (XSA-73, 287, 318, 379, 384,
+// 411, 486, 501). Each domain thread enters Xen itself, and the ops that take
+// Xen's own locks run side by side (dispatch.ts runsShared); a race whose
+// window's ops all do is run for real (XSA-318, 411, 501 today). One whose
+// ops still run alone in Xen (issue 8 moves them one family at a time), or
+// whose window is the toolstack's destroy, cannot be hit yet: the harness
+// still runs a bounded number of attempts with every check, reports hits 0
+// and says what it needs (threadsNeed). The hit test is the other side's
+// hypercall in flight during this one's (race-harness.ts overlapped).
 
+import {
+  __HYPERVISOR_grant_table_op,
+  __HYPERVISOR_memory_op,
+  GNTTABOP_copy,
+  GNTTABOP_map_grant_ref,
+  GNTTABOP_set_version,
+  GNTTABOP_transfer,
+  GNTTABOP_unmap_grant_ref,
+  XENMEM_add_to_physmap,
+} from '../../abi/hypercall.ts';
 import type { DomainOptions } from '../../host/host.ts';
 import { type ThreadDomain, WorkerHost } from '../../host/worker-host.ts';
+import { runsShared } from '../../xen/dispatch.ts';
 import type { Lab } from './lab.ts';
 import { H, HARNESS_WORDS, type RaceArgs } from './race-harness.ts';
 import type { XsaRace, XsaRunOptions } from './types.ts';
+
+/** A hypercall of a race's window: (hypercall number, sub-op), and its name for messages. */
+interface Op {
+  nr: number;
+  cmd: number;
+  name: string;
+}
+const op = (nr: number, cmd: number, name: string): Op => ({ nr, cmd, name });
+const COPY = op(__HYPERVISOR_grant_table_op, GNTTABOP_copy, 'GNTTABOP_copy');
+const MAP = op(__HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, 'GNTTABOP_map_grant_ref');
+const UNMAP = op(__HYPERVISOR_grant_table_op, GNTTABOP_unmap_grant_ref, 'GNTTABOP_unmap_grant_ref');
+const SET_VERSION = op(__HYPERVISOR_grant_table_op, GNTTABOP_set_version, 'GNTTABOP_set_version');
+const TRANSFER = op(__HYPERVISOR_grant_table_op, GNTTABOP_transfer, 'GNTTABOP_transfer');
+const ADD_TO_PHYSMAP = op(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, 'XENMEM_add_to_physmap');
 
 interface Side {
   name: string;
@@ -40,6 +66,12 @@ interface RaceSpec {
   statusBits?: boolean;
   /** The window needs two hypercalls inside Xen at once: why (see the header). */
   smp?: string;
+  /**
+   * With smp: the hypercalls that must be inside Xen at once, as (hypercall,
+   * sub-op). The window is reachable once every one of them runs side by side
+   * (WorkerHost.runsSideBySide), and a destroy too (toolstack).
+   */
+  ops?: readonly Op[];
   /**
    * The host destroys this domain once the active side has made this many
    * attempts (the toolstack's action of the race; its guest has returned by then).
@@ -83,6 +115,7 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'A', role: 'xsa-73-sender', domain: { kind: 'pv', memoryKiB: 2048 } },
     ],
     smp: "the transfer is one hypercall, the copy on the receiver's table another",
+    ops: [TRANSFER, COPY],
   },
   'xsa-287': {
     window:
@@ -93,6 +126,7 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'A', role: 'xsa-287-giver', domain: { kind: 'pv', memoryKiB: 2048 } },
     ],
     smp: 'the transfer is one hypercall, the map taking a reference on the same page another',
+    ops: [TRANSFER, MAP],
   },
   'xsa-236': {
     window: "A's destruction while B's copy from A's grant (on the pinned fast path) was inside Xen",
@@ -102,6 +136,7 @@ const SPECS: Record<string, RaceSpec> = {
     ],
     destroy: { name: 'A', afterAttempts: 50 },
     smp: "A's destruction is the toolstack's call into Xen, the copy is B's hypercall",
+    ops: [COPY],
   },
   'xsa-226': {
     window: "B rewrote t (target ref, type) while Xen was inside C's batch of copies through it",
@@ -120,6 +155,7 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'A', role: 'xsa-501-switcher', domain: pv },
     ],
     smp: "the copy's pin is held inside one hypercall, the switch is another",
+    ops: [COPY, SET_VERSION],
   },
   'xsa-501-map': {
     window:
@@ -129,6 +165,7 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'A', role: 'xsa-501-reserved-switcher', domain: pv },
     ],
     smp: "the map's unlocked stretch is inside one hypercall, the switch is another",
+    ops: [MAP, SET_VERSION],
   },
   'xsa-318': {
     window:
@@ -141,6 +178,7 @@ const SPECS: Record<string, RaceSpec> = {
     ],
     statusBits: false,
     smp: "Xen retries C's element when t's pin changed while B's lock was dropped: another copy's pin, inside another hypercall",
+    ops: [COPY],
   },
   'xsa-411': {
     window:
@@ -153,12 +191,14 @@ const SPECS: Record<string, RaceSpec> = {
     ],
     statusBits: false,
     smp: 'a deadlock needs the two copies, two hypercalls, inside Xen at the same time',
+    ops: [COPY],
   },
   'xsa-218': {
     window: "B's two unmaps of one grant (or of one handle's host and device parts) inside Xen at once",
     sides: [],
     oneDomain: true,
     smp: 'the two unmaps are two hypercalls of two vCPUs of B',
+    ops: [UNMAP],
   },
   'xsa-228': {
     window:
@@ -166,6 +206,7 @@ const SPECS: Record<string, RaceSpec> = {
     sides: [],
     oneDomain: true,
     smp: 'the map and the unmap are two hypercalls of two vCPUs of B',
+    ops: [MAP, UNMAP],
   },
   'xsa-379': {
     window: "A's and dom0's add_to_physmap of A's status frame 0 (at X and at Y) inside Xen at once",
@@ -174,6 +215,7 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'dom0', role: 'xsa-379-other', domain: pv },
     ],
     smp: "the two placements are two hypercalls (of A's two vCPUs in the advisory; here A and dom0)",
+    ops: [ADD_TO_PHYSMAP],
   },
   'xsa-384': {
     window: "A's set_version and dom0's add_to_physmap of A's status frame inside Xen at the same time",
@@ -182,14 +224,33 @@ const SPECS: Record<string, RaceSpec> = {
       { name: 'dom0', role: 'xsa-384-placer', domain: pv },
     ],
     smp: "the status frame's lookup and its P2M insertion are one hypercall, the switch another",
+    ops: [SET_VERSION, ADD_TO_PHYSMAP],
   },
 };
 
-/** Why race `name`'s worker half cannot hit its window on `WorkerHost` today, if it cannot. */
+/**
+ * Why race `name`'s worker half cannot hit its window on `WorkerHost` today,
+ * if it cannot: its window's ops do not all run side by side yet (runsShared:
+ * the others run alone in Xen), a destroy is the toolstack's work (alone in
+ * Xen too), or its sides are two vCPUs of one domain.
+ */
 export function threadsNeed(name: string): string | undefined {
   const spec = SPECS[name];
   if (spec?.smp === undefined) return undefined;
-  return `${NEEDS_SMP}${spec.oneDomain === true ? ` and ${NEEDS_VCPU_THREADS}` : ''}: ${spec.smp}`;
+  const alone = (spec.ops ?? []).filter((o) => !runsShared(o.nr, [o.cmd])).map((o) => o.name);
+  if (spec.destroy !== undefined) alone.push("the toolstack's destroy");
+  if (alone.length === 0 && spec.oneDomain !== true) return undefined;
+  const why =
+    alone.length > 0
+      ? ` (${alone.join(' and ')} still ${alone.length > 1 ? 'run' : 'runs'} alone in Xen)`
+      : '';
+  return `${NEEDS_SMP}${spec.oneDomain === true ? ` and ${NEEDS_VCPU_THREADS}` : ''}: ${spec.smp}${why}`;
+}
+
+/** The catalogue entry's threadsNeed field of race `name`: absent when its window is reachable. */
+export function threadsNeedOf(name: string): { threadsNeed?: string } {
+  const needs = threadsNeed(name);
+  return needs === undefined ? {} : { threadsNeed: needs };
 }
 
 /** Module of the race roles, beside this file (.ts in a checkout, .js when built). */
@@ -251,7 +312,7 @@ async function raceOn(
   lab: Lab,
   o: XsaRunOptions,
 ): Promise<XsaRace> {
-  const reachable = spec.smp === undefined || wh.concurrentHypercalls;
+  const reachable = threadsNeed(name) === undefined || wh.concurrentHypercalls;
   const maxAttempts = Math.min(
     o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     reachable ? Number.POSITIVE_INFINITY : UNREACHABLE_ATTEMPTS,

@@ -5,7 +5,7 @@ import { GNTCOPY_source_gref, GTF_accept_transfer, GTF_permit_access } from '../
 import { GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
 import { held, nestedPairs, withLockChecker } from './lock-order.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'lock-order inversion in transfer';
@@ -25,7 +25,7 @@ export const xsa73: XsaEntry = {
   op: 'GNTTABOP_transfer',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-73')!,
+  ...threadsNeedOf('xsa-73'),
   run: (o: XsaRunOptions = {}) =>
     withLockChecker(async () => {
       const lab = new Lab(73, title);

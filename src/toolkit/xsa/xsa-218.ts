@@ -3,7 +3,7 @@
 import { GNTMAP_device_map, GNTMAP_host_map, GTF_permit_access } from '../../abi/flags.ts';
 import { GNTST_bad_handle, GNTST_okay } from '../../abi/status.ts';
 import { Lab, MAP_VA } from './lab.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'races in unmap';
@@ -15,7 +15,7 @@ export const xsa218: XsaEntry = {
   op: 'GNTTABOP_unmap_grant_ref',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-218')!,
+  ...threadsNeedOf('xsa-218'),
   run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(218, title);
     const a = lab.domain('A', { kind: 'pv' });

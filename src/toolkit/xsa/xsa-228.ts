@@ -2,7 +2,7 @@
 import { GNTMAP_host_map, GNTMAP_readonly, GTF_permit_access, GTF_readonly } from '../../abi/flags.ts';
 import { GNTST_no_space, GNTST_okay } from '../../abi/status.ts';
 import { Lab, MAP_VA } from './lab.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'races on the maptrack free list';
@@ -15,7 +15,7 @@ export const xsa228: XsaEntry = {
   op: 'GNTTABOP_map_grant_ref (maptrack steal)',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-228')!,
+  ...threadsNeedOf('xsa-228'),
   run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(228, title);
     const a = lab.domain('A', { kind: 'pv' });

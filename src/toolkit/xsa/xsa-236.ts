@@ -4,7 +4,7 @@ import { DOMID_SELF } from '../../abi/domid.ts';
 import { GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly, GTF_permit_access } from '../../abi/flags.ts';
 import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'race between pin count and page reference';
@@ -16,7 +16,7 @@ export const xsa236: XsaEntry = {
   op: 'GNTTABOP_copy (release_grant_for_copy)',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-236')!,
+  ...threadsNeedOf('xsa-236'),
   run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(236, title);
     const a = lab.domain('A', { kind: 'pv' });

@@ -3,7 +3,7 @@
 import { GNTMAP_host_map, GTF_accept_transfer, GTF_permit_access } from '../../abi/flags.ts';
 import { GNTST_bad_page, GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'steal_page broke the page-state rules';
@@ -15,7 +15,7 @@ export const xsa287: XsaEntry = {
   op: 'GNTTABOP_transfer (steal_page)',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-287')!,
+  ...threadsNeedOf('xsa-287'),
   run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(287, title);
     const a = lab.domain('A', { kind: 'pv' });

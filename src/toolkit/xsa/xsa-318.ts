@@ -2,7 +2,7 @@
 // no status written.
 import { GTF_transitive } from '../../abi/flags.ts';
 import { isGntst } from '../../abi/status.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import { copyFrom, T, transitiveWorld } from './transitive.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
@@ -16,7 +16,7 @@ export const xsa318: XsaEntry = {
   op: 'GNTTABOP_copy (continuation)',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-318')!,
+  ...threadsNeedOf('xsa-318'),
   run: async (o: XsaRunOptions = {}) => {
     const { lab, b, c } = transitiveWorld(318, title);
     lab.note(`C's batch of 3 copies through (B, t), each status preset to 0x${SENTINEL.toString(16)}`);

@@ -1,7 +1,7 @@
 // XSA-379 (2021): a v2 status page placed at more than one GFN.
 import { XENMAPIDX_grant_table_status } from '../../abi/hypercall.ts';
 import { Lab, type LabDomain } from './lab.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
 const title = 'v2 status pages mapped at more than one GFN';
@@ -23,7 +23,7 @@ export const xsa379: XsaEntry = {
   op: 'XENMEM_add_to_physmap (XENMAPSPACE_grant_table)',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-379')!,
+  ...threadsNeedOf('xsa-379'),
   run: async (o: XsaRunOptions = {}) => {
     const lab = new Lab(379, title);
     const a = lab.domain('A', { kind: 'hvm', version: 2, vcpus: 2 });

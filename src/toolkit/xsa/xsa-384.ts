@@ -2,7 +2,7 @@
 // XENMEM_add_to_physmap was putting it into the P2M.
 import { XEN_EINVAL, XENMAPIDX_grant_table_status } from '../../abi/hypercall.ts';
 import { Lab } from './lab.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import type { XsaEntry, XsaResult, XsaRunOptions } from './types.ts';
 import { GFN_X, gfnsOf } from './xsa-379.ts';
 
@@ -65,7 +65,7 @@ export const xsa384: XsaEntry = {
   op: 'XENMEM_add_to_physmap / GNTTABOP_set_version',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-384')!,
+  ...threadsNeedOf('xsa-384'),
   run: (o = {}) => statusRace(384, 'another race in XENMAPSPACE_grant_table', o),
 };
 
@@ -76,6 +76,6 @@ export const xsa486: XsaEntry = {
   op: 'XENMEM_add_to_physmap / GNTTABOP_set_version',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-384')!,
+  ...threadsNeedOf('xsa-384'),
   run: (o = {}) => statusRace(486, 'v2 race in status page mapping ("take three")', o),
 };

@@ -4,7 +4,7 @@ import { GTF_permit_access, GTF_transitive } from '../../abi/flags.ts';
 import { GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
 import { held, nestedPairs, withLockChecker } from './lock-order.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import { copyFrom } from './transitive.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
@@ -17,7 +17,7 @@ export const xsa411: XsaEntry = {
   op: 'GNTTABOP_copy (transitive retry)',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-411')!,
+  ...threadsNeedOf('xsa-411'),
   run: (o: XsaRunOptions = {}) =>
     withLockChecker(async () => {
       const lab = new Lab(411, title);

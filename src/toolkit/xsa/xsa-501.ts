@@ -11,7 +11,7 @@ import { gnttab_set_version } from '../../abi/gnttab-ops.ts';
 import { GNTTABOP_set_version, XEN_EAGAIN, XEN_EBUSY } from '../../abi/hypercall.ts';
 import { GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import { Lab } from './lab.ts';
-import { threadRace, threadsNeed } from './race.ts';
+import { threadRace, threadsNeedOf } from './race.ts';
 import { copyFrom, G1, PAYLOAD, transitiveWorld } from './transitive.ts';
 import type { XsaEntry, XsaRunOptions } from './types.ts';
 
@@ -94,7 +94,7 @@ export const xsa501: XsaEntry = {
   op: 'GNTTABOP_set_version / copy / transfer',
   side: 'hypervisor',
   race: true,
-  threadsNeed: threadsNeed('xsa-501')!,
+  ...threadsNeedOf('xsa-501'),
   run: async (o: XsaRunOptions = {}) => {
     // Test 1: B switches to v1 while C's copy through B's transitive entry is in flight.
     const { lab, a, b, c } = transitiveWorld(501, title);
