@@ -5,7 +5,7 @@ import type { MachineMemory } from '../machine/machine-memory.ts';
 import { EventChannelTable, type PortResolver } from './evtchn/port-table.ts';
 import type { FrameTable } from './frame-table.ts';
 import { GrantTable } from './grant-table.ts';
-import { LOCK_CLASSES, LOCK_WORDS, SpinLock } from './locks.ts';
+import { LOCK_CLASSES, LOCK_WORDS, RwLock, SpinLock } from './locks.ts';
 import { PageList, pageListTag, pagingPoolTag } from './page-list.ts';
 import { ADDRESS_SPACE_PAGES, P2m, PvPageTable } from './paging.ts';
 import { PAGE_WORDS, type PrivatePages } from './private-pages.ts';
@@ -42,6 +42,8 @@ const D_MAX_PAGES = LOCK_WORDS + 18;
 const D_GT = LOCK_WORDS + 19;
 /** The root frame of its page table or P2M. */
 const D_MMU_ROOT = LOCK_WORDS + 20;
+/** d->event_lock (an rwlock): the lock slot after D_MMU_ROOT. */
+const D_EVENT_LOCK = LOCK_WORDS * 7;
 const KIND_PV = 1;
 const KIND_HVM = 2;
 
@@ -96,6 +98,13 @@ export class Domain {
    * other threads (a foreign unmap dropping the last reference to its page).
    */
   readonly pageAllocLock: SpinLock;
+  /**
+   * d->event_lock (rwlock): written for every port state change, allocation
+   * and binding (evtchn_alloc_unbound, evtchn_bind_*, evtchn_close); two
+   * domains' at once ordered by their key, the record's page (Xen compares
+   * struct domain pointers: evtchn_bind_interdomain, evtchn_close).
+   */
+  readonly eventLock: RwLock;
   /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
   currentVcpu = 0;
   /** Event channels (2-level ABI). */
@@ -202,6 +211,7 @@ export class Domain {
       this.domid,
       pool.policy,
     );
+    this.eventLock = new RwLock(w, this.rec + D_EVENT_LOCK, LOCK_CLASSES.eventLock, record, pool.policy);
   }
 
   /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */

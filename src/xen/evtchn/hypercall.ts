@@ -160,8 +160,12 @@ export function eventChannelOp(hv: Hypervisor, d: Domain, cmd: number, arg: numb
     case EVTCHNOP_set_priority: {
       const a = copyIn(hv, d, arg, evtchn_set_priority);
       if (a === null) return -XEN_EFAULT;
-      if (d.evtchn.get(a.v.port) === undefined) return -XEN_EINVAL;
-      // The 2-level ABI has no priorities (evtchn_port_set_priority: no op).
+      const chn = d.evtchn.get(a.v.port);
+      if (chn === undefined) return -XEN_EINVAL;
+      // evtchn_set_priority: under the channel's read lock, the 2-level ABI
+      // has no priorities (evtchn_port_set_priority: no op).
+      chn.lock.readLock();
+      chn.lock.readUnlock();
       return -XEN_ENOSYS;
     }
     default:

@@ -10,8 +10,9 @@ import {
   VIRQ_XENPMU,
 } from '../../abi/event-channel.ts';
 import { XEN_EBUSY, XEN_EINVAL, XEN_ENOMEM, XEN_ENOSPC } from '../../abi/hypercall.ts';
+import type { WaitPolicy } from '../../machine/wait-policy.ts';
 import type { Domain } from '../domain.ts';
-import { LOCK_WORDS } from '../locks.ts';
+import { LOCK_CLASSES, LOCK_WORDS, RwLock } from '../locks.ts';
 import { PageDirectory } from '../page-directory.ts';
 import { PAGE_WORDS, type PrivatePages } from '../private-pages.ts';
 
@@ -41,7 +42,12 @@ export type XenConsumer = (d: Domain, port: number) => void;
 
 // ---- a port's record, in Int32 words (the one definition) ----
 // One bucket of EVTCHNS_PER_BUCKET records is one private page.
-/** The channel's lock (chn->lock): the first LOCK_WORDS words. */
+/**
+ * The channel's lock (chn->lock, an rwlock at HEAD): the first LOCK_WORDS
+ * words. Written for a state change (under the domain's event_lock, write),
+ * read by send, unmask and status; its key is its word index, the model's
+ * address of the record (double_evtchn_lock orders two by address).
+ */
 export const EVTCHN_LOCK = 0;
 const P_STATE = LOCK_WORDS;
 const P_NOTIFY_VCPU = LOCK_WORDS + 1;
@@ -63,7 +69,13 @@ const T_BUCKETS = 2;
 const T_VIRQS = 3;
 /** Words of the table's part of a domain record. */
 export const EVTCHN_TABLE_WORDS = 4;
-const VIRQ_MAPS_PER_PAGE = Math.floor(PAGE_WORDS / NR_VIRQS);
+/**
+ * A vCPU's slot in the VIRQ pages: its virq_lock (v->virq_lock, an rwlock),
+ * then its virq_to_evtchn[NR_VIRQS]; a multiple of LOCK_WORDS, so each lock
+ * is a lock slot.
+ */
+const VIRQ_SLOT_WORDS = LOCK_WORDS * Math.ceil((LOCK_WORDS + NR_VIRQS) / LOCK_WORDS);
+const VIRQ_MAPS_PER_PAGE = Math.floor(PAGE_WORDS / VIRQ_SLOT_WORDS);
 
 /**
  * Resolves what a port record holds by number: a domain by domid, Xen's
@@ -84,15 +96,18 @@ export interface PortResolver {
 /** struct evtchn, the fields the 2-level ABI needs: one thread's view of one record. */
 export class EvtchnPort {
   readonly port: number;
+  /** chn->lock (see EVTCHN_LOCK). */
+  readonly lock: RwLock;
   private readonly words: Int32Array;
   private readonly at: number;
   private readonly resolve: PortResolver;
 
-  constructor(port: number, words: Int32Array, at: number, resolve: PortResolver) {
+  constructor(port: number, words: Int32Array, at: number, resolve: PortResolver, policy: WaitPolicy) {
     this.port = port;
     this.words = words;
     this.at = at;
     this.resolve = resolve;
+    this.lock = new RwLock(words, at + EVTCHN_LOCK, LOCK_CLASSES.evtchn, at, policy);
   }
 
   get state(): number {
@@ -185,8 +200,15 @@ export class EventChannelTable {
   private readonly resolve: PortResolver;
   /** This thread's views of the valid ports. */
   private views: EvtchnPort[] = [];
-  /** v->virq_to_evtchn[] of each vCPU (0: not bound), views of their words. */
+  /**
+   * v->virq_to_evtchn[] of each vCPU (0: not bound), views of their words:
+   * read and written with Atomics (read_atomic / write_atomic), as Xen reads
+   * them under virq_lock only (send_guest_*_virq) or none (evtchn_close).
+   */
   readonly virqToEvtchn: Int32Array[];
+  /** v->virq_lock of each vCPU: written by evtchn_close to clear a VIRQ's entry. */
+  readonly virqLocks: RwLock[];
+  private readonly policy: WaitPolicy;
 
   /** A new table (evtchn_init) whose numbers go at words[at..at + EVTCHN_TABLE_WORDS). */
   static create(
@@ -230,11 +252,14 @@ export class EventChannelTable {
     this.resolve = resolve;
     this.buckets = new PageDirectory(pool, this.words[at + T_BUCKETS]!);
     this.virqPages = new PageDirectory(pool, this.words[at + T_VIRQS]!);
+    this.policy = pool.policy;
     this.virqToEvtchn = [];
+    this.virqLocks = [];
     for (let v = 0; v < vcpus; v++) {
       const page = this.virqPages.page(Math.floor(v / VIRQ_MAPS_PER_PAGE));
-      const off = (page * PAGE_WORDS + (v % VIRQ_MAPS_PER_PAGE) * NR_VIRQS) * 4;
-      this.virqToEvtchn.push(new Int32Array(pool.sab, off, NR_VIRQS));
+      const slot = page * PAGE_WORDS + (v % VIRQ_MAPS_PER_PAGE) * VIRQ_SLOT_WORDS;
+      this.virqLocks.push(new RwLock(this.words, slot, LOCK_CLASSES.virqLock, slot, pool.policy));
+      this.virqToEvtchn.push(new Int32Array(pool.sab, (slot + LOCK_WORDS) * 4, NR_VIRQS));
     }
   }
 
@@ -243,9 +268,12 @@ export class EventChannelTable {
     return this.hw[this.hdr + T_MAX_PORT]!;
   }
 
-  /** d->valid_evtchns. */
+  /**
+   * d->valid_evtchns, read without a lock (port_is_valid): an atomic load,
+   * after which the buckets below it are seen as published (XSA-340).
+   */
   get validPorts(): number {
-    return this.hw[this.hdr + T_VALID]!;
+    return Atomics.load(this.hw, this.hdr + T_VALID);
   }
 
   /** Every valid port (d->valid_evtchns of them), bucket by bucket: this thread's views. */
@@ -254,7 +282,7 @@ export class EventChannelTable {
     for (let port = this.views.length; port < n; port++) {
       const page = this.buckets.page(Math.floor(port / EVTCHNS_PER_BUCKET));
       const at = page * PAGE_WORDS + (port % EVTCHNS_PER_BUCKET) * P_WORDS;
-      this.views.push(new EvtchnPort(port, this.words, at, this.resolve));
+      this.views.push(new EvtchnPort(port, this.words, at, this.resolve, this.policy));
     }
     return this.views;
   }
@@ -276,7 +304,11 @@ export class EventChannelTable {
     return this.ports.filter((p) => p.state > ECS_RESERVED);
   }
 
-  /** evtchn_allocate_port: 0, -ENOSPC (beyond the limit, or no memory for a bucket), or -EBUSY (taken). */
+  /**
+   * evtchn_allocate_port: 0, -ENOSPC (beyond the limit, or no memory for a
+   * bucket), or -EBUSY (taken). The caller holds the domain's event_lock for
+   * writing.
+   */
   allocatePort(port: number): number {
     if (port > this.maxPort || port >= EVTCHN_2L_NR_CHANNELS) return -XEN_ENOSPC;
     const chn = this.get(port);
@@ -292,7 +324,9 @@ export class EventChannelTable {
       const page = this.buckets.add(base / EVTCHNS_PER_BUCKET);
       if (page < 0) return false;
       for (let i = 0; i < EVTCHNS_PER_BUCKET; i++) w[page * PAGE_WORDS + i * P_WORDS + P_REMOTE_DOMID] = -1;
-      this.hw[this.hdr + T_VALID] = base + EVTCHNS_PER_BUCKET;
+      // The bucket (its directory slot, its records) before the count that
+      // makes it valid: lock-free readers load the count first (XSA-340).
+      Atomics.store(this.hw, this.hdr + T_VALID, base + EVTCHNS_PER_BUCKET);
     }
     return true;
   }
@@ -308,10 +342,15 @@ export class EventChannelTable {
     this.hw = tomb;
     this.hdr = 0;
     this.virqToEvtchn.length = 0;
+    this.virqLocks.length = 0;
   }
 }
 
-/** get_free_port: the lowest free port of `d`, or -EINVAL (dying) / -ENOSPC. */
+/**
+ * get_free_port: the lowest free port of `d`, or -EINVAL (dying) / -ENOSPC.
+ * The caller holds d's event_lock for writing: is_dying is authoritative
+ * under it (evtchn_destroy's barrier takes it after is_dying is set).
+ */
 export function getFreePort(d: Domain): number {
   if (d.isDying) return -XEN_EINVAL;
   const t = d.evtchn;

@@ -18,6 +18,7 @@ import {
   ECS_RESERVED,
   ECS_UNBOUND,
   ECS_VIRQ,
+  type EvtchnPort,
 } from './port-table.ts';
 
 export interface PortStatus {
@@ -31,12 +32,27 @@ export interface PortStatus {
   irq?: number;
 }
 
-/** evtchn_status: looks up <dom, port>; another domain's needs XSM_TARGET (dom0 or itself). */
+/**
+ * evtchn_status: looks up <dom, port>; another domain's needs XSM_TARGET
+ * (dom0 or itself). Locks, as Xen HEAD's evtchn_status: the port is looked
+ * up without one, then the channel's lock is read-locked while its state is
+ * read (since "evtchn: use per-channel lock where possible", no event_lock).
+ */
 export function portStatus(hv: Hypervisor, caller: Domain, dom: number, port: number): PortStatus | number {
   const d = hv.domainByAnyId(dom, caller);
   if (d === undefined) return -XEN_ESRCH;
   const chn = d.evtchn.get(port);
   if (chn === undefined) return -XEN_EINVAL;
+  chn.lock.readLock();
+  try {
+    return statusLocked(hv, caller, d, chn);
+  } finally {
+    chn.lock.readUnlock();
+  }
+}
+
+function statusLocked(hv: Hypervisor, caller: Domain, d: Domain, chn: EvtchnPort): PortStatus | number {
+  const port = chn.port;
   if (!hv.xsmTarget(caller, d)) return -XEN_EPERM;
   const vcpu = chn.notifyVcpu;
   switch (chn.state) {
