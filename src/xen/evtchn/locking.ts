@@ -4,6 +4,7 @@
 // model's address of the struct (Xen compares pointers), so any two threads
 // that need the same pair take it in the same order.
 import type { Domain } from '../domain.ts';
+import type { RwLock } from '../locks.ts';
 import type { EvtchnPort } from './port-table.ts';
 
 /** Write-locks both domains' event_locks, lower key first (one lock when ld is rd). */
@@ -12,14 +13,7 @@ export function doubleEventLock(ld: Domain, rd: Domain): void {
     ld.eventLock.writeLock();
     return;
   }
-  const [a, b] = ld.eventLock.key < rd.eventLock.key ? [ld, rd] : [rd, ld];
-  a.eventLock.writeLock();
-  try {
-    b.eventLock.writeLock();
-  } catch (err) {
-    a.eventLock.writeUnlock();
-    throw err;
-  }
+  writeLockOrdered(ld.eventLock, rd.eventLock);
 }
 
 export function doubleEventUnlock(ld: Domain, rd: Domain): void {
@@ -34,12 +28,17 @@ export function doubleEventUnlock(ld: Domain, rd: Domain): void {
  */
 export function doubleEvtchnLock(a: EvtchnPort, b: EvtchnPort): void {
   if (a === b || a.lock.sameLock(b.lock)) throw new Error(`double_evtchn_lock of port ${a.port} with itself`);
-  const [first, second] = a.lock.key < b.lock.key ? [a, b] : [b, a];
-  first.lock.writeLock();
+  writeLockOrdered(a.lock, b.lock);
+}
+
+/** Write-locks two distinct rwlocks, lower key first; neither is held if this throws. */
+function writeLockOrdered(x: RwLock, y: RwLock): void {
+  const [first, second] = x.key < y.key ? [x, y] : [y, x];
+  first.writeLock();
   try {
-    second.lock.writeLock();
+    second.writeLock();
   } catch (err) {
-    first.lock.writeUnlock();
+    first.writeUnlock();
     throw err;
   }
 }
