@@ -135,7 +135,7 @@ export class WorkerHost implements AsyncDisposable {
   /**
    * Whether any two hypercalls can be inside Xen at the same time. Not yet:
    * each domain thread enters Xen itself, and the ops that take Xen's own
-   * locks (map, unmap, copy, setup_table, set_version, ...: dispatch.ts
+   * locks (map, unmap, copy, setup_table, set_version, event channels, ...: dispatch.ts
    * runsShared) run side by side, but the others, and the toolstack's work,
    * still run alone (an exclusive hold of the hypercall lock) until they take
    * Xen's locks too (issue 8). Races whose window lies in those ops (gnttab

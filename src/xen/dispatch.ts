@@ -3,7 +3,6 @@
 // process elements in order; a fault reading an element or writing its status
 // back ends the batch with -EFAULT, leaving the earlier elements done.
 
-import { EVTCHNOP_send, EVTCHNOP_unmask } from '../abi/event-channel.ts';
 import {
   gnttab_copy,
   gnttab_map_grant_ref,
@@ -96,8 +95,10 @@ const HVM_GRANT_OPS = new Set([
  * - setup_table (growth included), set_version and swap_grant_ref: the
  *   table's write lock (swap: both entries' locks under it); get_status_frames
  *   and query_size: its read lock; get_version: one word;
- * - event-channel send and unmask: the pending, mask and selector bits are
- *   atomics, and the ports they read change only in ops that run alone.
+ * - every event-channel op (evtchn/): state changes under d->event_lock
+ *   written (two domains' ordered by key) and the channels' locks
+ *   (double_evtchn_lock); send, unmask, status and set_priority under the
+ *   channel's read lock; the pending, mask and selector bits are atomics.
  */
 export function runsShared(nr: Register, args: readonly Register[]): boolean {
   const cmd = args[0];
@@ -113,7 +114,7 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
       cmd === GNTTABOP_query_size ||
       cmd === GNTTABOP_get_version
     );
-  if (nr === __HYPERVISOR_event_channel_op) return cmd === EVTCHNOP_send || cmd === EVTCHNOP_unmask;
+  if (nr === __HYPERVISOR_event_channel_op) return true;
   return false;
 }
 

@@ -8,10 +8,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { XEN_EINVAL } from '../../src/abi/hypercall.ts';
 import type { PageInfo } from '../../src/host/introspect.ts';
 import { GuestCrash, type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
 import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
 import * as destroy from '../fixtures/smp-races/destroy.ts';
+import * as evtchnBindClose from '../fixtures/smp-races/evtchn-bind-close.ts';
 import * as growth from '../fixtures/smp-races/growth.ts';
 import { gntstTallies, MAX_SIDES, rcTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
 import * as many from '../fixtures/smp-races/many.ts';
@@ -155,6 +157,56 @@ describe('SMP races on worker threads', () => {
       assert.equal(await host.freeFrames, free0, 'frames leaked');
     });
   }
+  it('event channels: a bind racing the close of the port it binds, in two domains (evtchn_bind_interdomain, evtchn_close)', async () => {
+    const ROUNDS = 2000;
+    const free0 = await host.freeFrames;
+    const ports0 = (await host.ports()).length;
+    const a = await host.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const b = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+    const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+    const w = new Int32Array(sab);
+    const { result, samples } = await sampled(
+      host,
+      Promise.all([
+        host.spawn(a, fixture('evtchn-bind-close'), {
+          sab,
+          role: 'allocator',
+          peer: b.domid,
+          rounds: ROUNDS,
+        }),
+        host.spawn<{ attempts: number }>(b, fixture('evtchn-bind-close'), {
+          sab,
+          role: 'binder',
+          peer: a.domid,
+          rounds: ROUNDS,
+        }),
+      ]),
+    );
+    const attempts = result[1].attempts;
+    assert.deepEqual(rcTallies(w, evtchnBindClose.A_ALLOC), { 0: ROUNDS }, "A's allocs");
+    assert.deepEqual(rcTallies(w, evtchnBindClose.A_CLOSE), { 0: ROUNDS }, "A's closes");
+    const binds = rcTallies(w, evtchnBindClose.B_BIND);
+    const einval = String(-XEN_EINVAL);
+    assert.deepEqual(
+      Object.keys(binds).filter((k) => k !== '0' && k !== einval),
+      [],
+      `B's binds: ${JSON.stringify(binds)}`,
+    );
+    assert.equal((binds['0'] ?? 0) + (binds[einval] ?? 0), attempts, 'every bind is counted');
+    // Each even round's bind came before A's close of that port.
+    assert.ok((binds['0'] ?? 0) >= ROUNDS / 2, `B bound ${binds['0'] ?? 0} times`);
+    assert.deepEqual(rcTallies(w, evtchnBindClose.B_SEND), { 0: binds['0'] }, "B's sends");
+    assert.deepEqual(rcTallies(w, evtchnBindClose.B_CLOSE), { 0: binds['0'] }, "B's closes");
+    assert.ok(samples > 0);
+    // Every port either side made is closed again: only each domain's own (xenstore's, if any) remain.
+    const left = (await host.ports()).filter((p) => (p.domid === a.domid || p.domid === b.domid) && !p.xen);
+    assert.deepEqual(left, [], 'ports left open');
+    assert.deepEqual(await host.checkInvariants(), []);
+    await destroyAll([a, b]);
+    assert.deepEqual(await host.checkInvariants(), []);
+    assert.equal((await host.ports()).length, ports0, 'ports leaked');
+    assert.equal(await host.freeFrames, free0, 'frames leaked');
+  });
   it('set_version racing a map: -EBUSY while mapped, never a torn table (gnttab_set_version)', async () => {
     const ROUNDS = 240;
     const free0 = await host.freeFrames;
