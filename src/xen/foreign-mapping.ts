@@ -5,7 +5,7 @@
 // (add_to_physmap over it), or torn down with the domain (relinquish_p2m_mapping).
 import { XEN_EBUSY, XEN_EINVAL, XEN_ENOENT, XEN_ENOMEM } from '../abi/hypercall.ts';
 import type { Domain } from './domain.ts';
-import { OWNER_NONE } from './frame-table.ts';
+import { NO_REFERENCE } from './frame-table.ts';
 import { NO_GFN } from './grant-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, isForeignP2m, isGrantOrForeignP2m, P2M_MAP_FOREIGN } from './paging.ts';
@@ -32,7 +32,7 @@ export function setForeignP2mEntry(hv: Hypervisor, d: Domain, fd: Domain, gfn: n
   if (!f.isValid(mfn)) return -XEN_EBUSY;
   const owner = f.getOwnerAndReference(mfn);
   if (owner !== fd.domid) {
-    if (owner !== OWNER_NONE) hv.putPage(mfn);
+    if (owner !== NO_REFERENCE) hv.putPage(mfn);
     return -XEN_EBUSY;
   }
   if (old !== undefined) findXenHeapSlot(d, old.mfn)?.set(NO_GFN);

@@ -22,6 +22,12 @@ import { LOCAL_WAIT, LOCK_CLASSES, LOCK_WORDS, SpinLock } from './locks.ts';
 
 /** Owner value of a free frame. */
 export const OWNER_NONE = -1;
+/**
+ * What page_get_owner_and_reference returns when it took no reference (Xen's
+ * NULL): the count was zero. Distinct from OWNER_NONE, which a frame can have
+ * while referenced (steal_page clears the owner of a page it holds).
+ */
+export const NO_REFERENCE = -2;
 /** Owner of the hypervisor's own frames (DOMID_XEN). */
 export const OWNER_XEN = 0x7ff2;
 
@@ -157,13 +163,14 @@ export class FrameTable {
   /**
    * page_get_owner_and_reference: takes a general reference unless the count
    * is zero (a free frame, or one on its way there), and returns the owner it
-   * had then; OWNER_NONE, with no reference taken, for a free frame.
+   * had then (OWNER_NONE for a page being stolen: the reference is still
+   * taken); NO_REFERENCE, with no reference taken, for a free frame.
    */
   getOwnerAndReference(mfn: number): number {
     const c = this.count;
     let x = Atomics.load(c, mfn);
     for (;;) {
-      if (x <= 0) return OWNER_NONE;
+      if (x <= 0) return NO_REFERENCE;
       const seen = Atomics.compareExchange(c, mfn, x, x + 1);
       if (seen === x) return Atomics.load(this.owner, mfn);
       x = seen;

@@ -26,7 +26,14 @@ import { DomainTable } from './domain-table.ts';
 import { DEFAULT_MAX_EVTCHN_PORT, destroyEventChannels } from './event-channel.ts';
 import type { PortResolver } from './evtchn/port-table.ts';
 import { relinquishP2mMapping } from './foreign-mapping.ts';
-import { FrameTable, OWNER_NONE, OWNER_XEN, PGC_allocated, PGC_xen_heap } from './frame-table.ts';
+import {
+  FrameTable,
+  NO_REFERENCE,
+  OWNER_NONE,
+  OWNER_XEN,
+  PGC_allocated,
+  PGC_xen_heap,
+} from './frame-table.ts';
 import { GrantTable, NO_GFN } from './grant-table.ts';
 import { releaseMappings } from './lifecycle.ts';
 import { LOCAL_WAIT, otherCpuBegin, otherCpuEnd, setLockThread } from './locks.ts';
@@ -831,12 +838,16 @@ export class Hypervisor {
 
   // ---- pages ------------------------------------------------------------------------------------
 
-  /** get_page: a general reference, if the page is allocated and owned by `d`. */
+  /**
+   * get_page: a general reference, if the page is allocated and owned by `d`.
+   * A reference taken on a page of someone else, or of no one (steal_page
+   * cleared its owner after we read the count), goes back at once.
+   */
   getPage(mfn: number, d: Domain): boolean {
     if (!this.frames.isValid(mfn)) return false;
     const owner = this.frames.getOwnerAndReference(mfn);
     if (owner === d.domid) return true;
-    if (owner !== OWNER_NONE) this.putPage(mfn);
+    if (owner !== NO_REFERENCE) this.putPage(mfn);
     return false;
   }
 

@@ -28,7 +28,7 @@ import {
 } from '../abi/hypercall.ts';
 import { XEN_PAGE_SIZE } from '../abi/limits.ts';
 import { DOM_IO, type Domain, type PageOwner } from './domain.ts';
-import { OWNER_NONE } from './frame-table.ts';
+import { NO_REFERENCE } from './frame-table.ts';
 import type { Hypervisor } from './hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, makePte, pteFlags, pteFrame } from './paging.ts';
 import type { Register } from './registers.ts';
@@ -149,7 +149,7 @@ function getPageFromL1e(hv: Hypervisor, nl1e: L1e, l1eOwner: Domain, pgOwner: Pa
   if (!f.isValid(mfn)) return mfn === INVALID_L1_MFN ? -XEN_EINVAL : -XEN_EPERM;
   // page_get_owner_and_reference: no reference on a free page.
   const ownerId = f.getOwnerAndReference(mfn);
-  if (ownerId === OWNER_NONE) return -XEN_EBUSY;
+  if (ownerId === NO_REFERENCE) return -XEN_EBUSY;
   let owner: PageOwner = pgOwner;
   if (ownerId !== pgOwner.domid) {
     // A privileged pg_owner may hand on the right to map its target's pages.

@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import {
   FrameTable,
   frameTableBytes,
+  NO_REFERENCE,
   OWNER_NONE,
   OWNER_XEN,
   PGC_allocated,
@@ -47,7 +48,7 @@ describe('frame table (frame_table, heap_lock)', () => {
 
   it('page_get_owner_and_reference: no reference on a free frame; the owner of an allocated one', () => {
     const t = FrameTable.create(20, 16);
-    assert.equal(t.getOwnerAndReference(18), OWNER_NONE);
+    assert.equal(t.getOwnerAndReference(18), NO_REFERENCE);
     assert.equal(t.count[18], 0, 'a free frame is not revived');
     const m = t.alloc(7);
     assert.equal(t.getOwnerAndReference(m), 7);
@@ -75,6 +76,9 @@ describe('frame table (frame_table, heap_lock)', () => {
     t.putRef(m);
     assert.equal(t.stealCommit(m), true);
     assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [OWNER_NONE, 1, 0]);
+    // A reference taken now is taken (the count was not zero), and reads no owner back.
+    assert.equal(t.getOwnerAndReference(m), OWNER_NONE);
+    assert.equal(t.putRef(m), 1);
     t.assign(m, 9);
     assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [9, 1, PGC_allocated]);
   });

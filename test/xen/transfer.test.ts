@@ -9,12 +9,14 @@ import {
   _PAGE_RW,
   DOMID_SELF,
   type DomainHandle,
+  GNTCOPY_source_gref,
   GNTMAP_host_map,
   GNTMAP_readonly,
   GNTST_bad_domain,
   GNTST_bad_page,
   GNTST_general_error,
   GNTST_okay,
+  GNTTABOP_copy,
   GNTTABOP_map_grant_ref,
   GNTTABOP_transfer,
   type GnttabOptions,
@@ -23,6 +25,7 @@ import {
   GTF_permit_access,
   GTF_transfer_committed,
   GTF_transfer_completed,
+  gnttab_copy,
   gnttab_map_grant_ref,
   gnttab_transfer,
   Host,
@@ -456,4 +459,58 @@ describe('GNTTABOP_transfer: prepare_for_transfer against a racing receiver (qui
       assert.deepEqual(host.checkInvariants(), []);
     });
   }
+});
+
+describe('GNTTABOP_transfer: a stolen page looked up by another CPU (get_page, steal_page)', () => {
+  // steal_page clears the owner of a page it still holds a reference to; a
+  // get_page racing it takes a reference, reads no owner back and must put
+  // that reference again (get_page: put_page unless the owner matches), or the
+  // page keeps one reference too many for ever.
+  it('a copy from the sender between steal_page and the commit fails, and leaves the count as it was', () => {
+    const host = new Host({ memoryMiB: 16 });
+    const s = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const r = host.createDomain({ kind: 'pv', memoryKiB: 256, maxMemoryKiB: 512 });
+    const c = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    mapGrantTable(r);
+    mapGrantTable(s);
+    const mfn = giveablePage(s, 0x5000, pat(PAGE, 41));
+    // s also grants the page to c: c copies from it by reference.
+    grantAccess(s, 20, c.domid, mfn, GTF_permit_access);
+    acceptTransfer(r, 12, s.domid);
+    const sha = r.xen.gt.shaAddr(12);
+    const words = host.hypervisor.machine.words;
+    const f = host.hypervisor.frames;
+    let seen: { owner: number; count: number } | null = null;
+    let st = 0x7fff;
+    words.interpose = (op, addr) => {
+      if (op !== 'cmpxchg32' || addr !== sha || seen !== null) return;
+      // gnttab_prepare_for_transfer: the page is stolen (no owner, the sender's one reference).
+      seen = { owner: f.owner[mfn]!, count: f.count[mfn]! };
+      words.interpose = null;
+      const res = gnttabOp(c, GNTTABOP_copy, gnttab_copy, [
+        {
+          source_u: 20,
+          source_domid: s.domid,
+          source_offset: 0,
+          dest_u: c.frameOf(0x6000),
+          dest_domid: DOMID_SELF,
+          dest_offset: 0,
+          len: 64,
+          flags: GNTCOPY_source_gref,
+        },
+      ]);
+      assert.equal(res.rc, 0);
+      st = res.out[0]!.status;
+    };
+    const dest0 = c.memory.read(0x6000, 64);
+    const res = xfer(s, [{ mfn, domid: r.domid, ref: 12 }]);
+    words.interpose = null;
+    assert.deepEqual(seen, { owner: OWNER_NONE, count: 1 });
+    assert.notEqual(st, GNTST_okay);
+    assert.deepEqual([res.rc, ...res.st], [0, GNTST_okay]);
+    // r owns the page with its allocation reference alone: the copy's went back.
+    assert.deepEqual([f.owner[mfn], f.count[mfn]], [r.domid, 1]);
+    assert.deepEqual(c.memory.read(0x6000, 64), dest0, 'nothing was copied');
+    assert.deepEqual(host.checkInvariants(), []);
+  });
 });
