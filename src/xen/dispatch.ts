@@ -98,7 +98,12 @@ const HVM_GRANT_OPS = new Set([
  * - every event-channel op (evtchn/): state changes under d->event_lock
  *   written (two domains' ordered by key) and the channels' locks
  *   (double_evtchn_lock); send, unmask, status and set_priority under the
- *   channel's read lock; the pending, mask and selector bits are atomics.
+ *   channel's read lock; the pending, mask and selector bits are atomics;
+ * - update_va_mapping and update_va_mapping_otherdomain (PV): one PTE of the
+ *   caller's own page table (see update-va-mapping.ts for why no page_lock),
+ *   the new frame's reference and writable type reference taken and the old
+ *   one's dropped by atomics (get_page_from_l1e, put_page_from_l1e), the
+ *   owner's page_alloc_lock for a page whose last reference goes.
  */
 export function runsShared(nr: Register, args: readonly Register[]): boolean {
   const cmd = args[0];
@@ -115,7 +120,7 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
       cmd === GNTTABOP_get_version
     );
   if (nr === __HYPERVISOR_event_channel_op) return true;
-  return false;
+  return nr === __HYPERVISOR_update_va_mapping || nr === __HYPERVISOR_update_va_mapping_otherdomain;
 }
 
 export function dispatchHypercall(

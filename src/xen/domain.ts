@@ -269,23 +269,32 @@ export class Domain {
     if (this.retired !== null) return this.retired.injected.map((f) => ({ ...f }));
     const w = this.words;
     const out: { vector: number; reason: string }[] = [];
-    const n = Math.min(w[this.rec + D_NR_INJECTED]!, D_INJECTED_MAX);
+    const n = Math.min(Atomics.load(w, this.rec + D_NR_INJECTED), D_INJECTED_MAX);
     for (let i = 0; i < n; i++) {
       const at = this.rec + D_INJECTED + 2 * i;
-      out.push({ vector: w[at]!, reason: INJECT_REASONS[w[at + 1]!] ?? 'unknown' });
+      // A slot is published by its vector word (vector + 1, stored last): one
+      // still being written ends the list, so a reader never sees half a fault.
+      const v = Atomics.load(w, at);
+      if (v === 0) break;
+      out.push({ vector: v - 1, reason: INJECT_REASONS[Atomics.load(w, at + 1)] ?? 'unknown' });
     }
     return out;
   }
 
-  /** Records an exception Xen injects (the first D_INJECTED_MAX are kept, as a bounded log). */
+  /**
+   * Records an exception Xen injects (the first D_INJECTED_MAX are kept, as a
+   * bounded log). Written by a shared hypercall (update_va_mapping, a grant
+   * map over a grant PTE) while another thread may read the log: the slot is
+   * claimed by an atomic add, its reason stored, then its vector, last.
+   */
   inject(vector: number, reason: InjectReason): void {
     const w = this.words;
-    const i = w[this.rec + D_NR_INJECTED]!;
+    const i = Atomics.add(w, this.rec + D_NR_INJECTED, 1);
     if (i < D_INJECTED_MAX) {
-      w[this.rec + D_INJECTED + 2 * i] = vector;
-      w[this.rec + D_INJECTED + 2 * i + 1] = INJECT_REASONS.indexOf(reason);
+      const at = this.rec + D_INJECTED + 2 * i;
+      Atomics.store(w, at + 1, INJECT_REASONS.indexOf(reason));
+      Atomics.store(w, at, vector + 1);
     }
-    w[this.rec + D_NR_INJECTED] = i + 1;
   }
 
   /**

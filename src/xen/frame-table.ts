@@ -197,6 +197,21 @@ export class FrameTable {
     return Atomics.sub(this.typeCount, mfn, 1) - 1;
   }
 
+  /**
+   * Drops the frame's reference only if it is the last one (count 1 to 0, in
+   * one compare-exchange); false, with nothing changed, when another is held.
+   * A frame at 0 takes no new reference (getOwnerAndReference), so the caller
+   * either frees it (release) or gives the reference back (restoreLastRef).
+   */
+  dropLastRef(mfn: number): boolean {
+    return Atomics.compareExchange(this.count, mfn, 1, 0) === 1;
+  }
+
+  /** Undoes dropLastRef of a frame nobody could reference since. */
+  restoreLastRef(mfn: number): void {
+    Atomics.store(this.count, mfn, 1);
+  }
+
   /** test_and_clear_bit on the frame's flags: whether `bit` was set. */
   testAndClear(mfn: number, bit: number): boolean {
     return (Atomics.and(this.flags, mfn, ~bit) & bit) !== 0;

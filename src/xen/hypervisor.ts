@@ -916,10 +916,14 @@ export class Hypervisor {
     if ((pte & _PAGE_PRESENT) === 0) return;
     const mfn = pteFrame(pte);
     const flags = pteFlags(pte);
-    if (!this.frames.isValid(mfn) || this.frames.owner[mfn] === OWNER_NONE) return;
+    if (!this.frames.isValid(mfn)) return;
+    // The PTE's reference keeps the owner from changing (it changes only at
+    // count 0, or in steal_page's exact count), whichever thread drops others.
+    const ownerId = Atomics.load(this.frames.owner, mfn);
+    if (ownerId === OWNER_NONE) return;
     if (this.opts.debugBuild && (flags & PTE_GNTTAB_MARK) !== 0 && !d.isDying)
       d.inject(13, 'attempt to implicitly unmap a grant PTE');
-    const owner = this.domains.get(this.frames.owner[mfn]!);
+    const owner = this.domains.get(ownerId);
     if ((flags & _PAGE_RW) !== 0 && (owner === d || (owner !== undefined && !owner.translated)))
       this.putPageType(mfn);
     this.putPage(mfn);
@@ -944,6 +948,13 @@ export class Hypervisor {
   freeXenHeapFrame(mfn: number): void {
     this.putPageType(mfn);
     this.putPage(mfn);
+  }
+
+  /** Frees a Xen-heap frame whose last reference went by FrameTable.dropLastRef. */
+  releaseXenHeapFrameAtZero(mfn: number): void {
+    this.putPageType(mfn);
+    this.machine.zeroFrame(mfn);
+    this.frames.release(mfn);
   }
 
   /**

@@ -5,6 +5,29 @@
 // bits 12-51, flags in bits 0-11 and 52-63. A zero PTE unmaps. Grant PTEs are
 // made by GNTTABOP_map_grant_ref only; an ordinary update may still change or
 // zap one, which in a release build is no different from any other PTE.
+//
+// Concurrency: both run side by side with other domains' hypercalls
+// (dispatch.ts runsShared). Xen writes the PTE under page_lock of the L1 page
+// (__do_update_va_mapping), because any vCPU of the domain, or a privileged
+// domain's mmu_update naming it as the page-table owner, may write that page
+// at the same time. Here nothing else can: a PV domain's page table is written
+// only by its own hypercalls (this file, and its own grant maps and unmaps in
+// host-mapping.ts), made by its one thread (WorkerHost.spawn runs one guest per
+// domain, a domain has one hypercall thread), and by the toolstack's create
+// and destroy, which hold the hypercall lock exclusive, so no shared op runs
+// beside them. The granter of a grant PTE never writes the grantee's PTEs, and
+// its own table's locks do not cover them. So the read of the old PTE, the
+// write of the new one and the paging-pool frame a new leaf takes need no
+// lock, and no page_lock is taken. What other threads do touch are the
+// frames' counts: the new frame's reference (page_get_owner_and_reference, a
+// compare-exchange that never revives a frame at 0) and writable type
+// reference, and the old frame's, dropped after the write (put_page_from_l1e):
+// the last one frees the page under its owner's page_alloc_lock, and may let
+// a dying owner be finalised, which a shared hypercall leaves to the
+// toolstack (Hypervisor.maybeFinalise). Zapping a grant PTE this way drops
+// the grant's references and leaves its pin and maptrack slot, as Xen does
+// (quirk §15.19); the grant side is only ever changed by this same thread's
+// unmap, which then finds the PTE gone (replace_grant_pv_mapping's check).
 
 import { DOMID_IO, DOMID_SELF, DOMID_XEN } from '../abi/domid.ts';
 import {

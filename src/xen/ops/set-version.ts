@@ -139,13 +139,21 @@ function unpopulateStatusFrames(hv: Hypervisor, d: Domain): number {
       gt.statusGfn.set(i, NO_GFN);
     });
   }
-  for (const mfn of gt.status) {
-    if (hv.frames.count[mfn]! > 1) {
-      if (d.translated) hv.crashDomain(d, 'status frame still in use on v2 -> v1');
-      return -XEN_EBUSY;
-    }
+  // put_page_alloc_ref, then the count check: the allocation reference goes
+  // only where it is the last one, in one compare-exchange, so a reference
+  // another thread takes meanwhile (dom0's update_va_mapping_otherdomain of an
+  // MFN it got by XENMEM_acquire_resource, which runs beside this) either
+  // came first, and the switch is refused with every frame as it was, or
+  // finds the count at 0 and fails (-EBUSY there). A check of the count
+  // before a separate put would let such a mapping keep a freed status frame.
+  const frames = gt.status.toArray();
+  for (let i = 0; i < frames.length; i++) {
+    if (hv.frames.dropLastRef(frames[i]!)) continue;
+    for (let j = 0; j < i; j++) hv.frames.restoreLastRef(frames[j]!);
+    if (d.translated) hv.crashDomain(d, 'status frame still in use on v2 -> v1');
+    return -XEN_EBUSY;
   }
-  for (const mfn of gt.status) hv.freeXenHeapFrame(mfn);
+  for (const mfn of frames) hv.releaseXenHeapFrameAtZero(mfn);
   gt.status.clear();
   gt.statusGfn.clear();
   return 0;
