@@ -85,10 +85,12 @@ const HVM_GRANT_OPS = new Set([
  * (xen-globals.ts): the ops that take Xen's own locks for what they touch,
  * or touch only words every writer changes atomically. An op joins this list
  * once it does; the rest run alone in Xen.
- * - map and unmap: rd's read lock and the entry's lock (map_grant_ref,
- *   unmap_common, unmap_common_complete), page references by atomics, the
- *   caller's own page table or P2M and maptrack, and the owner's
- *   page_alloc_lock for a page whose last reference goes;
+ * - map, unmap and unmap_and_replace: rd's read lock and the entry's lock
+ *   (map_grant_ref, unmap_common, unmap_common_complete), page references by
+ *   atomics, the caller's own page table or P2M and maptrack, and the owner's
+ *   page_alloc_lock for a page whose last reference goes; unmap_and_replace
+ *   (PV only) also steals the PTE at new_addr, in the caller's own page table
+ *   too, under the same entry lock (replace_grant_pv_mapping);
  * - copy: each grant's read lock and entry lock in acquire_grant_for_copy and
  *   release_grant_for_copy, dropped around a transitive grant's inner one
  *   (XSA-411), nr_v2_ops changed atomically;
@@ -111,6 +113,7 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
     return (
       cmd === GNTTABOP_map_grant_ref ||
       cmd === GNTTABOP_unmap_grant_ref ||
+      cmd === GNTTABOP_unmap_and_replace ||
       cmd === GNTTABOP_copy ||
       cmd === GNTTABOP_setup_table ||
       cmd === GNTTABOP_set_version ||

@@ -138,6 +138,11 @@ export function replaceGrantHostMapping(
     const vpn = page;
     if (vpn < 0) return GNTST_general_error;
     let replacement = 0;
+    // Both PTEs are in the caller's own page table, which only its thread
+    // writes (see update-va-mapping.ts): Xen's page_lock of each L1 page
+    // (steal_linear_address, then the grant PTE's) has no other writer to
+    // exclude here. The stolen PTE's references move with it; on failure they
+    // are dropped (put_page_from_l1e), under the grant's entry lock, as in Xen.
     if (newAddr !== 0) {
       const nvpn = pageOf(newAddr);
       if (nvpn < 0) return GNTST_general_error;

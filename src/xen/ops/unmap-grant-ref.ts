@@ -136,7 +136,7 @@ function unmapLocked(
     // and the page was given away since: a PTE that maps it now belongs to some
     // other mapping, whose references are not this grant's to drop (XSA-234).
     const rc =
-      hv.frames.owner[op.mfn] !== rd.domid
+      Atomics.load(hv.frames.owner, op.mfn) !== rd.domid
         ? GNTST_general_error
         : replaceGrantHostMapping(hv, ld, pageOf(op.hostAddr), op.mfn, op.newAddr, flags);
     if (rc !== GNTST_okay) {
