@@ -30,10 +30,12 @@ import {
   GNTTABOP_transfer,
   GNTTABOP_unmap_and_replace,
   GNTTABOP_unmap_grant_ref,
+  MEMOP_CMD_MASK,
   XEN_EFAULT,
   XEN_EINVAL,
   XEN_ENOSYS,
   XEN_EOPNOTSUPP,
+  XENMEM_add_to_physmap,
 } from '../abi/hypercall.ts';
 import type { StructValue } from '../abi/struct.ts';
 import type { Domain } from './domain.ts';
@@ -105,7 +107,14 @@ const HVM_GRANT_OPS = new Set([
  *   caller's own page table (see update-va-mapping.ts for why no page_lock),
  *   the new frame's reference and writable type reference taken and the old
  *   one's dropped by atomics (get_page_from_l1e, put_page_from_l1e), the
- *   owner's page_alloc_lock for a page whose last reference goes.
+ *   owner's page_alloc_lock for a page whose last reference goes;
+ * - memory_op XENMEM_add_to_physmap (grant table and shared-info spaces): the
+ *   target's P2M lock (p2m_lock) for the P2M and the frames' GFNs; for a grant
+ *   frame inside the table's write lock, held from the frame lookup (and
+ *   growth) until the P2M insertion, with a page reference across it
+ *   (gnttab_map_frame, XSA-384/486). Every writer of a translated domain's
+ *   P2M takes that lock (map and unmap of a grant into it, set_version's
+ *   removal of status frames); get_paged_frame reads under it.
  */
 export function runsShared(nr: Register, args: readonly Register[]): boolean {
   const cmd = args[0];
@@ -123,6 +132,7 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
       cmd === GNTTABOP_get_version
     );
   if (nr === __HYPERVISOR_event_channel_op) return true;
+  if (nr === __HYPERVISOR_memory_op) return (u32(cmd) & MEMOP_CMD_MASK) === XENMEM_add_to_physmap;
   return nr === __HYPERVISOR_update_va_mapping || nr === __HYPERVISOR_update_va_mapping_otherdomain;
 }
 

@@ -44,6 +44,8 @@ const D_GT = LOCK_WORDS + 19;
 const D_MMU_ROOT = LOCK_WORDS + 20;
 /** d->event_lock (an rwlock): the lock slot after D_MMU_ROOT. */
 const D_EVENT_LOCK = LOCK_WORDS * 7;
+/** p2m->lock (an rwlock) of a translated domain: the slot after the event lock. */
+const D_P2M_LOCK = LOCK_WORDS * 8;
 const KIND_PV = 1;
 const KIND_HVM = 2;
 
@@ -105,6 +107,14 @@ export class Domain {
    * struct domain pointers: evtchn_bind_interdomain, evtchn_close).
    */
   readonly eventLock: RwLock;
+  /**
+   * p2m->lock (HVM): written for every change of the P2M and of where its
+   * Xen-heap frames are placed (their GFN slots, which x86 reads back from
+   * the M2P); read around a lookup that takes a reference on the page found
+   * (p2m_get_page_from_gfn). Guest MMU walks read the entries lock-free:
+   * every entry is one word, written with Atomics.
+   */
+  readonly p2mLock: RwLock;
   /** The vCPU that issues hypercalls (maptrack free lists are per vCPU). */
   currentVcpu = 0;
   /** Event channels (2-level ABI). */
@@ -212,6 +222,7 @@ export class Domain {
       pool.policy,
     );
     this.eventLock = new RwLock(w, this.rec + D_EVENT_LOCK, LOCK_CLASSES.eventLock, record, pool.policy);
+    this.p2mLock = new RwLock(w, this.rec + D_P2M_LOCK, LOCK_CLASSES.p2m, this.domid, pool.policy);
   }
 
   /** RAM pages the domain owns now (d->page_list; its size is tot_pages); empty once it is gone. */
@@ -237,10 +248,11 @@ export class Domain {
 
   /** HVM: where the guest placed its shared-info page (XENMAPSPACE_shared_info), or -1. */
   get sharedInfoGfn(): number {
-    return this.retired !== null ? -1 : this.words[this.rec + D_SHARED_INFO_GFN]!;
+    // Written under the P2M lock, read without it (as x86 reads the M2P).
+    return this.retired !== null ? -1 : Atomics.load(this.words, this.rec + D_SHARED_INFO_GFN);
   }
   set sharedInfoGfn(gfn: number) {
-    this.words[this.rec + D_SHARED_INFO_GFN] = gfn;
+    Atomics.store(this.words, this.rec + D_SHARED_INFO_GFN, gfn);
   }
 
   /** Why Xen crashed the domain (domain_crash), or null; the host destroys it after the hypercall. */

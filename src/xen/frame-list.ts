@@ -66,6 +66,19 @@ export class FrameList {
     this.words[this.at(i)] = v;
   }
 
+  /**
+   * Entry i with Atomics, for a GFN column: written under the domain's P2M
+   * lock, read by holders of the grant-table lock alone (setup_table,
+   * get_status_frames), as x86 Xen reads a frame's GFN from the M2P.
+   */
+  load(i: number): number {
+    return Atomics.load(this.words, this.at(i));
+  }
+
+  store(i: number, v: number): void {
+    Atomics.store(this.words, this.at(i), v);
+  }
+
   /** Appends v; false when the list is at its capacity or no private page could be had. */
   push(v: number): boolean {
     const n = this.length;

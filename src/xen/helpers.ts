@@ -131,13 +131,22 @@ export function getPagedMfn(hv: Hypervisor, rd: Domain, gfn: number): number {
   let mfn: number;
   if (rd.p2m !== null) {
     if (!Number.isSafeInteger(gfn)) return GNTST_bad_page;
-    const e = rd.p2m.entry(gfn);
-    if (e === 0 || isGrantOrForeignP2m(p2mEntryType(e))) return GNTST_bad_page;
-    if (p2mEntryType(e) === P2M_RAM_PAGED) return GNTST_eagain;
-    mfn = p2mEntryMfn(e);
-  } else {
-    mfn = gfn;
+    // p2m_get_page_from_gfn: the lookup and the reference under rd's P2M
+    // read lock, so the page found is not freed or moved in between (an
+    // add_to_physmap over that GFN frees the RAM there).
+    rd.p2mLock.readLock();
+    try {
+      const e = rd.p2m.entry(gfn);
+      if (e === 0 || isGrantOrForeignP2m(p2mEntryType(e))) return GNTST_bad_page;
+      if (p2mEntryType(e) === P2M_RAM_PAGED) return GNTST_eagain;
+      mfn = p2mEntryMfn(e);
+      if (!hv.getPage(mfn, rd)) return GNTST_bad_page;
+    } finally {
+      rd.p2mLock.readUnlock();
+    }
+    return mfn;
   }
+  mfn = gfn;
   if (!hv.getPage(mfn, rd)) return GNTST_bad_page;
   return mfn;
 }

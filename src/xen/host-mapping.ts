@@ -99,6 +99,17 @@ export function createGrantHostMapping(
   if ((flags & ~GNTMAP_readonly) >>> 0 !== GNTMAP_host_map || cacheFlags !== 0) return GNTST_general_error;
   const gfn = page;
   if (gfn < 0) return GNTST_general_error;
+  // create_grant_p2m_mapping: p2m_add_page under ld's P2M lock (another
+  // domain's thread may change ld's P2M too: add_to_physmap for ld).
+  ld.p2mLock.writeLock();
+  try {
+    return createGrantP2mMapping(hv, ld, gfn, mfn, flags);
+  } finally {
+    ld.p2mLock.writeUnlock();
+  }
+}
+
+function createGrantP2mMapping(hv: Hypervisor, ld: Domain, gfn: number, mfn: number, flags: number): number {
   const p2m = ld.p2m!;
   const old = p2m.entry(gfn);
   // Xen refuses to replace a grant or foreign entry this way, and crashes the
@@ -162,8 +173,14 @@ export function replaceGrantHostMapping(
   if (newAddr !== 0) return GNTST_general_error;
   const gfn = page;
   if (gfn < 0) return GNTST_general_error;
-  const e = ld.p2m!.entry(gfn);
-  if (e === 0 || !isGrantP2m(p2mEntryType(e)) || p2mEntryMfn(e) !== mfn) return GNTST_general_error;
-  ld.p2m!.delete(gfn);
-  return GNTST_okay;
+  // replace_grant_p2m_mapping: the check and the removal under ld's P2M lock.
+  ld.p2mLock.writeLock();
+  try {
+    const e = ld.p2m!.entry(gfn);
+    if (e === 0 || !isGrantP2m(p2mEntryType(e)) || p2mEntryMfn(e) !== mfn) return GNTST_general_error;
+    ld.p2m!.delete(gfn);
+    return GNTST_okay;
+  } finally {
+    ld.p2mLock.writeUnlock();
+  }
 }

@@ -41,6 +41,15 @@
 //                     (double_evtchn_lock).
 //   fifo_queue        FIFO queue locks; two at once ordered by key.
 //   -- memory (below both families) --
+//   p2m               p2m->lock of a translated domain (an mm_rwlock): written
+//                     for every change of its P2M (gfn_lock, p2m_set_entry),
+//                     read for a lookup that takes a page reference
+//                     (p2m_get_page_from_gfn). Taken under the grant-table lock
+//                     (gnttab_map_frame keeps the write lock across the P2M
+//                     insertion in xenmem_add_to_physmap_one, XSA-486; set_version
+//                     removes status frames under it) and under an active entry
+//                     (get_paged_frame); before page_alloc (mm-locks.h: the P2M
+//                     lock is ordered before page_alloc). One domain's at a time.
 //   page_alloc        d->page_alloc_lock, recursive on the same domain; never
 //                     two domains' at once, never held while taking a grant
 //                     lock (XSA-73).
@@ -106,6 +115,7 @@ export const LOCK_CLASSES = {
   virqLock: cls('virq_lock', 21, 'event'),
   evtchn: cls('evtchn_lock', 22, 'event', 'ordered'),
   fifoQueue: cls('fifo_queue_lock', 23, 'event', 'ordered'),
+  p2m: cls('p2m_lock', 25, 'memory'),
   pageAlloc: cls('page_alloc_lock', 30, 'memory', 'recursive'),
   heap: cls('heap_lock', 31, 'memory'),
   maptrackFreelist: cls('maptrack_freelist_lock', 32, 'memory'),

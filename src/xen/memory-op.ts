@@ -10,6 +10,7 @@ import {
   MEMOP_CMD_MASK,
   MEMOP_EXTENT_SHIFT,
   XEN_EACCES,
+  XEN_EBUSY,
   XEN_EFAULT,
   XEN_EINVAL,
   XEN_ENOENT,
@@ -67,7 +68,12 @@ function addToPhysmap(hv: Hypervisor, ld: Domain, arg: number): number {
   if (xatp.space === XENMAPSPACE_shared_info) {
     // Only idx 0 names a frame; anything else leaves INVALID_MFN: -EINVAL.
     if (xatp.idx !== 0 || d.sharedInfoMfn < 0) return -XEN_EINVAL;
-    return placeXenHeapFrame(hv, d, d.sharedInfoMfn, sharedInfoSlot(d), xatp.gpfn);
+    d.p2mLock.writeLock();
+    try {
+      return placeXenHeapFrame(hv, d, d.sharedInfoMfn, sharedInfoSlot(d), xatp.gpfn);
+    } finally {
+      d.p2mLock.writeUnlock();
+    }
   }
   if (xatp.space !== XENMAPSPACE_grant_table) return -XEN_ENOSYS;
   return addGrantFrameToPhysmap(hv, d, xatp.idx, xatp.gpfn);
@@ -87,7 +93,17 @@ function removeFromPhysmap(hv: Hypervisor, ld: Domain, arg: number): number {
   if (d === undefined) return -XEN_ESRCH;
   if (!d.translated) return -XEN_EACCES;
   if (!hv.xsmTarget(ld, d)) return -XEN_EPERM;
-  const gfn = xrfp.gpfn;
+  // The lookup and the removal under d's P2M lock (get_page_from_gfn, then
+  // guest_physmap_remove_page's gfn_lock): the entry found is the one removed.
+  d.p2mLock.writeLock();
+  try {
+    return removeLocked(hv, d, xrfp.gpfn);
+  } finally {
+    d.p2mLock.writeUnlock();
+  }
+}
+
+function removeLocked(hv: Hypervisor, d: Domain, gfn: number): number {
   const p2m = d.p2m!;
   // get_page_from_gfn(P2M_ALLOC): nothing there, or a page being paged in, is -ENOENT.
   const e = Number.isSafeInteger(gfn) ? p2m.get(gfn) : undefined;
@@ -104,30 +120,57 @@ function removeFromPhysmap(hv: Hypervisor, ld: Domain, arg: number): number {
   return 0;
 }
 
-/** gnttab_map_frame plus the P2M update of xenmem_add_to_physmap_one. */
+/**
+ * gnttab_map_frame_begin / _end around the P2M update of
+ * xenmem_add_to_physmap_one: the table's write lock from the frame lookup
+ * (growing the table if need be) until the frame is in the P2M, and a page
+ * reference held across the insertion (XSA-384), so that set_version, which
+ * frees status frames under the same write lock, runs wholly before or after
+ * (XSA-486). d's P2M lock is taken inside the table's lock.
+ */
 function addGrantFrameToPhysmap(hv: Hypervisor, d: Domain, rawIdx: number, gpfn: number): number {
   const gt = d.gt;
-  let mfn: number;
-  let slot: GfnSlot;
+  gt.lock.writeLock();
+  try {
+    const { mfn, slot } = grantFrameOf(hv, d, rawIdx);
+    if (mfn < 0) return mfn;
+    // gnttab_map_frame_begin: get_page, or -EBUSY.
+    if (!hv.getPage(mfn, d)) return -XEN_EBUSY;
+    try {
+      d.p2mLock.writeLock();
+      try {
+        return placeXenHeapFrame(hv, d, mfn, slot, gpfn);
+      } finally {
+        d.p2mLock.writeUnlock();
+      }
+    } finally {
+      // gnttab_map_frame_end: put_page (the frame stays d's: the put never frees it).
+      hv.putPage(mfn);
+    }
+  } finally {
+    gt.lock.writeUnlock();
+  }
+}
+
+/**
+ * gnttab_map_frame's lookup (the caller holds the table's write lock): the
+ * frame's MFN (-EINVAL when it cannot exist) and the slot of its GFN.
+ */
+function grantFrameOf(hv: Hypervisor, d: Domain, rawIdx: number): { mfn: number; slot: GfnSlot } {
+  const gt = d.gt;
   if (
     rawIdx >= XENMAPIDX_grant_table_status &&
     rawIdx < 2 * XENMAPIDX_grant_table_status &&
     gt.version === 2
   ) {
     const idx = rawIdx - XENMAPIDX_grant_table_status;
-    mfn = getStatusFrameMfn(hv, d, idx);
-    slot = arraySlot(gt.statusGfn, idx);
-  } else {
-    // In v1 the status bit just makes idx too large.
-    const idx = rawIdx;
-    mfn = getSharedFrameMfn(hv, d, idx);
-    slot = arraySlot(gt.sharedGfn, idx);
+    return { mfn: getStatusFrameMfn(hv, d, idx), slot: arraySlot(gt.statusGfn, idx) };
   }
-  if (mfn < 0) return mfn;
-  return placeXenHeapFrame(hv, d, mfn, slot, gpfn);
+  // In v1 the status bit just makes idx too large.
+  return { mfn: getSharedFrameMfn(hv, d, rawIdx), slot: arraySlot(gt.sharedGfn, rawIdx) };
 }
 
-/** The P2M update of xenmem_add_to_physmap_one for a Xen-heap frame of d. */
+/** The P2M update of xenmem_add_to_physmap_one for a Xen-heap frame of d; d's P2M lock is held. */
 function placeXenHeapFrame(hv: Hypervisor, d: Domain, mfn: number, slot: GfnSlot, gpfn: number): number {
   if (!(Number.isSafeInteger(gpfn) && gpfn < ADDRESS_SPACE_PAGES)) return -XEN_EINVAL;
   const p2m = d.p2m!;

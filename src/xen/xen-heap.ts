@@ -5,7 +5,10 @@
 import type { Domain } from './domain.ts';
 import type { FrameList } from './frame-list.ts';
 
-/** Where a Xen-heap frame shared with a domain is placed in its P2M. */
+/**
+ * Where a Xen-heap frame shared with a domain is placed in its P2M: changed
+ * under the domain's P2M lock with the entry itself, read with Atomics.
+ */
 export interface GfnSlot {
   get(): number;
   set(gfn: number): void;
@@ -14,8 +17,8 @@ export interface GfnSlot {
 /** Entry i of a grant table's GFN list. */
 export function arraySlot(gfns: FrameList, i: number): GfnSlot {
   return {
-    get: () => gfns.get(i),
-    set: (gfn) => gfns.set(i, gfn),
+    get: () => gfns.load(i),
+    set: (gfn) => gfns.store(i, gfn),
   };
 }
 

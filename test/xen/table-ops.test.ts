@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   __HYPERVISOR_grant_table_op,
+  __HYPERVISOR_memory_op,
   _PAGE_ACCESSED,
   _PAGE_AVAIL,
   _PAGE_DIRTY,
@@ -50,7 +51,10 @@ import {
   XEN_EPERM,
   XEN_ESRCH,
   XENMAPIDX_grant_table_status,
+  XENMEM_add_to_physmap,
 } from '../../src/index.ts';
+import { runsShared } from '../../src/xen/dispatch.ts';
+import { lockDebugEnabled, lockOrderSeen } from '../../src/xen/locks.ts';
 import {
   addToPhysmap,
   entryAddr,
@@ -840,6 +844,29 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
     assert.equal(u2.xen.gt.nrGrantFrames, 3);
     assert.equal(u2.xen.gt.sharedGfn.get(2), 0xc0002);
     assert.equal(u2.memory.readU32(0xc000_2000), 0);
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
+  it("runs side by side, under the table's write lock and then the target's P2M lock (gnttab_map_frame_begin, XSA-486)", () => {
+    assert.equal(runsShared(__HYPERVISOR_memory_op, [XENMEM_add_to_physmap]), true);
+    assert.equal(lockDebugEnabled(), true, 'test/run.mjs runs with GNTTAB_LOCK_DEBUG=1');
+    const host = newHost();
+    const dom0 = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const d = host.createDomain({ kind: 'hvm', memoryKiB: 256 });
+    setVersion(d, 2);
+    const st = d.xen.gt.status.get(0);
+    assert.equal(addToPhysmap(dom0, XENMAPIDX_grant_table_status, 0xd0000, d.domid), 0);
+    assert.ok(lockOrderSeen().includes('grant_table>p2m_lock'));
+    assert.equal(d.xen.p2m!.get(0xd0000)?.mfn, st);
+    // The reference gnttab_map_frame took went back: the allocation's alone is left.
+    assert.equal(host.hypervisor.frames.count[st], 1);
+    assert.deepEqual(
+      [d.xen.gt.lock.state(), d.xen.p2mLock.state()].map((x) => [x.readers, x.writer]),
+      [
+        [0, false],
+        [0, false],
+      ],
+    );
     assert.deepEqual(host.checkInvariants(), []);
   });
 });

@@ -51,7 +51,7 @@ function statusFramesLocked(
           hv,
           ld,
           frameList + i * 8,
-          frameNumberFor(d, d.gt.status.get(i), d.gt.statusGfn.get(i)),
+          frameNumberFor(d, d.gt.status.get(i), d.gt.statusGfn.load(i)),
         )
       ) {
         // gnttab_get_status_frames stops at the first entry it cannot write.

@@ -133,11 +133,19 @@ function changeVersion(hv: Hypervisor, d: Domain, version: number): number {
 function unpopulateStatusFrames(hv: Hypervisor, d: Domain): number {
   const gt = d.gt;
   if (d.p2m !== null) {
-    gt.status.toArray().forEach((_mfn, i) => {
-      const gfn = gt.statusGfn.get(i);
-      if (gfn !== NO_GFN) d.p2m!.delete(gfn);
-      gt.statusGfn.set(i, NO_GFN);
-    });
+    // guest_physmap_remove_page: the P2M lock inside the table's write lock
+    // (the order xenmem_add_to_physmap_one takes them in, XSA-486).
+    const p2m = d.p2m;
+    d.p2mLock.writeLock();
+    try {
+      for (let i = 0; i < gt.status.length; i++) {
+        const gfn = gt.statusGfn.load(i);
+        if (gfn !== NO_GFN) p2m.delete(gfn);
+        gt.statusGfn.store(i, NO_GFN);
+      }
+    } finally {
+      d.p2mLock.writeUnlock();
+    }
   }
   // put_page_alloc_ref, then the count check: the allocation reference goes
   // only where it is the last one, in one compare-exchange, so a reference

@@ -49,7 +49,7 @@ function setupLocked(hv: Hypervisor, ld: Domain, d: Domain, frameList: number, n
   } else {
     for (let i = 0; i < nrFrames; i++) {
       if (
-        !copyU64ToGuest(hv, ld, frameList + i * 8, frameNumberFor(d, gt.shared.get(i), gt.sharedGfn.get(i)))
+        !copyU64ToGuest(hv, ld, frameList + i * 8, frameNumberFor(d, gt.shared.get(i), gt.sharedGfn.load(i)))
       ) {
         status = GNTST_bad_virt_addr;
         break;
