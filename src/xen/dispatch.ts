@@ -36,6 +36,7 @@ import {
   XEN_ENOSYS,
   XEN_EOPNOTSUPP,
   XENMEM_add_to_physmap,
+  XENMEM_remove_from_physmap,
 } from '../abi/hypercall.ts';
 import type { StructValue } from '../abi/struct.ts';
 import type { Domain } from './domain.ts';
@@ -112,7 +113,9 @@ const HVM_GRANT_OPS = new Set([
  *   target's P2M lock (p2m_lock) for the P2M and the frames' GFNs; for a grant
  *   frame inside the table's write lock, held from the frame lookup (and
  *   growth) until the P2M insertion, with a page reference across it
- *   (gnttab_map_frame, XSA-384/486). Every writer of a translated domain's
+ *   (gnttab_map_frame, XSA-384/486); XENMEM_remove_from_physmap: the lookup
+ *   and the removal (guest_physmap_remove_page) under the target's P2M lock,
+ *   a foreign entry's reference dropped. Every writer of a translated domain's
  *   P2M takes that lock (map and unmap of a grant into it, set_version's
  *   removal of status frames); get_paged_frame reads under it.
  */
@@ -132,7 +135,10 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
       cmd === GNTTABOP_get_version
     );
   if (nr === __HYPERVISOR_event_channel_op) return true;
-  if (nr === __HYPERVISOR_memory_op) return (u32(cmd) & MEMOP_CMD_MASK) === XENMEM_add_to_physmap;
+  if (nr === __HYPERVISOR_memory_op) {
+    const sub = u32(cmd) & MEMOP_CMD_MASK;
+    return sub === XENMEM_add_to_physmap || sub === XENMEM_remove_from_physmap;
+  }
   return nr === __HYPERVISOR_update_va_mapping || nr === __HYPERVISOR_update_va_mapping_otherdomain;
 }
 

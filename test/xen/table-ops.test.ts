@@ -19,6 +19,7 @@ import {
   DOMID_IO,
   DOMID_SELF,
   type DomainHandle,
+  encodeStruct,
   GNTST_bad_domain,
   GNTST_bad_gntref,
   GNTST_bad_virt_addr,
@@ -47,11 +48,14 @@ import {
   XEN_EBUSY,
   XEN_EFAULT,
   XEN_EINVAL,
+  XEN_ENOENT,
   XEN_ENOSYS,
   XEN_EPERM,
   XEN_ESRCH,
   XENMAPIDX_grant_table_status,
   XENMEM_add_to_physmap,
+  XENMEM_remove_from_physmap,
+  xen_remove_from_physmap,
 } from '../../src/index.ts';
 import { runsShared } from '../../src/xen/dispatch.ts';
 import { lockDebugEnabled, lockOrderSeen } from '../../src/xen/locks.ts';
@@ -844,6 +848,39 @@ describe('XENMEM_add_to_physmap, XENMAPSPACE_grant_table (§11)', () => {
     assert.equal(u2.xen.gt.nrGrantFrames, 3);
     assert.equal(u2.xen.gt.sharedGfn.get(2), 0xc0002);
     assert.equal(u2.memory.readU32(0xc000_2000), 0);
+    assert.deepEqual(host.checkInvariants(), []);
+  });
+
+  it('XENMEM_remove_from_physmap runs side by side: the entry looked up under the P2M lock is the one removed (guest_physmap_remove_page)', () => {
+    assert.equal(runsShared(__HYPERVISOR_memory_op, [XENMEM_remove_from_physmap]), true);
+    const host = newHost();
+    const dom0 = host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    const d = host.createDomain({ kind: 'hvm', memoryKiB: 256 });
+    const remove = (caller: DomainHandle, domid: number, gpfn: number) => {
+      const addr = scratch(caller, 2);
+      caller.memory.write(addr, encodeStruct(xen_remove_from_physmap, { domid, gpfn }));
+      return caller.hypercall(__HYPERVISOR_memory_op, XENMEM_remove_from_physmap, addr);
+    };
+    assert.equal(addToPhysmap(d, 0, 0xc0000), 0);
+    // dom0 takes d's grant frame out of d's P2M: it is at no GFN, and setup_table says so.
+    assert.equal(remove(dom0, d.domid, 0xc0000), 0);
+    assert.equal(d.xen.p2m!.get(0xc0000), undefined);
+    assert.equal(d.xen.gt.sharedGfn.get(0), -1);
+    setupTable(d, DOMID_SELF, 1);
+    assert.deepEqual(readList(d, listAddr(d), 1), [0xffff_ffff_ffff_ffffn]);
+    assert.equal(remove(dom0, d.domid, 0xc0000), -XEN_ENOENT);
+    // RAM leaves the P2M but stays d's (no page is freed).
+    const ram = d.xen.p2m!.get(5)!.mfn;
+    const tot = d.xen.totPages;
+    const free = host.hypervisor.frames.freeFrames;
+    assert.equal(remove(d, DOMID_SELF, 5), 0);
+    assert.deepEqual([d.xen.totPages, host.hypervisor.frames.freeFrames], [tot, free]);
+    assert.equal(host.hypervisor.frames.owner[ram], d.domid);
+    assert.throws(() => d.memory.readU32(0x5000), GuestFault);
+    // Placed again, the frame is at the new GFN only.
+    assert.equal(addToPhysmap(dom0, 0, 0xc0004, d.domid), 0);
+    assert.equal(d.xen.gt.sharedGfn.get(0), 0xc0004);
+    assert.deepEqual(d.xen.p2mLock.state(), { readers: 0, writer: false, waitingWriters: 0 });
     assert.deepEqual(host.checkInvariants(), []);
   });
 
