@@ -14,6 +14,7 @@ import { GuestCrash, type ThreadDomain, WorkerHost } from '../../src/host/worker
 import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
 import * as destroy from '../fixtures/smp-races/destroy.ts';
 import * as evtchnBindClose from '../fixtures/smp-races/evtchn-bind-close.ts';
+import * as foreignMap from '../fixtures/smp-races/foreign-map.ts';
 import * as growth from '../fixtures/smp-races/growth.ts';
 import { gntstTallies, MAX_SIDES, rcTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
 import * as many from '../fixtures/smp-races/many.ts';
@@ -90,10 +91,11 @@ async function pinOf(host: WorkerHost, domid: number, ref: number): Promise<{ pi
 
 describe('SMP races on worker threads', () => {
   let host: WorkerHost;
+  let dom0: ThreadDomain;
   before(async () => {
     host = await WorkerHost.start({ memoryMiB: 64 });
-    // dom0, which runs nothing: the races are between domUs.
-    await host.createDomain({ kind: 'pv', memoryKiB: 512 });
+    // dom0: the races are between domUs, but for dom0's privileged foreign mappings (race 7).
+    dom0 = await host.createDomain({ kind: 'pv', memoryKiB: 512 });
   });
   after(async () => {
     await host.shutdown();
@@ -448,6 +450,97 @@ describe('SMP races on worker threads', () => {
     assert.deepEqual(await host.checkInvariants(), []);
     await destroyAll(doms);
     assert.deepEqual(await host.checkInvariants(), []);
+    assert.equal(await host.freeFrames, free0, 'frames leaked');
+  });
+  it("dom0 maps a domU's page and status frame by update_va_mapping_otherdomain while the domU switches versions and a third domain maps the page (mod_l1_entry, get_page_from_l1e, gnttab_unpopulate_status_frames)", async (t) => {
+    const ROUNDS = 240;
+    const free0 = await host.freeFrames;
+    const g = await host.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const m = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+    const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+    const w = new Int32Array(sab);
+    const common = { sab, granter: g.domid, mapper: m.domid, rounds: ROUNDS };
+    const granter = host.spawn<{ back: number; ended: boolean }>(g, fixture('foreign-map'), {
+      ...common,
+      role: 'granter',
+    });
+    await waitWord(w, S.ready, 1, granter);
+    const mfn = Atomics.load(w, S.ref2);
+    assert.equal(await g.machineFrameOf(Atomics.load(w, S.page)), mfn);
+    const before = counts(await host.pageInfo(mfn));
+    const { result, samples } = await sampled(
+      host,
+      Promise.all([
+        granter,
+        host.spawn<{ rounds: number; pZaps: number }>(dom0, fixture('foreign-map'), {
+          ...common,
+          role: 'dom0',
+        }),
+        host.spawn<number>(m, fixture('foreign-map'), { ...common, role: 'mapper' }),
+      ]),
+    );
+    const [end, { rounds: dom0Rounds, pZaps }, mapperRounds] = result;
+    t.diagnostic(
+      `dom0 ${dom0Rounds} rounds, mapper ${mapperRounds}; set_version ${JSON.stringify(rcTallies(w, foreignMap.SETVER))}, ` +
+        `status maps ${JSON.stringify(rcTallies(w, foreignMap.STATUS_MAP))}, acquires ${JSON.stringify(rcTallies(w, foreignMap.ACQ))}`,
+    );
+    const EBUSY = '-16';
+    const EINVAL = String(-XEN_EINVAL);
+    const holds = Array.from({ length: ROUNDS }, (_, r) => r).filter(foreignMap.isHoldRound).length;
+    // While dom0 maps the status frame, its reference is more than the allocation's: PV gets -EBUSY.
+    assert.deepEqual(
+      rcTallies(w, foreignMap.HOLD_RC),
+      { [EBUSY]: holds },
+      'set_version(1) under a status mapping',
+    );
+    const onlyKeys = (block: number, allowed: string[], what: string) => {
+      const got = rcTallies(w, block);
+      assert.deepEqual(
+        Object.keys(got).filter((k) => !allowed.includes(k)),
+        [],
+        `${what}: ${JSON.stringify(got)}`,
+      );
+      return got;
+    };
+    // Free rounds: a switch is refused only while one of dom0's status mappings is live.
+    onlyKeys(foreignMap.SETVER, ['0', EBUSY], 'set_version');
+    // The page never goes: every foreign map of it succeeds, and shows its bytes.
+    assert.deepEqual(rcTallies(w, foreignMap.OTHER_MAP), { 0: dom0Rounds - holds }, 'maps of the page');
+    // The status frame exists in v2 only; one freed after its MFN was read could not pin (-EBUSY).
+    const acq = onlyKeys(foreignMap.ACQ, ['0', EINVAL], 'acquire_resource of the status frame');
+    const smaps = onlyKeys(foreignMap.STATUS_MAP, ['0', EBUSY], 'maps of the status frame');
+    assert.equal(
+      (smaps['0'] ?? 0) + (smaps[EBUSY] ?? 0),
+      acq['0'] ?? 0,
+      'every acquired frame was mapped or refused',
+    );
+    // Every zap of a PTE succeeds: each status mapping's, each hold round's, the page's.
+    assert.deepEqual(rcTallies(w, foreignMap.ZAP), { 0: (smaps['0'] ?? 0) + holds + pZaps }, 'zaps');
+    assert.deepEqual(
+      gntstTallies(w, foreignMap.M_MAP),
+      { okay: mapperRounds },
+      "the third domain's maps of ref 7",
+    );
+    assert.deepEqual(gntstTallies(w, foreignMap.M_UNMAP), { okay: mapperRounds }, 'and its unmaps');
+    assert.equal(
+      Atomics.load(w, S.violations),
+      0,
+      'a mapping showed another page, or a hold-round map failed',
+    );
+    assert.equal(Atomics.load(w, S.torn), 0, 'the version Xen reported was not the one in effect');
+    assert.deepEqual(
+      end,
+      { back: 0, ended: true },
+      'back to v1 and the revoke of ref 7, once the others were done',
+    );
+    assert.ok(samples > 0);
+    assert.deepEqual(counts(await host.pageInfo(mfn)), before, 'the page counts did not come back');
+    assert.equal(await liveMappings(host, m.domid), 0);
+    assert.deepEqual(await pinOf(host, g.domid, foreignMap.REF), { pin: 0, status: 0 });
+    assert.deepEqual(await host.checkInvariants(), []);
+    await destroyAll([g, m]);
+    assert.deepEqual(await host.checkInvariants(), []);
+    // dom0 zapped every PTE of G's frames: nothing keeps G a zombie.
     assert.equal(await host.freeFrames, free0, 'frames leaked');
   });
 });
