@@ -51,6 +51,9 @@ export function resourceMaxFrames(d: Domain, type: number, id: number): number {
  * gnttab_acquire_resource: the MFNs of frames [frame, frame + nr) of the
  * shared or (v2 only) status frames, growing the table so the last one
  * exists. Returns nr, or -EINVAL (bad id, v1 status, beyond the maximum).
+ * The lookup, the growth and the read-out are under the table's write lock;
+ * no reference is taken (the caller's mapping takes one, and must cope with
+ * a frame freed meanwhile: set_foreign_p2m_entry's -EBUSY).
  */
 export function gnttabAcquireResource(
   hv: Hypervisor,
@@ -61,6 +64,23 @@ export function gnttabAcquireResource(
   mfns: number[],
 ): number {
   if (nr === 0) return -XEN_EINVAL;
+  const lock = d.gt.lock;
+  lock.writeLock();
+  try {
+    return acquireLocked(hv, d, id, frame, nr, mfns);
+  } finally {
+    lock.writeUnlock();
+  }
+}
+
+function acquireLocked(
+  hv: Hypervisor,
+  d: Domain,
+  id: number,
+  frame: number,
+  nr: number,
+  mfns: number[],
+): number {
   const finalFrame = frame + nr - 1;
   let frames: readonly number[];
   let rc: number;
@@ -121,7 +141,15 @@ export function acquireResource(hv: Hypervisor, currd: Domain, arg: number, star
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let i = 0; i < done; i++) {
         const gfn = view.getUint32(i * 8, true) + view.getUint32(i * 8 + 4, true) * TWO32;
-        const rc = setForeignP2mEntry(hv, currd, d, gfn, mfns[i]!);
+        // set_foreign_p2m_entry: p2m_set_entry under the caller's P2M lock,
+        // taken after d's table lock is dropped (never the two at once here).
+        currd.p2mLock.writeLock();
+        let rc: number;
+        try {
+          rc = setForeignP2mEntry(hv, currd, d, gfn, mfns[i]!);
+        } finally {
+          currd.p2mLock.writeUnlock();
+        }
         // Only the first failure of a batch says why; later ones are -EIO.
         if (rc !== 0) return i === 0 ? rc : -XEN_EIO;
       }

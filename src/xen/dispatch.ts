@@ -35,6 +35,7 @@ import {
   XEN_EINVAL,
   XEN_ENOSYS,
   XEN_EOPNOTSUPP,
+  XENMEM_acquire_resource,
   XENMEM_add_to_physmap,
   XENMEM_remove_from_physmap,
 } from '../abi/hypercall.ts';
@@ -115,9 +116,14 @@ const HVM_GRANT_OPS = new Set([
  *   growth) until the P2M insertion, with a page reference across it
  *   (gnttab_map_frame, XSA-384/486); XENMEM_remove_from_physmap: the lookup
  *   and the removal (guest_physmap_remove_page) under the target's P2M lock,
- *   a foreign entry's reference dropped. Every writer of a translated domain's
- *   P2M takes that lock (map and unmap of a grant into it, set_version's
- *   removal of status frames); get_paged_frame reads under it.
+ *   a foreign entry's reference dropped; XENMEM_acquire_resource: the
+ *   owner's table under its write lock for the lookup and growth
+ *   (gnttab_acquire_resource), then a translated caller's own P2M lock for
+ *   each foreign entry (set_foreign_p2m_entry, its page reference taken by
+ *   atomics, -EBUSY for a frame freed meanwhile). Every writer of a
+ *   translated domain's P2M takes that lock (map and unmap of a grant into
+ *   it, set_version's removal of status frames); get_paged_frame reads
+ *   under it.
  */
 export function runsShared(nr: Register, args: readonly Register[]): boolean {
   const cmd = args[0];
@@ -137,7 +143,9 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
   if (nr === __HYPERVISOR_event_channel_op) return true;
   if (nr === __HYPERVISOR_memory_op) {
     const sub = u32(cmd) & MEMOP_CMD_MASK;
-    return sub === XENMEM_add_to_physmap || sub === XENMEM_remove_from_physmap;
+    return (
+      sub === XENMEM_add_to_physmap || sub === XENMEM_remove_from_physmap || sub === XENMEM_acquire_resource
+    );
   }
   return nr === __HYPERVISOR_update_va_mapping || nr === __HYPERVISOR_update_va_mapping_otherdomain;
 }

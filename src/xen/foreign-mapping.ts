@@ -15,7 +15,7 @@ import { findXenHeapSlot } from './xen-heap.ts';
  * set_foreign_p2m_entry (set_typed_p2m_entry with p2m_map_foreign): places
  * fd's frame mfn at gfn in d's P2M. Over a grant or foreign entry Xen crashes
  * d (-ENOENT); RAM there is unhooked and stays allocated to d, one of d's own
- * Xen-heap frames is then at no GFN.
+ * Xen-heap frames is then at no GFN. The caller holds d's P2M lock.
  */
 export function setForeignP2mEntry(hv: Hypervisor, d: Domain, fd: Domain, gfn: number, mfn: number): number {
   const p2m = d.p2m!;
@@ -40,7 +40,7 @@ export function setForeignP2mEntry(hv: Hypervisor, d: Domain, fd: Domain, gfn: n
   return 0;
 }
 
-/** Clears a foreign entry of d's P2M and drops the reference it held. */
+/** Clears a foreign entry of d's P2M and drops the reference it held (d's P2M lock held, or d dying). */
 export function removeForeignEntry(hv: Hypervisor, d: Domain, gfn: number): void {
   const e = d.p2m!.get(gfn);
   if (e === undefined || !isForeignP2m(e.type)) return;

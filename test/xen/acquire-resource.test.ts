@@ -46,6 +46,8 @@ import {
   xen_mem_acquire_resource,
   xen_remove_from_physmap,
 } from '../../src/index.ts';
+import { runsShared } from '../../src/xen/dispatch.ts';
+import { heldLocks } from '../../src/xen/locks.ts';
 import {
   addToPhysmap,
   gnttabOp,
@@ -441,6 +443,22 @@ describe('acquire_resource: a translated caller gets foreign P2M entries (set_fo
       clean(host);
     });
   }
+
+  it("runs side by side: the owner's table written for the lookup and growth, then the caller's P2M lock per entry", () => {
+    assert.equal(runsShared(__HYPERVISOR_memory_op, [XENMEM_acquire_resource]), true);
+    const { host, dom0, domU } = setup('hvm', 'hvm');
+    const mfns = acquireAndMap(dom0, domU, SHARED, 3, 2);
+    // gnttab_acquire_resource grew the table to the last frame named.
+    assert.equal(domU.xen.gt.nrGrantFrames, 5);
+    assert.deepEqual(mfns, domU.xen.gt.shared.toArray().slice(2, 5));
+    const free = { readers: 0, writer: false, waitingWriters: 0 };
+    assert.deepEqual(
+      [domU.xen.gt.lock.state(), dom0.xen.p2mLock.state(), domU.xen.p2mLock.state()],
+      [free, free, free],
+    );
+    assert.deepEqual(heldLocks(), []);
+    clean(host);
+  });
 
   it('status frames of a v2 domU, placed the same way', () => {
     const { host, dom0, domU } = setup('hvm', 'hvm');
