@@ -20,6 +20,7 @@ import { gntstTallies, MAX_SIDES, rcTallies, S, SMP_WORDS } from '../fixtures/sm
 import * as many from '../fixtures/smp-races/many.ts';
 import * as sameGrant from '../fixtures/smp-races/same-grant.ts';
 import * as setVersion from '../fixtures/smp-races/set-version.ts';
+import * as unmapReplace from '../fixtures/smp-races/unmap-replace.ts';
 
 const fixture = (name: string) => new URL(`../fixtures/smp-races/${name}.ts`, import.meta.url);
 
@@ -543,4 +544,73 @@ describe('SMP races on worker threads', () => {
     // dom0 zapped every PTE of G's frames: nothing keeps G a zombie.
     assert.equal(await host.freeFrames, free0, 'frames leaked');
   });
+  for (const version of [1, 2] as const) {
+    it(`unmap_and_replace racing the granter's revoke and another mapper of the page, v${version} (replace_grant_pv_mapping, steal_linear_address, unmap_common)`, async (t) => {
+      const ROUNDS = 400;
+      const free0 = await host.freeFrames;
+      const g = await host.createDomain({ kind: 'pv', memoryKiB: 1024 });
+      const u = await host.createDomain({ kind: 'pv', memoryKiB: 1024 });
+      const c = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+      const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+      const w = new Int32Array(sab);
+      const common = { sab, version, granter: g.domid, user: u.domid, other: c.domid, rounds: ROUNDS };
+      const granter = host.spawn<{ endedC: boolean }>(g, fixture('unmap-replace'), {
+        ...common,
+        role: 'granter',
+      });
+      const user = host.spawn<number>(u, fixture('unmap-replace'), { ...common, role: 'user' });
+      const other = host.spawn<number>(c, fixture('unmap-replace'), { ...common, role: 'other' });
+      await waitWord(w, S.ready, 3, granter, user, other);
+      const pMfn = await g.machineFrameOf(Atomics.load(w, S.page));
+      const qMfn = await u.machineFrameOf(Atomics.load(w, S.dom));
+      assert.ok(pMfn !== null && qMfn !== null);
+      const pBefore = counts(await host.pageInfo(pMfn));
+      const qBefore = counts(await host.pageInfo(qMfn));
+      Atomics.store(w, unmapReplace.GO, 1);
+      const { result, samples } = await sampled(host, Promise.all([granter, user, other]));
+      const [end, , otherRounds] = result;
+      const maps = gntstTallies(w, unmapReplace.U_MAP);
+      t.diagnostic(
+        `U's maps ${JSON.stringify(maps)}, refused revokes ${Atomics.load(w, S.count)}, C ${otherRounds} rounds`,
+      );
+      // A map of a ref revoked since U read it finds no permit_access entry (_set_status): general_error.
+      assert.deepEqual(
+        Object.keys(maps).filter((k) => k !== 'okay' && k !== 'general_error'),
+        [],
+        JSON.stringify(maps),
+      );
+      const ok = maps.okay ?? 0;
+      assert.ok(ok > 0, 'no map ever succeeded: the race was not run');
+      // Only U unmaps its handles, and the granter cannot take a pinned mapping away: every replace is okay.
+      assert.deepEqual(gntstTallies(w, unmapReplace.REPLACE), { okay: ok }, 'unmap_and_replace');
+      // The handle was freed in phase 1 of the first (XSA-218): the same handle again is bad_handle.
+      assert.deepEqual(gntstTallies(w, unmapReplace.AGAIN), { bad_handle: ok }, 'the same handle again');
+      assert.deepEqual(
+        rcTallies(w, unmapReplace.RESTORE),
+        { 0: 2 * ok },
+        "Q's PTE back, the grant's address zapped",
+      );
+      assert.deepEqual(gntstTallies(w, unmapReplace.C_MAP), { okay: otherRounds }, "C's maps");
+      assert.deepEqual(gntstTallies(w, unmapReplace.C_UNMAP), { okay: otherRounds }, "C's unmaps");
+      assert.equal(
+        Atomics.load(w, S.violations),
+        0,
+        "a mapping showed the wrong page, or the replaced PTE did not hold Q's frame",
+      );
+      assert.deepEqual(end, { endedC: true });
+      assert.ok(samples > 0);
+      assert.deepEqual(
+        counts(await host.pageInfo(pMfn)),
+        pBefore,
+        "the granted page's counts did not come back",
+      );
+      assert.deepEqual(counts(await host.pageInfo(qMfn)), qBefore, "Q's counts did not come back");
+      assert.equal(await liveMappings(host, u.domid), 0);
+      assert.equal(await liveMappings(host, c.domid), 0);
+      assert.deepEqual(await host.checkInvariants(), []);
+      await destroyAll([g, u, c]);
+      assert.deepEqual(await host.checkInvariants(), []);
+      assert.equal(await host.freeFrames, free0, 'frames leaked');
+    });
+  }
 });

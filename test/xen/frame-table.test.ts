@@ -83,6 +83,22 @@ describe('frame table (frame_table, heap_lock)', () => {
     assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [9, 1, PGC_allocated]);
   });
 
+  it('put_page_alloc_ref then the count check (gnttab_unpopulate_status_frames): the last reference goes in one cmpxchg, or none does', () => {
+    const t = FrameTable.create(20, 16);
+    const m = t.alloc(7, 0, 1);
+    t.addRef(m);
+    assert.equal(t.dropLastRef(m), false, 'another reference is held');
+    assert.equal(t.count[m], 2);
+    t.putRef(m);
+    assert.equal(t.dropLastRef(m), true);
+    assert.equal(t.count[m], 0);
+    // At 0 no reference can be taken any more: a mapping racing the switch is refused.
+    assert.equal(t.getOwnerAndReference(m), NO_REFERENCE);
+    t.restoreLastRef(m);
+    assert.deepEqual([t.owner[m], t.count[m]], [7, 1]);
+    assert.equal(t.getOwnerAndReference(m), 7);
+  });
+
   it("a domain's page list (page_list_add_tail, page_list_del) is linked through the frame table", () => {
     const t = FrameTable.create(32, 16);
     const words = new Int32Array(8);

@@ -589,6 +589,13 @@ describe('set_version: status frames (§6.9 steps 6, 9; §7)', () => {
     assert.deepEqual(sharedBytes(host, a), before);
     assert.equal(host.hypervisor.frames.freeFrames, free);
     for (const mfn of status) assert.equal(host.hypervisor.frames.owner[mfn], a.domid);
+    // gnttab_unpopulate_status_frames drops each allocation reference, then
+    // looks at the count: the first frame's, dropped before the second was
+    // found mapped, is back; the second keeps a's PTE reference.
+    assert.deepEqual(
+      status.map((mfn) => host.hypervisor.frames.count[mfn]),
+      [1, 2],
+    );
     assert.equal(a.memory.readU16(STATUS_VA + 4096), 0);
     assert.deepEqual(host.checkInvariants(), []);
     // v2 still works.
