@@ -17,6 +17,7 @@ import * as evtchnBindClose from '../fixtures/smp-races/evtchn-bind-close.ts';
 import * as foreignMap from '../fixtures/smp-races/foreign-map.ts';
 import * as growth from '../fixtures/smp-races/growth.ts';
 import { gntstTallies, MAX_SIDES, rcTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
+import * as implicitUnmap from '../fixtures/smp-races/implicit-unmap.ts';
 import * as many from '../fixtures/smp-races/many.ts';
 import * as sameGrant from '../fixtures/smp-races/same-grant.ts';
 import * as setVersion from '../fixtures/smp-races/set-version.ts';
@@ -88,6 +89,90 @@ async function pinOf(host: WorkerHost, domid: number, ref: number): Promise<{ pi
   const t = (await host.snapshot()).find((s) => s.domid === domid);
   const e = t?.entries.find((x) => x.ref === ref);
   return { pin: e?.active?.pin ?? 0, status: e?.status ?? 0 };
+}
+
+/**
+ * Race 9 on `host` (implicit-unmap.ts): U zaps its grant PTEs with
+ * update_va_mapping while the granter revokes and C maps the same page. In a
+ * debug build each zap also injects #GP into U (put_page_from_l1e's
+ * "attempt to implicitly unmap", quirk §15.19), from U's shared hypercall.
+ */
+async function implicitUnmapRace(host: WorkerHost, debugBuild: boolean): Promise<void> {
+  const ROUNDS = 100;
+  const free0 = await host.freeFrames;
+  const g = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+  const u = await host.createDomain({ kind: 'pv', memoryKiB: 1024 });
+  const c = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+  const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+  const w = new Int32Array(sab);
+  const common = { sab, granter: g.domid, user: u.domid, other: c.domid, rounds: ROUNDS };
+  const fx = fixture('implicit-unmap');
+  const granter = host.spawn<{ ended: boolean; endedC: boolean }>(g, fx, { ...common, role: 'granter' });
+  const user = host.spawn(u, fx, { ...common, role: 'user' });
+  const other = host.spawn<number>(c, fx, { ...common, role: 'other' });
+  await waitWord(w, S.ready, 3, granter, user, other);
+  const mfn = await g.machineFrameOf(Atomics.load(w, S.page));
+  assert.ok(mfn !== null);
+  const before = counts(await host.pageInfo(mfn));
+  Atomics.store(w, implicitUnmap.GO, 1);
+  const refU = Atomics.load(w, S.ref);
+  const { result } = await sampled(
+    host,
+    (async () => {
+      await user;
+      Atomics.store(w, S.stop, 1);
+      return await other;
+    })(),
+  );
+  const otherRounds = result;
+  assert.deepEqual(gntstTallies(w, implicitUnmap.U_MAP), { okay: ROUNDS }, "U's maps");
+  assert.deepEqual(rcTallies(w, implicitUnmap.ZAP), { 0: ROUNDS }, "U's zaps of its grant PTEs");
+  // The PTE is gone, so it is not the grant's: replace_grant_pv_mapping fails, the handle stays.
+  assert.deepEqual(
+    gntstTallies(w, implicitUnmap.U_UNMAP),
+    { general_error: ROUNDS },
+    "U's unmaps after the zap",
+  );
+  assert.deepEqual(gntstTallies(w, implicitUnmap.C_MAP), { okay: otherRounds }, "C's maps");
+  assert.deepEqual(gntstTallies(w, implicitUnmap.C_UNMAP), { okay: otherRounds }, "C's unmaps");
+  const revokes = rcTallies(w, implicitUnmap.REVOKE);
+  assert.deepEqual(
+    Object.keys(revokes),
+    ['0'],
+    `the revoke succeeded under U's pins: ${JSON.stringify(revokes)}`,
+  );
+  assert.equal(Atomics.load(w, S.violations), 0, 'a mapping showed another page');
+  // Each zap dropped its mapping's reference and type reference (put_page_and_type),
+  // while the grant side keeps its maptrack handle and its pin.
+  assert.deepEqual(
+    counts(await host.pageInfo(mfn)),
+    before,
+    "the zaps did not drop the mappings' references",
+  );
+  assert.equal(await liveMappings(host, u.domid), ROUNDS);
+  assert.equal((await pinOf(host, g.domid, refU)).pin, ROUNDS, 'one host-writable pin per handle');
+  const faults = await u.injectedFaults;
+  assert.deepEqual(
+    faults,
+    debugBuild
+      ? Array.from({ length: ROUNDS }, () => ({
+          vector: 13,
+          reason: 'attempt to implicitly unmap a grant PTE',
+        }))
+      : [],
+    'faults injected into U',
+  );
+  assert.deepEqual(await host.checkInvariants(), []);
+  // U's death releases its handles' pins (gnttab_release_mappings); its PTEs hold nothing of the page.
+  await host.destroyDomain(u.domid);
+  assert.deepEqual(await pinOf(host, g.domid, refU), { pin: 0, status: 0 });
+  Atomics.store(w, S.phase, 1);
+  assert.deepEqual(await granter, { ended: true, endedC: true });
+  assert.deepEqual(counts(await host.pageInfo(mfn)), before, 'the page counts did not come back');
+  assert.deepEqual(await host.checkInvariants(), []);
+  for (const d of [g, c]) await host.destroyDomain(d.domid);
+  assert.deepEqual(await host.checkInvariants(), []);
+  assert.equal(await host.freeFrames, free0, 'frames leaked');
 }
 
 describe('SMP races on worker threads', () => {
@@ -613,4 +698,16 @@ describe('SMP races on worker threads', () => {
       assert.equal(await host.freeFrames, free0, 'frames leaked');
     });
   }
+  it('update_va_mapping zapping grant PTEs while the granter revokes and another domain maps the page: the grant side keeps its handles and pins (mod_l1_entry, put_page_from_l1e, replace_grant_pv_mapping)', async () => {
+    await implicitUnmapRace(host, false);
+  });
+  it('the same in a debug build: each zap injects #GP into the zapping domain from its own thread (put_page_from_l1e, quirk §15.19)', async () => {
+    const debugHost = await WorkerHost.start({ memoryMiB: 32, gnttab: { debugBuild: true } });
+    try {
+      await debugHost.createDomain({ kind: 'pv', memoryKiB: 512 });
+      await implicitUnmapRace(debugHost, true);
+    } finally {
+      await debugHost.shutdown();
+    }
+  });
 });
