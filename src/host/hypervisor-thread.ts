@@ -49,6 +49,18 @@ export type ControlRequest =
   | { id: number; op: 'share' }
   | { id: number; op: 'stop' };
 
+/**
+ * How a request runs (see the loop): beside the domains' hypercalls
+ * (Hypervisor.beside), taking what locks it needs itself (destroy: kill), or
+ * alone in Xen (the hypercall lock exclusive, as the debug keys pause every
+ * domain to read a consistent state).
+ */
+const HOW: Partial<Record<ControlRequest['op'], 'beside' | 'itself'>> = {
+  create: 'beside',
+  destroy: 'itself',
+  pingpong: 'itself',
+};
+
 const data = workerData as HypervisorThreadData;
 const slots = new ThreadSlots(data.slotsSab);
 const policy = slots.policy(data.cores);
@@ -63,14 +75,17 @@ const slotOf = new Map<number, number>();
 
 /**
  * Destroys the domain of a thread slot (domain_kill): its thread is refused
- * entry into Xen and waited for until it is out, then the domain is
- * destroyed under the hypercall lock, and the host is told, so it stops the
- * thread. Only this thread destroys the domains of slots, so `d` is live
- * until here.
+ * entry into Xen and waited for until it is out (domain_pause), then the
+ * domain is destroyed beside the other domains' hypercalls, under Xen's
+ * locks (their maps, copies and unmaps of its grants go on: page references
+ * carry its pages' liveness), and the host is told, so it stops the thread.
+ * Only this thread destroys the domains of slots, so `d` is live until here;
+ * its record is freed after the grace period (reapZombies, under the
+ * hypercall lock exclusive: no hypercall that could have found it is left).
  */
 function kill(slot: number, d: Domain): void {
   slots.stopAndWait(slot);
-  const report = hv.locked(() => {
+  const report = hv.beside(() => {
     if (!d.isDying) hv.destroyDomain(d);
     return {
       type: 'died',
@@ -106,7 +121,7 @@ function control(req: ControlRequest): unknown {
         try {
           store = xenstored.attach(d);
         } catch (e) {
-          hv.destroyDomain(d);
+          hv.locked(() => hv.destroyDomain(d));
           throw e;
         }
       }
@@ -128,7 +143,7 @@ function control(req: ControlRequest): unknown {
       if (slot !== undefined) kill(slot, bySlot.get(slot)!);
       else {
         const d = hv.domainById(req.domid);
-        if (d !== undefined && !d.isDying) hv.destroyDomain(d);
+        if (d !== undefined && !d.isDying) hv.locked(() => hv.destroyDomain(d));
       }
       return null;
     }
@@ -209,8 +224,16 @@ while (running) {
     work++;
     const req = m.message as ControlRequest;
     try {
+      // Creation runs beside the domains' hypercalls, as domain_create does
+      // (the domain is published whole, under domlist_update_lock); so does
+      // destroy (kill), once the domain's thread is out of Xen.
+      const how = HOW[req.op];
       const result =
-        req.op === 'destroy' || req.op === 'pingpong' ? control(req) : hv.locked(() => control(req));
+        how === 'beside'
+          ? hv.beside(() => control(req))
+          : how === 'itself'
+            ? control(req)
+            : hv.locked(() => control(req));
       port.postMessage({ type: 'reply', id: req.id, result });
     } catch (err) {
       port.postMessage({

@@ -5,8 +5,13 @@
 // record page, -1 while its id is allocated and the domain not yet built, 0
 // when the id is free. Each thread keeps its own views of the domains, made
 // from their records on first use and remade when a slot names another record
-// (a new domain with an old id). Changes happen under domlist_update_lock in
-// Xen; here in the thread that creates and destroys domains.
+// (a new domain with an old id). Every change happens under
+// domlist_update_lock, as in Xen (the toolstack's create and destroy run
+// beside other threads' hypercalls, and a shared hypercall may unlink a dead
+// domain). A slot is stored with Atomics only once the domain it names is
+// built (domlist_insert's rcu_assign_pointer), and read with Atomics: a
+// thread that finds the record sees every word written before it was
+// published.
 import { DOMID_ANY, DOMID_FIRST_RESERVED, DOMID_INVALID } from '../abi/domid.ts';
 import type { Domain } from './domain.ts';
 import { LOCK_CLASSES, SpinLock } from './locks.ts';
@@ -67,12 +72,14 @@ export class DomainTable {
 
   private slot(domid: number): number {
     if (!(Number.isInteger(domid) && domid >= 0 && domid < DOMID_FIRST_RESERVED)) return 0;
-    return this.words[this.at(domid)]!;
+    return Atomics.load(this.words, this.at(domid));
   }
 
+  /** Under the lock. */
   private setSlot(domid: number, v: number): void {
-    this.words[this.at(domid)] = v;
-    if (v !== 0 && domid >= this.words[this.hdr + H_HIGH]!) this.words[this.hdr + H_HIGH] = domid + 1;
+    if (v !== 0 && domid >= this.words[this.hdr + H_HIGH]!)
+      Atomics.store(this.words, this.hdr + H_HIGH, domid + 1);
+    Atomics.store(this.words, this.at(domid), v);
   }
 
   /** rcu_lock_domain_by_id: the domain with this exact id, or undefined. */
@@ -95,8 +102,13 @@ export class DomainTable {
 
   /** Puts a domain built on an allocated id in the table (domlist_insert). */
   set(domid: number, d: Domain): this {
-    if (this.slot(domid) <= 0) this.words[this.hdr + H_COUNT]!++;
-    this.setSlot(domid, d.recordPage);
+    this.lock.lock();
+    try {
+      if (this.slot(domid) <= 0) Atomics.add(this.words, this.hdr + H_COUNT, 1);
+      this.setSlot(domid, d.recordPage);
+    } finally {
+      this.lock.unlock();
+    }
     this.cache.set(domid, d);
     return this;
   }
@@ -110,7 +122,7 @@ export class DomainTable {
     this.lock.lock();
     try {
       if (this.slot(domid) !== record) return false;
-      this.delete(domid);
+      this.deleteLocked(domid);
       return true;
     } finally {
       this.lock.unlock();
@@ -124,20 +136,29 @@ export class DomainTable {
 
   /** Takes a domain out of the table and frees its id (domlist_remove, domid_free). */
   delete(domid: number): boolean {
+    this.lock.lock();
+    try {
+      return this.deleteLocked(domid);
+    } finally {
+      this.lock.unlock();
+    }
+  }
+
+  private deleteLocked(domid: number): boolean {
     const had = this.slot(domid) > 0;
     if (this.slot(domid) !== 0) this.setSlot(domid, 0);
-    if (had) this.words[this.hdr + H_COUNT]!--;
+    if (had) Atomics.sub(this.words, this.hdr + H_COUNT, 1);
     this.cache.delete(domid);
     return had;
   }
 
   get size(): number {
-    return this.words[this.hdr + H_COUNT]!;
+    return Atomics.load(this.words, this.hdr + H_COUNT);
   }
 
   /** The domains, lowest id first (domain_list is kept sorted by id). */
   *values(): IterableIterator<Domain> {
-    const high = this.words[this.hdr + H_HIGH]!;
+    const high = Atomics.load(this.words, this.hdr + H_HIGH);
     for (let id = 0; id < high; id++) {
       const d = this.get(id);
       if (d !== undefined) yield d;
@@ -164,6 +185,15 @@ export class DomainTable {
    */
   allocId(domid: number): number {
     if (domid >= DOMID_FIRST_RESERVED && domid !== DOMID_ANY) return DOMID_INVALID;
+    this.lock.lock();
+    try {
+      return this.allocIdLocked(domid);
+    } finally {
+      this.lock.unlock();
+    }
+  }
+
+  private allocIdLocked(domid: number): number {
     if (domid < DOMID_FIRST_RESERVED) {
       if (this.slot(domid) !== 0) return DOMID_INVALID;
       this.setSlot(domid, RESERVED);
@@ -180,7 +210,12 @@ export class DomainTable {
 
   /** domid_free of an id whose domain was never put in the table. */
   freeId(domid: number): void {
-    if (this.slot(domid) === RESERVED) this.setSlot(domid, 0);
+    this.lock.lock();
+    try {
+      if (this.slot(domid) === RESERVED) this.setSlot(domid, 0);
+    } finally {
+      this.lock.unlock();
+    }
   }
 
   private search(from: number, bound: number): number {

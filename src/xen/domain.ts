@@ -235,7 +235,8 @@ export class Domain {
     return this.retired !== null || this.words[this.rec + D_DYING] !== 0;
   }
   set isDying(v: boolean) {
-    this.words[this.rec + D_DYING] = v ? 1 : 0;
+    // Read unlocked on fast paths, re-checked under page_alloc_lock or the event_lock.
+    Atomics.store(this.words, this.rec + D_DYING, v ? 1 : 0);
   }
 
   /** The shared-info page: a Xen-heap frame the domain owns and may map read-write (-1: none). */

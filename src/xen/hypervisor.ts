@@ -288,6 +288,8 @@ export class Hypervisor {
   private inside = 0;
   /** This thread's hypercall holds the hypercall lock shared: other threads may be inside Xen. */
   private shared = false;
+  /** This thread is the toolstack's, working beside domain threads' hypercalls (beside). */
+  private besideDomains = false;
   /**
    * Dying domains whose last page went inside the current hypercall: their
    * grant table, ports and record are freed once it is done, when no lock of
@@ -451,17 +453,21 @@ export class Hypervisor {
       }
     }
     // The sub-op is the first argument of every multiplexed hypercall this host has.
-    if (this.trace !== null) {
-      // One writer at a time: shared hypercalls of other threads record too.
-      const tl = this.globals.traceLock;
-      tl.lock();
-      try {
-        this.trace.record(TRC_HYPERCALL, d.domid, subOp(nr), subOp(args[0]), rc);
-      } finally {
-        tl.unlock();
-      }
-    }
+    if (this.trace !== null) this.traceRecord(TRC_HYPERCALL, d.domid, subOp(nr), subOp(args[0]), rc);
     return rc;
+  }
+
+  /** A trace record, under xentrace's buffer lock: one writer at a time, in whichever thread. */
+  private traceRecord(event: number, domid: number, a: number, b: number, c: number): void {
+    const trace = this.trace;
+    if (trace === null) return;
+    const tl = this.globals.traceLock;
+    tl.lock();
+    try {
+      trace.record(event, domid, a, b, c);
+    } finally {
+      tl.unlock();
+    }
   }
 
   /**
@@ -484,6 +490,40 @@ export class Hypervisor {
       this.inside--;
       lock.exclusiveEnd();
     }
+  }
+
+  /**
+   * Runs `fn`, the toolstack's creation or destruction of a domain, beside the
+   * domain threads' hypercalls: it holds the hypercall lock shared, as their
+   * shared ops do, so it runs alone only with respect to the ops that still
+   * run alone in Xen. Like them it takes Xen's locks for what it touches, and
+   * a domain it kills whose last page goes is unlinked now and freed by
+   * reapZombies after the grace period (see maybeFinalise).
+   */
+  beside<T>(fn: () => T): T {
+    if (this.inside > 0) return fn();
+    const lock = this.globals.hypercallLock;
+    lock.shared();
+    this.inside++;
+    this.shared = true;
+    this.besideDomains = true;
+    try {
+      return fn();
+    } finally {
+      this.besideDomains = false;
+      this.shared = false;
+      this.inside--;
+      lock.sharedEnd();
+    }
+  }
+
+  /**
+   * In a section other threads' hypercalls may run beside (a shared hypercall
+   * of a domain thread, or the toolstack's beside): a dead domain's record is
+   * freed only after the grace period.
+   */
+  private get othersInside(): boolean {
+    return this.shared && (this.deferDestroy || this.besideDomains);
   }
 
   /** Wakes the toolstack's thread (it waits on globals.noticeSeqIndex): a notice or a crash. */
@@ -639,12 +679,20 @@ export class Hypervisor {
       this.domains.freeId(domid);
       throw err;
     }
-    for (let pfn = 0; pfn < ramPages; pfn += 1024) {
-      const ok = d.pt !== null ? d.pt.ensure(pfn) : d.p2m!.ensure(pfn);
-      if (!ok) throw new RangeError('out of machine memory for a page table');
+    // Built whole before it is published (domlist_insert comes last in
+    // domain_create): the toolstack creates domains beside other threads'
+    // hypercalls, and none of them may find a domain without its grant table
+    // or shared-info page.
+    let built = true;
+    for (let pfn = 0; pfn < ramPages && built; pfn += 1024) {
+      built = d.pt !== null ? d.pt.ensure(pfn) : d.p2m!.ensure(pfn);
     }
-    for (let pfn = 0; pfn < ramPages; pfn++) {
+    for (let pfn = 0; pfn < ramPages && built; pfn++) {
       const mfn = this.frames.alloc(domid, PGC_allocated);
+      if (mfn < 0) {
+        built = false;
+        break;
+      }
       this.machine.zeroFrame(mfn);
       d.owned.add(mfn);
       if (d.pt !== null) {
@@ -657,15 +705,26 @@ export class Hypervisor {
         d.p2m!.set(pfn, mfn, P2M_RAM_RW);
       }
     }
-    this.domains.set(domid, d);
-    if (!this.growTable(d, INITIAL_NR_GRANT_FRAMES)) {
-      this.destroyDomain(d);
-      throw new RangeError("out of machine memory or the hypervisor's private memory for the grant table");
-    }
+    built &&= this.growTable(d, INITIAL_NR_GRANT_FRAMES);
     // The shared-info page (event channels): a zeroed Xen-heap frame shared rw with the domain.
-    d.sharedInfoMfn = this.allocXenHeapFrame(d);
-    if (d.sharedInfoMfn < 0) throw new RangeError('out of machine memory for the shared-info page');
-    this.trace?.record(TRC_DOM_CREATE, domid, 0, 0, 0);
+    if (built) d.sharedInfoMfn = this.allocXenHeapFrame(d);
+    built &&= d.sharedInfoMfn >= 0;
+    if (!built) {
+      // Another thread took the memory the check above counted on. The
+      // partial domain is torn down as a dead one is: published dying (its
+      // pages name it as their owner, and the release path finds it so), and
+      // destroyed at once. It has no port another domain could have bound.
+      d.isDying = true;
+      this.domains.set(domid, d);
+      // Alone in Xen for it, so that no thread that found it is inside when
+      // its record goes (the grace period of a dead domain's record).
+      this.locked(() => this.killDomain(d));
+      throw new RangeError(
+        "out of machine memory or the hypervisor's private memory for the domain: give the Host a larger memoryMiB",
+      );
+    }
+    this.domains.set(domid, d);
+    this.traceRecord(TRC_DOM_CREATE, domid, 0, 0, 0);
     return d;
   }
 
@@ -700,7 +759,12 @@ export class Hypervisor {
   destroyDomain(d: Domain): void {
     if (d.isDying) return;
     d.isDying = true;
-    this.trace?.record(TRC_DOM_DESTROY, d.domid, 0, 0, 0);
+    this.killDomain(d);
+  }
+
+  /** domain_kill and domain_relinquish_resources of a domain marked dying. */
+  private killDomain(d: Domain): void {
+    this.traceRecord(TRC_DOM_DESTROY, d.domid, 0, 0, 0);
     // evtchn_destroy: its ports close; interdomain peers go back to unbound.
     destroyEventChannels(this, d);
     releaseMappings(this, d);
@@ -716,7 +780,17 @@ export class Hypervisor {
       d.sharedInfoGfn = NO_GFN;
       d.gt.statusGfn.fill(NO_GFN);
     }
-    for (const mfn of [...d.owned]) this.dropAllocation(mfn);
+    // relinquish_memory: the list is read under the page_alloc_lock, after
+    // is_dying was set, so an assign_pages racing it (which re-checks is_dying
+    // under the same lock) either put its page on the list first or failed.
+    d.pageAllocLock.lock();
+    let pages: number[];
+    try {
+      pages = [...d.owned];
+    } finally {
+      d.pageAllocLock.unlock();
+    }
+    for (const mfn of pages) this.dropAllocation(mfn);
     this.maybeFinalise(d);
     for (const hook of this.domainDestroyed) {
       try {
@@ -735,7 +809,6 @@ export class Hypervisor {
    * Returns the MFN, or -1 (no room, gfn taken, out of memory).
    */
   populateSpecialPage(d: Domain, gfn: number): number {
-    if (d.isDying || d.totPages >= d.maxPages) return -1;
     if (
       d.p2m !== null &&
       (!(Number.isInteger(gfn) && gfn >= 0 && gfn < ADDRESS_SPACE_PAGES) ||
@@ -743,10 +816,20 @@ export class Hypervisor {
         !d.p2m.ensure(gfn))
     )
       return -1;
-    const mfn = this.frames.alloc(d.domid, PGC_allocated);
-    if (mfn < 0) return -1;
-    this.machine.zeroFrame(mfn);
-    d.owned.add(mfn);
+    // assign_pages: is_dying and max_pages are checked, and the page goes on
+    // the list, under the owner's page_alloc_lock (the toolstack does this
+    // beside other threads' hypercalls, which may free d's pages).
+    d.pageAllocLock.lock();
+    let mfn = -1;
+    try {
+      if (d.isDying || d.totPages >= d.maxPages) return -1;
+      mfn = this.frames.alloc(d.domid, PGC_allocated);
+      if (mfn < 0) return -1;
+      this.machine.zeroFrame(mfn);
+      d.owned.add(mfn);
+    } finally {
+      d.pageAllocLock.unlock();
+    }
     if (d.p2m !== null) d.p2m.set(gfn, mfn, P2M_RAM_RW);
     return mfn;
   }
@@ -758,7 +841,7 @@ export class Hypervisor {
    */
   private finaliseDeferred(): void {
     if (this.toFinalise.length === 0 || this.inside > 1) return;
-    if (this.shared && this.deferDestroy) {
+    if (this.othersInside) {
       this.toFinalise.length = 0;
       this.wakeToolstack();
       return;
@@ -806,7 +889,7 @@ export class Hypervisor {
     // pins one, d stays a zombie, and the granter of that mapping can still be found.
     if (this.xenHeapFramesInUse(d)) return;
     if (this.inside > 0 && !this.finalising) {
-      if (this.shared && this.deferDestroy) {
+      if (this.othersInside) {
         // domain_destroy from another thread's unmap: unlinked now, so no new
         // lookup finds it (domlist_remove); freed by the toolstack's thread
         // once no hypercall can be using it (call_rcu).

@@ -12,6 +12,7 @@ import { XEN_EINVAL } from '../../src/abi/hypercall.ts';
 import type { PageInfo } from '../../src/host/introspect.ts';
 import { GuestCrash, type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
 import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
+import * as create from '../fixtures/smp-races/create.ts';
 import * as destroy from '../fixtures/smp-races/destroy.ts';
 import * as evtchnBindClose from '../fixtures/smp-races/evtchn-bind-close.ts';
 import * as foreignMap from '../fixtures/smp-races/foreign-map.ts';
@@ -485,6 +486,49 @@ describe('SMP races on worker threads', () => {
     assert.equal(Atomics.load(w, S.violations), 0, 'a mapping of a destroyed domain, or of the wrong page');
     assert.deepEqual(await host.checkInvariants(), []);
     await destroyAll([u]);
+    assert.deepEqual(await host.checkInvariants(), []);
+    assert.equal(await host.freeFrames, free0, 'frames leaked');
+  });
+  it('domains created while another thread copies from them: each is found whole or not at all (domain_create)', async (t) => {
+    const K = 12;
+    const free0 = await host.freeFrames;
+    // The allocator hands out the id after the last one it gave (domid_alloc):
+    // a domain made and destroyed first tells which ids the next K get.
+    const probe = await host.createDomain({ kind: 'pv', memoryKiB: 256 });
+    await host.destroyDomain(probe.domid);
+    const base = probe.domid + 1;
+    const p = await host.createDomain({ kind: 'hvm', memoryKiB: 256 });
+    const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+    const w = new Int32Array(sab);
+    Atomics.store(w, S.dom, base + 1);
+    const prober = host.spawn<number>(p, fixture('create'), { sab });
+    await waitWord(w, S.ready, 1, prober);
+    const made: number[] = [];
+    for (let k = 0; k < K; k++) {
+      Atomics.store(w, S.dom, base + 1 + k);
+      const d = await host.createDomain({ kind: k % 2 === 0 ? 'pv' : 'hvm', memoryKiB: 256 });
+      made.push(d.domid);
+      // Probed alive at least once before it goes.
+      await waitWord(w, S.progress, Atomics.load(w, S.progress) + 16, prober);
+      await host.destroyDomain(d.domid);
+    }
+    Atomics.store(w, S.stop, 1);
+    const n = await prober;
+    const probes = gntstTallies(w, create.PROBE);
+    t.diagnostic(`${n} probes: ${JSON.stringify(probes)}`);
+    assert.deepEqual(
+      made,
+      Array.from({ length: K }, (_, k) => base + 1 + k),
+      'the ids domid_alloc gives',
+    );
+    assert.deepEqual(
+      Object.keys(probes).filter((k) => k !== 'bad_domain' && k !== 'general_error'),
+      [],
+      `a probe found a domain not yet built: ${JSON.stringify(probes)}`,
+    );
+    assert.ok((probes.general_error ?? 0) >= K, 'a created domain was never probed while it lived');
+    assert.deepEqual(await host.checkInvariants(), []);
+    await destroyAll([p]);
     assert.deepEqual(await host.checkInvariants(), []);
     assert.equal(await host.freeFrames, free0, 'frames leaked');
   });
