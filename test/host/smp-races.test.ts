@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { XEN_EINVAL } from '../../src/abi/hypercall.ts';
+import { XEN_EINVAL, XEN_ENOENT } from '../../src/abi/hypercall.ts';
 import type { PageInfo } from '../../src/host/introspect.ts';
 import { GuestCrash, type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
 import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
@@ -20,6 +20,7 @@ import * as growth from '../fixtures/smp-races/growth.ts';
 import { gntstTallies, MAX_SIDES, rcTallies, S, SMP_WORDS } from '../fixtures/smp-races/harness.ts';
 import * as implicitUnmap from '../fixtures/smp-races/implicit-unmap.ts';
 import * as many from '../fixtures/smp-races/many.ts';
+import * as physmap from '../fixtures/smp-races/physmap.ts';
 import * as sameGrant from '../fixtures/smp-races/same-grant.ts';
 import * as setVersion from '../fixtures/smp-races/set-version.ts';
 import * as unmapReplace from '../fixtures/smp-races/unmap-replace.ts';
@@ -579,6 +580,78 @@ describe('SMP races on worker threads', () => {
     }
     assert.deepEqual(await host.checkInvariants(), []);
     await destroyAll(doms);
+    assert.deepEqual(await host.checkInvariants(), []);
+    assert.equal(await host.freeFrames, free0, 'frames leaked');
+  });
+  it('an HVM domain moves its grant frame between GFNs and out of its P2M (add_to_physmap, remove_from_physmap), dom0 too, while its grants are mapped and copied (gnttab_map_frame, get_paged_frame)', async (t) => {
+    const ROUNDS = 300;
+    const free0 = await host.freeFrames;
+    const a = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+    const b = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+    const c = await host.createDomain({ kind: 'pv', memoryKiB: 1024 });
+    const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+    const w = new Int32Array(sab);
+    const common = { sab, placer: a.domid, mapper: b.domid, copier: c.domid, rounds: ROUNDS };
+    const placer = host.spawn<{ ended: number; k: number; frames: number }>(a, fixture('physmap'), {
+      ...common,
+      role: 'placer',
+    });
+    await waitWord(w, S.frames, 1, placer);
+    const mfn = (await a.machineFrameOf(Atomics.load(w, S.page)))!;
+    const before = counts(await host.pageInfo(mfn));
+    const { result, samples } = await sampled(
+      host,
+      Promise.all([
+        placer,
+        host.spawn<number>(dom0, fixture('physmap'), { ...common, role: 'dom0' }),
+        host.spawn<number>(b, fixture('physmap'), { ...common, role: 'mapper' }),
+        host.spawn<number>(c, fixture('physmap'), { ...common, role: 'copier' }),
+      ]),
+    );
+    const [end, dom0Rounds, mapperRounds, copierRounds] = result;
+    const copies = gntstTallies(w, physmap.COPY);
+    t.diagnostic(
+      `dom0 ${dom0Rounds} rounds, mapper ${mapperRounds}, copier ${copierRounds} (${JSON.stringify(copies)}); ` +
+        `remove Y ${JSON.stringify(rcTallies(w, physmap.REMOVE_Y))}, remove Z ${JSON.stringify(rcTallies(w, physmap.REMOVE_Z))}, ` +
+        `${samples} invariant samples`,
+    );
+    const ENOENT = String(-XEN_ENOENT);
+    // Every placement succeeds, wherever the frame was (XSA-379: it leaves the old GFN).
+    assert.deepEqual(rcTallies(w, physmap.PLACE_X), { 0: ROUNDS });
+    assert.deepEqual(rcTallies(w, physmap.PLACE_Y), { 0: ROUNDS });
+    assert.deepEqual(rcTallies(w, physmap.PLACE_Z), { 0: dom0Rounds });
+    // A removal finds nothing only where the other side had moved the frame away.
+    for (const [block, what] of [
+      [physmap.REMOVE_Y, 'remove Y'],
+      [physmap.REMOVE_Z, 'remove Z'],
+    ] as const) {
+      const got = rcTallies(w, block);
+      assert.deepEqual(
+        Object.keys(got).filter((k) => k !== '0' && k !== ENOENT),
+        [],
+        `${what}: ${JSON.stringify(got)}`,
+      );
+    }
+    // The granted page never moves: every map succeeds and shows its bytes.
+    assert.deepEqual(gntstTallies(w, physmap.MAP), { okay: mapperRounds });
+    assert.deepEqual(gntstTallies(w, physmap.UNMAP), { okay: mapperRounds });
+    assert.equal(Atomics.load(w, S.violations), 0, 'a mapping showed another page than the granted one');
+    // Through Y: the frame's bytes while it is there, bad_page while nothing is.
+    assert.deepEqual(
+      Object.keys(copies).filter((k) => k !== 'okay' && k !== 'bad_page'),
+      [],
+      JSON.stringify(copies),
+    );
+    assert.equal((copies.okay ?? 0) + (copies.bad_page ?? 0), copierRounds);
+    assert.ok((copies.okay ?? 0) > 0, 'no copy found the frame at Y: the race was not run');
+    assert.equal(Atomics.load(w, S.torn), 0, "a copy through Y returned other bytes than the frame's");
+    assert.ok(samples > 0);
+    // The first placement grew the table by the one frame; both refs revoke.
+    assert.deepEqual(end, { ended: 2, k: end.k, frames: end.k + 1 });
+    assert.deepEqual(counts(await host.pageInfo(mfn)), before, 'the page counts did not come back');
+    assert.equal(await liveMappings(host, b.domid), 0);
+    assert.deepEqual(await host.checkInvariants(), []);
+    await destroyAll([a, b, c]);
     assert.deepEqual(await host.checkInvariants(), []);
     assert.equal(await host.freeFrames, free0, 'frames leaked');
   });
