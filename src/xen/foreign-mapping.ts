@@ -48,11 +48,28 @@ export function removeForeignEntry(hv: Hypervisor, d: Domain, gfn: number): void
   hv.putPage(e.mfn);
 }
 
-/** relinquish_p2m_mapping: a dying translated domain's foreign entries go, with their references. */
+/**
+ * relinquish_p2m_mapping and the P2M's teardown for a dying translated domain:
+ * every entry goes and its Xen-heap frames are at no GFN, under d's P2M lock
+ * (the toolstack kills d beside other threads' hypercalls, and dom0's
+ * add_to_physmap or remove_from_physmap of d may be in flight: each re-checks
+ * is_dying under the lock, so none changes the P2M after this). The foreign
+ * entries' references are dropped once the lock is released: a last one may
+ * finalise another dying domain.
+ */
 export function relinquishP2mMapping(hv: Hypervisor, d: Domain): void {
   const p2m = d.p2m;
   if (p2m === null) return;
   const foreign: number[] = [];
-  for (const [gfn, e] of p2m.entries()) if (isForeignP2m(e % 8)) foreign.push(gfn);
-  for (const gfn of foreign) removeForeignEntry(hv, d, gfn);
+  d.p2mLock.writeLock();
+  try {
+    for (const [, e] of p2m.entries()) if (isForeignP2m(e % 8)) foreign.push(Math.floor(e / 8));
+    p2m.clear();
+    d.gt.sharedGfn.fill(NO_GFN);
+    d.gt.statusGfn.fill(NO_GFN);
+    d.sharedInfoGfn = NO_GFN;
+  } finally {
+    d.p2mLock.writeUnlock();
+  }
+  for (const mfn of foreign) hv.putPage(mfn);
 }

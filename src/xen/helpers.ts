@@ -136,6 +136,8 @@ export function getPagedMfn(hv: Hypervisor, rd: Domain, gfn: number): number {
     // add_to_physmap over that GFN frees the RAM there).
     rd.p2mLock.readLock();
     try {
+      // Killed beside this: its P2M is (being) torn down under the write lock.
+      if (rd.isDying) return GNTST_bad_page;
       const e = rd.p2m.entry(gfn);
       if (e === 0 || isGrantOrForeignP2m(p2mEntryType(e))) return GNTST_bad_page;
       if (p2mEntryType(e) === P2M_RAM_PAGED) return GNTST_eagain;

@@ -775,10 +775,6 @@ export class Hypervisor {
       }
     } else {
       relinquishP2mMapping(this, d);
-      d.p2m!.clear();
-      d.gt.sharedGfn.fill(NO_GFN);
-      d.sharedInfoGfn = NO_GFN;
-      d.gt.statusGfn.fill(NO_GFN);
     }
     // relinquish_memory: the list is read under the page_alloc_lock, after
     // is_dying was set, so an assign_pages racing it (which re-checks is_dying

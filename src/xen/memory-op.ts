@@ -104,6 +104,9 @@ function removeFromPhysmap(hv: Hypervisor, ld: Domain, arg: number): number {
 }
 
 function removeLocked(hv: Hypervisor, d: Domain, gfn: number): number {
+  // d may be being killed beside this (dom0 names it): once its P2M is torn
+  // down (under this lock, after is_dying is set) there is nothing to remove.
+  if (d.isDying) return -XEN_ENOENT;
   const p2m = d.p2m!;
   // get_page_from_gfn(P2M_ALLOC): nothing there, or a page being paged in, is -ENOENT.
   const e = Number.isSafeInteger(gfn) ? p2m.get(gfn) : undefined;
@@ -173,6 +176,10 @@ function grantFrameOf(hv: Hypervisor, d: Domain, rawIdx: number): { mfn: number;
 /** The P2M update of xenmem_add_to_physmap_one for a Xen-heap frame of d; d's P2M lock is held. */
 function placeXenHeapFrame(hv: Hypervisor, d: Domain, mfn: number, slot: GfnSlot, gpfn: number): number {
   if (!(Number.isSafeInteger(gpfn) && gpfn < ADDRESS_SPACE_PAGES)) return -XEN_EINVAL;
+  // A dying d's P2M is torn down under this lock after is_dying is set: a
+  // placement checked here either comes before the teardown (which undoes it)
+  // or is refused, as rcu_lock_domain_by_any_id's caller finds d going.
+  if (d.isDying) return -XEN_ESRCH;
   const p2m = d.p2m!;
   if (!p2m.ensure(gpfn)) return -XEN_ENOMEM;
   const prev = p2m.get(gpfn);
