@@ -13,9 +13,10 @@
 // at the same time. Here nothing else can: a PV domain's page table is written
 // only by its own hypercalls (this file, and its own grant maps and unmaps in
 // host-mapping.ts), made by its one thread (WorkerHost.spawn runs one guest per
-// domain, a domain has one hypercall thread), and by the toolstack's create
-// and destroy, which hold the hypercall lock exclusive, so no shared op runs
-// beside them. The granter of a grant PTE never writes the grantee's PTEs, and
+// domain, a domain has one hypercall thread), and by the toolstack's create,
+// before the domain is published, and destroy, once the domain's thread is
+// out of Xen and refused entry (domain_pause before domain_kill): both run
+// beside other domains' hypercalls, never beside the domain's own. The granter of a grant PTE never writes the grantee's PTEs, and
 // its own table's locks do not cover them. So the read of the old PTE, the
 // write of the new one and the paging-pool frame a new leaf takes need no
 // lock, and no page_lock is taken. What other threads do touch are the
