@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { XEN_EINVAL, XEN_ENOENT } from '../../src/abi/hypercall.ts';
 import type { PageInfo } from '../../src/host/introspect.ts';
 import { GuestCrash, type ThreadDomain, WorkerHost } from '../../src/host/worker-host.ts';
+import * as acquireGrowth from '../fixtures/smp-races/acquire-growth.ts';
 import * as copyRevoke from '../fixtures/smp-races/copy-revoke.ts';
 import * as create from '../fixtures/smp-races/create.ts';
 import * as destroy from '../fixtures/smp-races/destroy.ts';
@@ -653,6 +654,61 @@ describe('SMP races on worker threads', () => {
     assert.deepEqual(await host.checkInvariants(), []);
     await destroyAll([a, b, c]);
     assert.deepEqual(await host.checkInvariants(), []);
+    assert.equal(await host.freeFrames, free0, 'frames leaked');
+  });
+  it("dom0 acquires a domU's grant frames (XENMEM_acquire_resource) while the domU grows its table and a third domain maps its newest grants (gnttab_acquire_resource, gnttab_grow_table)", async (t) => {
+    const FRAMES = 12;
+    const free0 = await host.freeFrames;
+    const g = await host.createDomain({ kind: 'pv', memoryKiB: 1024, maxGrantFrames: FRAMES });
+    const m = await host.createDomain({ kind: 'hvm', memoryKiB: 1024 });
+    const sab = new SharedArrayBuffer(SMP_WORDS * 4);
+    const w = new Int32Array(sab);
+    const common = { sab, granter: g.domid, mapper: m.domid, frames: FRAMES };
+    const { result, samples } = await sampled(
+      host,
+      Promise.all([
+        host.spawn<{ refs: number; ended: number; frames: number; perFrame: number }>(
+          g,
+          fixture('acquire-growth'),
+          {
+            ...common,
+            role: 'granter',
+          },
+        ),
+        host.spawn<{ rounds: number; checked: number }>(dom0, fixture('acquire-growth'), {
+          ...common,
+          role: 'dom0',
+        }),
+        host.spawn<number>(m, fixture('acquire-growth'), { ...common, role: 'mapper' }),
+      ]),
+    );
+    const [end, d0, mapperRounds] = result;
+    t.diagnostic(
+      `dom0 ${d0.rounds} rounds (${d0.checked} entries read), mapper ${mapperRounds}, ${samples} invariant samples`,
+    );
+    // Every frame index is below the maximum: each acquire succeeds (growing the table if need be),
+    // each acquired frame maps, each PTE is zapped.
+    assert.deepEqual(rcTallies(w, acquireGrowth.ACQ), { 0: d0.rounds });
+    assert.deepEqual(rcTallies(w, acquireGrowth.FMAP), { 0: d0.rounds });
+    assert.deepEqual(rcTallies(w, acquireGrowth.ZAP), { 0: d0.rounds });
+    assert.ok(d0.checked > 0);
+    assert.equal(
+      Atomics.load(w, S.violations),
+      0,
+      "an entry read through an acquired frame was not G's grant, or a map showed another page",
+    );
+    assert.deepEqual(gntstTallies(w, acquireGrowth.MAP), { okay: mapperRounds });
+    assert.deepEqual(gntstTallies(w, acquireGrowth.UNMAP), { okay: mapperRounds });
+    // The table reached its maximum, whoever grew it; every ref but the 8 reserved was granted and revokes.
+    assert.equal(end.frames, FRAMES);
+    assert.equal(end.refs, FRAMES * end.perFrame - 8);
+    assert.equal(end.ended, end.refs);
+    assert.ok(samples > 0);
+    assert.equal(await liveMappings(host, m.domid), 0);
+    assert.deepEqual(await host.checkInvariants(), []);
+    await destroyAll([g, m]);
+    assert.deepEqual(await host.checkInvariants(), []);
+    // dom0 zapped every PTE of G's frames: nothing keeps G a zombie.
     assert.equal(await host.freeFrames, free0, 'frames leaked');
   });
   it("dom0 maps a domU's page and status frame by update_va_mapping_otherdomain while the domU switches versions and a third domain maps the page (mod_l1_entry, get_page_from_l1e, gnttab_unpopulate_status_frames)", async (t) => {
