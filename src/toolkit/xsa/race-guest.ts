@@ -174,7 +174,10 @@ const roles: Record<string, Role> = {
     let okay = 0;
     let failed = 0;
     let n = 0;
-    while (!stopped(w)) {
+    // Past the stop, until the host's destroy is done (its second H.seq step)
+    // and a copy has seen A dead: the hits may all come from copies while the
+    // destroy request is on its way, before any of them could see it.
+    while (!stopped(w) || Atomics.load(w, H.seq) < 2 || failed === 0) {
       ctx.mem.fill(dest, 64, 0);
       let status = 0;
       const hit = overlapped(w, () => {

@@ -8,10 +8,10 @@
 // a hypercall reading it (XSA-226, 295, 396): any worker host reaches it. The
 // other needs two hypercalls inside Xen at once (XSA-73, 287, 318, 379, 384,
 // 411, 486, 501). Each domain thread enters Xen itself, and the ops that take
-// Xen's own locks run side by side (dispatch.ts runsShared); a race whose
-// window's ops all do is run for real (XSA-318, 411, 501 today). One whose
-// ops still run alone in Xen (issue 8 moves them one family at a time), or
-// whose window is the toolstack's destroy, cannot be hit yet: the harness
+// Xen's own locks run side by side (dispatch.ts runsShared), and so does the
+// toolstack's destroy (Hypervisor.beside); a race whose window's ops all do
+// is run for real. One whose ops still run alone in Xen (issue 8 moves them
+// one family at a time) cannot be hit yet: the harness
 // still runs a bounded number of attempts with every check, reports hits 0
 // and says what it needs (threadsNeed). The hit test is the other side's
 // hypercall in flight during this one's (race-harness.ts overlapped).
@@ -69,7 +69,7 @@ interface RaceSpec {
   /**
    * With smp: the hypercalls that must be inside Xen at once, as (hypercall,
    * sub-op). The window is reachable once every one of them runs side by side
-   * (WorkerHost.runsSideBySide), and a destroy too (toolstack).
+   * (WorkerHost.runsSideBySide); a destroy (toolstack) always does.
    */
   ops?: readonly Op[];
   /**
@@ -231,14 +231,12 @@ const SPECS: Record<string, RaceSpec> = {
 /**
  * Why race `name`'s worker half cannot hit its window on `WorkerHost` today,
  * if it cannot: its window's ops do not all run side by side yet (runsShared:
- * the others run alone in Xen), a destroy is the toolstack's work (alone in
- * Xen too), or its sides are two vCPUs of one domain.
+ * the others run alone in Xen), or its sides are two vCPUs of one domain.
  */
 export function threadsNeed(name: string): string | undefined {
   const spec = SPECS[name];
   if (spec?.smp === undefined) return undefined;
   const alone = (spec.ops ?? []).filter((o) => !runsShared(o.nr, [o.cmd])).map((o) => o.name);
-  if (spec.destroy !== undefined) alone.push("the toolstack's destroy");
   if (alone.length === 0 && spec.oneDomain !== true) return undefined;
   const why =
     alone.length > 0
