@@ -169,6 +169,10 @@ async function giver(ctx: GuestContext, a: Parameters<Role>[1], w: Int32Array) {
   const ref = gt.grantForeignAccess(a.domids.C!, mfn, false);
   Atomics.store(w, H.ref, ref);
   Atomics.add(w, H.ready, 1);
+  // Start once C has mapped the grant (a bounded wait): else A could give its
+  // whole pool before C's thread ran, and the race would check nothing.
+  for (let k = 0; Atomics.load(w, H.done) === 0 && k < 1_000_000; k++)
+    if ((k & 255) === 0) await ctx.clock.sleep(0);
   let given = 0;
   let n = 0;
   while (!stopped(w) && given < pool) {
