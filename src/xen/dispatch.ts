@@ -101,6 +101,12 @@ const HVM_GRANT_OPS = new Set([
  * - setup_table (growth included), set_version and swap_grant_ref: the
  *   table's write lock (swap: both entries' locks under it); get_status_frames
  *   and query_size: its read lock; get_version: one word;
+ * - transfer (ops/transfer.ts, gnttab_transfer): steal_page's count
+ *   compare-exchange and the sender's page_alloc_lock, then the receiver's
+ *   page_alloc_lock (the headroom reserved), its read lock for
+ *   gnttab_prepare_for_transfer, its page_alloc_lock again for assign_pages,
+ *   and its read lock with the entry's lock for the final update (an HVM
+ *   receiver's P2M under its p2m lock); never two of them at once;
  * - every event-channel op (evtchn/): state changes under d->event_lock
  *   written (two domains' ordered by key) and the channels' locks
  *   (double_evtchn_lock); send, unmask, status and set_priority under the
@@ -137,6 +143,7 @@ export function runsShared(nr: Register, args: readonly Register[]): boolean {
       cmd === GNTTABOP_set_version ||
       cmd === GNTTABOP_get_status_frames ||
       cmd === GNTTABOP_swap_grant_ref ||
+      cmd === GNTTABOP_transfer ||
       cmd === GNTTABOP_query_size ||
       cmd === GNTTABOP_get_version
     );
@@ -305,16 +312,23 @@ function unmapBatch(hv: Hypervisor, d: Domain, uop: number, count: number, repla
   }
 }
 
+let transferSpare: StructValue<keyof typeof gnttab_transfer.fields> | null = null;
+
 function transferBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number {
   const def = gnttab_transfer;
-  for (let i = 0; i < count; i++) {
-    const addr = uop + i * def.size;
-    const op = copyStructFromGuest(hv, d, addr, def);
-    if (op === null) return -XEN_EFAULT;
-    const status = transfer(hv, d, op.mfn, op.domid, op.ref);
-    if (!copyFieldToGuest(hv, d, addr, def, 'status', status)) return -XEN_EFAULT;
+  const op = transferSpare ?? def.decode(ZEROES, 0);
+  transferSpare = null;
+  try {
+    for (let i = 0; i < count; i++) {
+      const addr = uop + i * def.size;
+      if (!copyStructFromGuestInto(hv, d, addr, def, op)) return -XEN_EFAULT;
+      const status = transfer(hv, d, op.mfn, op.domid, op.ref);
+      if (!putFieldToGuest(hv, d, addr, def.at.status, status)) return -XEN_EFAULT;
+    }
+    return 0;
+  } finally {
+    transferSpare = op;
   }
-  return 0;
 }
 
 function swapBatch(hv: Hypervisor, d: Domain, uop: number, count: number): number {

@@ -42,6 +42,13 @@ const D_MAX_PAGES = LOCK_WORDS + 18;
 const D_GT = LOCK_WORDS + 19;
 /** The root frame of its page table or P2M. */
 const D_MMU_ROOT = LOCK_WORDS + 20;
+/**
+ * Pages counted in tot_pages that are on no list yet: the slot a transfer
+ * reserves under the receiver's page_alloc_lock before it drops it
+ * (gnttab_transfer, XSA-73), until assign_pages lists the page or the
+ * transfer gives the slot back.
+ */
+const D_TOT_RESERVED = LOCK_WORDS + 21;
 /** d->event_lock (an rwlock): the lock slot after D_MMU_ROOT. */
 const D_EVENT_LOCK = LOCK_WORDS * 7;
 /** p2m->lock (an rwlock) of a translated domain: the slot after the event lock. */
@@ -339,8 +346,17 @@ export class Domain {
     return this.pt !== null ? this.pt.frames() : this.p2m!.frames();
   }
 
+  /** tot_pages: the pages on its list, and the slots transfers in flight reserved (changed under page_alloc_lock). */
   get totPages(): number {
-    return this.owned.size;
+    return this.owned.size + this.totReserved;
+  }
+
+  /** tot_pages slots reserved by transfers in flight, their pages not on the list yet. */
+  get totReserved(): number {
+    return this.retired !== null ? 0 : this.words[this.rec + D_TOT_RESERVED]!;
+  }
+  set totReserved(n: number) {
+    this.words[this.rec + D_TOT_RESERVED] = n;
   }
 
   /**

@@ -218,20 +218,39 @@ export class FrameTable {
   }
 
   /**
-   * steal_page's commit: a frame with exactly two references (the allocation
-   * one and the caller's) drops the first, loses its owner and its flags, in
-   * one compare-exchange of the count, as Xen's cmpxchg of count_info.
+   * steal_page's cmpxchg (XSA-287's rule): a frame holding exactly two
+   * references, its allocation reference and the caller's, drops both in one
+   * compare-exchange of the count, 2 -> 0. From then on no reference can be
+   * taken (getOwnerAndReference refuses a zero count), so the owner can be
+   * cleared next (disown) with nobody able to see it change.
+   *
+   * PGC_allocated lives in the count word in Xen and in a word of its own
+   * here: every writer of it for a domain's page holds the owner's
+   * page_alloc_lock (steal_page, assign_pages, Hypervisor.dropAllocation),
+   * and so must the caller, so that "two references and allocated" is one
+   * state, as Xen's (x & (PGC_count_mask | PGC_allocated)) == (2 | PGC_allocated).
    */
   stealCommit(mfn: number): boolean {
-    if (Atomics.compareExchange(this.count, mfn, 2, 1) !== 2) return false;
-    Atomics.store(this.flags, mfn, 0);
-    Atomics.store(this.owner, mfn, OWNER_NONE);
+    if ((Atomics.load(this.flags, mfn) & (PGC_allocated | PGC_xen_heap)) !== PGC_allocated) return false;
+    if (Atomics.compareExchange(this.count, mfn, 2, 0) !== 2) return false;
+    Atomics.and(this.flags, mfn, ~PGC_allocated);
     return true;
   }
 
-  /** assign_pages: the frame (held by the caller's reference) becomes `owner`'s allocation. */
+  /** steal_page under the owner's page_alloc_lock: type 0, owner none (the count is 0 already). */
+  disown(mfn: number): void {
+    Atomics.store(this.typeCount, mfn, 0);
+    Atomics.store(this.owner, mfn, OWNER_NONE);
+  }
+
+  /**
+   * assign_pages of a frame with no owner and no reference (a stolen one):
+   * the owner and PGC_allocated first, then the count becomes 1, last, so a
+   * thread that takes a reference sees the new owner (Xen's smp_wmb).
+   */
   assign(mfn: number, owner: number): void {
     Atomics.store(this.owner, mfn, owner);
     Atomics.store(this.flags, mfn, PGC_allocated);
+    Atomics.store(this.count, mfn, 1);
   }
 }

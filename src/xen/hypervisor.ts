@@ -264,7 +264,8 @@ export class Hypervisor {
   /**
    * Called where Xen drops the granter's grant lock in the middle of an op and
    * takes it again later: map_grant_ref after the pin, before the host mapping
-   * (its undo path retakes the lock). Null by default. Another CPU may act
+   * (its undo path retakes the lock), and gnttab_transfer between
+   * gnttab_prepare_for_transfer and the entry's final update. Null by default. Another CPU may act
    * there; a fixed interleaving (gnttab xsa, XSA-501) places its hypercall here.
    */
   grantLockDropped: ((op: string, rd: Domain, ref: number) => void) | null = null;
@@ -879,7 +880,9 @@ export class Hypervisor {
    * grace period (complete_domain_destroy).
    */
   private maybeFinalise(d: Domain): void {
-    if (!d.isDying || d.owned.size > 0 || !this.domains.has(d.domid)) return;
+    // tot_pages counts a transfer's reserved slot too: until it is given back
+    // or listed, the receiver is not gone (get_knownalive_domain).
+    if (!d.isDying || d.totPages > 0 || !this.domains.has(d.domid)) return;
     // Its grant and status frames are pages it owns too (share_xen_page_with_guest
     // takes a domain reference for them): while another domain still maps or
     // pins one, d stays a zombie, and the granter of that mapping can still be found.
@@ -969,10 +972,39 @@ export class Hypervisor {
     if (d !== undefined) this.maybeFinalise(d);
   }
 
-  /** Drops the owner's allocation reference (PGC_allocated), once. */
+  /** A dying domain whose last page (or reserved slot) went: it may be finalised now. */
+  domainMayGo(d: Domain): void {
+    this.maybeFinalise(d);
+  }
+
+  /**
+   * Drops the owner's allocation reference (PGC_allocated), once. The flag is
+   * cleared under the owner's page_alloc_lock, as steal_page clears it with
+   * the count (FrameTable.stealCommit); the reference goes after the lock.
+   */
   dropAllocation(mfn: number): void {
     const f = this.frames;
-    if (f.testAndClear(mfn, PGC_allocated)) this.putPage(mfn);
+    const d = this.domains.get(Atomics.load(f.owner, mfn));
+    let had: boolean;
+    if (d === undefined) had = f.testAndClear(mfn, PGC_allocated);
+    else {
+      d.pageAllocLock.lock();
+      try {
+        had = f.testAndClear(mfn, PGC_allocated);
+      } finally {
+        d.pageAllocLock.unlock();
+      }
+    }
+    if (had) this.putPage(mfn);
+  }
+
+  /**
+   * free_domheap_page of a page steal_page took (no owner, count 0, on no
+   * list): zeroed and back on the free list.
+   */
+  freeStolenPage(mfn: number): void {
+    this.machine.zeroFrame(mfn);
+    this.frames.release(mfn);
   }
 
   getPageTypeWritable(mfn: number): boolean {

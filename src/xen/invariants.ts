@@ -82,7 +82,8 @@ export function checkInvariants(hv: Hypervisor, o: InvariantOptions = {}): strin
     }
     if (listed !== d.owned.size)
       out.push(`d${d.domid}'s page list holds ${listed} frames, tot_pages says ${d.owned.size}`);
-    if (d.isDying && d.owned.size === 0 && !hv.xenHeapFramesInUse(d))
+    if (d.totReserved < 0) out.push(`d${d.domid} has ${d.totReserved} reserved tot_pages slots`);
+    if (d.isDying && d.totPages === 0 && !hv.xenHeapFramesInUse(d))
       out.push(`dying d${d.domid} has no pages left but was not finalised`);
     // Address space entries never point at freed frames (invariant 4).
     if (d.pt !== null) {

@@ -75,12 +75,19 @@ describe('frame table (frame_table, heap_lock)', () => {
     assert.equal(t.stealCommit(m), false, 'three references');
     t.putRef(m);
     assert.equal(t.stealCommit(m), true);
-    assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [OWNER_NONE, 1, 0]);
-    // A reference taken now is taken (the count was not zero), and reads no owner back.
-    assert.equal(t.getOwnerAndReference(m), OWNER_NONE);
-    assert.equal(t.putRef(m), 1);
+    // steal_page: both references go in the one cmpxchg (count 0, PGC_allocated clear) ...
+    assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [7, 0, 0]);
+    assert.equal(t.getOwnerAndReference(m), NO_REFERENCE, 'no reference can be taken any more');
+    assert.equal(t.count[m], 0);
+    // ... then the owner goes (under the owner's page_alloc_lock).
+    t.disown(m);
+    assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [OWNER_NONE, 0, 0]);
     t.assign(m, 9);
     assert.deepEqual([t.owner[m], t.count[m], t.flags[m]], [9, 1, PGC_allocated]);
+    const n = t.alloc(7);
+    t.addRef(n);
+    assert.equal(t.stealCommit(n), false, 'two references but not PGC_allocated');
+    assert.deepEqual([t.owner[n], t.count[n]], [7, 2]);
   });
 
   it('put_page_alloc_ref then the count check (gnttab_unpopulate_status_frames): the last reference goes in one cmpxchg, or none does', () => {

@@ -4,6 +4,7 @@ import {
   GTF_accept_transfer,
   GTF_permit_access,
   GTF_reading,
+  GTF_transfer_completed,
   GTF_transitive,
   GTF_writing,
 } from '../../abi/flags.ts';
@@ -126,7 +127,8 @@ export const xsa501: XsaEntry = {
       b.dom.xen.gt.version === 2 && b.dom.xen.gt.nrV2Ops === 0,
       'B stays in v2; nothing left in flight',
     );
-    // Test 2: the receiver of a transfer switches version between Xen's read of it and the commit.
+    // Test 2: the receiver of a transfer switches version between gnttab_prepare_for_transfer
+    // (which read the version under R's lock) and the final entry update (which takes it again).
     const lab2 = new Lab(501, title);
     const s = lab2.domain('S', { kind: 'pv' });
     const rcv = lab2.domain('R', { kind: 'pv', maxMemoryKiB: 1024, mapTable: false });
@@ -134,21 +136,38 @@ export const xsa501: XsaEntry = {
     rcv.grant(5, s, 0, GTF_accept_transfer, ' (reserved ref 5, accept_transfer)');
     const mfn = s.frameOf(0x5000);
     s.unmapOwnPage(0x5000);
-    const sha = lab2.shaAddr(rcv, 5);
+    const hv2 = lab2.host.hypervisor;
     let switched = -1;
-    const st2 = lab2.interleave(
-      (op, addr) => {
-        if (switched !== -1 || op !== 'cmpxchg32' || addr !== sha) return;
-        switched = rcv.setVersion(2);
-      },
-      () => s.transfer(mfn, rcv, 5),
-    );
+    hv2.grantLockDropped = (op, rd, r) => {
+      if (switched !== -1 || op !== 'gnttab_transfer' || rd !== rcv.dom.xen || r !== 5) return;
+      switched = rcv.setVersion(2);
+      lab2.steps.at(-1)!.who = 'R vCPU1';
+      lab2.steps.at(-1)!.args += ", during S's transfer into ref 5";
+    };
+    let st2: number;
+    try {
+      st2 = s.transfer(mfn, rcv, 5);
+    } finally {
+      hv2.grantLockDropped = null;
+    }
     lab.note(
-      "test 2 (second host): R switches to v2 between Xen's read of its version and the commit of ref 5",
+      "test 2 (second host): R switches to v2 after Xen committed its ref 5 (gnttab_prepare_for_transfer) and gave it the page (assign_pages), before the entry's final update",
     );
     lab.steps.push(...lab2.steps.slice(-3));
-    lab.expect(switched === 0 && st2 === GNTST_general_error, 'the transfer fails with general_error');
-    lab.expect(lab2.host.hypervisor.frames.owner[mfn] !== rcv.domid, 'the page is not given to R');
+    lab.expect(
+      switched === 0 && st2 === GNTST_general_error,
+      'the transfer fails with general_error (-EILSEQ)',
+    );
+    const w2 = hv2.machine.words;
+    const v2sha = rcv.dom.xen.gt.shaAddr(5);
+    lab.expect(
+      (w2.load16(v2sha) & GTF_transfer_completed) === 0 && w2.load32(v2sha + 8) === 0,
+      "nothing is written into R's switched table: ref 5 (kept as a reserved entry) is committed, never completed, and names no frame",
+    );
+    lab.expect(
+      hv2.frames.owner[mfn] === rcv.dom.xen.domid && rcv.dom.xen.owned.has(mfn),
+      "the page is R's, as assign_pages left it (Xen does not take it back)",
+    );
     lab.expect(lab2.host.checkInvariants().length === 0, 'the invariants hold on that host');
     // Test 3: A switches version while B's map of A's reserved ref 3 is between its pin and its
     // failure (a bad host_addr), where Xen runs without A's grant lock.
