@@ -462,10 +462,10 @@ describe('GNTTABOP_transfer: prepare_for_transfer against a racing receiver (qui
 });
 
 describe('GNTTABOP_transfer: a stolen page looked up by another CPU (get_page, steal_page)', () => {
-  // steal_page clears the owner of a page it still holds a reference to; a
-  // get_page racing it takes a reference, reads no owner back and must put
-  // that reference again (get_page: put_page unless the owner matches), or the
-  // page keeps one reference too many for ever.
+  // steal_page (Xen HEAD) drops both references in one cmpxchg, 2 -> 0, and
+  // then clears the owner: a get_page racing it finds the count at 0 and
+  // takes no reference (page_get_owner_and_reference refuses 0), so the copy
+  // fails and the page keeps no reference too many.
   it('a copy from the sender between steal_page and the commit fails, and leaves the count as it was', () => {
     const host = new Host({ memoryMiB: 16 });
     const s = host.createDomain({ kind: 'pv', memoryKiB: 256 });
@@ -484,7 +484,7 @@ describe('GNTTABOP_transfer: a stolen page looked up by another CPU (get_page, s
     let st = 0x7fff;
     words.interpose = (op, addr) => {
       if (op !== 'cmpxchg32' || addr !== sha || seen !== null) return;
-      // gnttab_prepare_for_transfer: the page is stolen (no owner, the sender's one reference).
+      // gnttab_prepare_for_transfer: the page is stolen (no owner, no reference).
       seen = { owner: f.owner[mfn]!, count: f.count[mfn]! };
       words.interpose = null;
       const res = gnttabOp(c, GNTTABOP_copy, gnttab_copy, [
@@ -505,7 +505,7 @@ describe('GNTTABOP_transfer: a stolen page looked up by another CPU (get_page, s
     const dest0 = c.memory.read(0x6000, 64);
     const res = xfer(s, [{ mfn, domid: r.domid, ref: 12 }]);
     words.interpose = null;
-    assert.deepEqual(seen, { owner: OWNER_NONE, count: 1 });
+    assert.deepEqual(seen, { owner: OWNER_NONE, count: 0 });
     assert.notEqual(st, GNTST_okay);
     assert.deepEqual([res.rc, ...res.st], [0, GNTST_okay]);
     // r owns the page with its allocation reference alone: the copy's went back.

@@ -21,7 +21,7 @@ import { grant_entry_v1, grant_entry_v2_full_page } from '../../abi/grant-entry.
 import { GNTTAB_CMPXCHG_ATTEMPTS } from '../../abi/limits.ts';
 import { GNTST_bad_domain, GNTST_bad_page, GNTST_general_error, GNTST_okay } from '../../abi/status.ts';
 import type { Domain } from '../domain.ts';
-import { OWNER_NONE, PGC_xen_heap } from '../frame-table.ts';
+import { NO_REFERENCE, PGC_xen_heap } from '../frame-table.ts';
 import { NO_GFN } from '../grant-table.ts';
 import type { Hypervisor } from '../hypervisor.ts';
 import { ADDRESS_SPACE_PAGES, isGrantOrForeignP2m, isGrantP2m, P2M_RAM_RW } from '../paging.ts';
@@ -43,7 +43,9 @@ function stealPage(hv: Hypervisor, d: Domain, mfn: number): boolean {
   const f = hv.frames;
   if (!f.isValid(mfn)) return false;
   const owner = f.getOwnerAndReference(mfn);
-  if (owner === OWNER_NONE) return false;
+  // No reference taken (a free or stolen page); one taken on a page with no
+  // owner or another owner goes back (get_page).
+  if (owner === NO_REFERENCE) return false;
   if (owner !== d.domid || (Atomics.load(f.flags, mfn) & PGC_xen_heap) !== 0) {
     hv.putPage(mfn);
     return false;
