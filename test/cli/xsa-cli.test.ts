@@ -11,9 +11,11 @@ describe('gnttab xsa', () => {
     assert.match(t.out, /^XSA-18 {2}2012 run {2}GNTTABOP_swap_grant_ref/m);
     assert.match(t.out, /^XSA-268 2018 n\/a/m);
     assert.match(t.out, /not applicable: Arm only/);
-    // A worker race that cannot hit its window yet says why: XSA-236's is the
-    // toolstack's destroy, which still runs alone in Xen.
-    assert.match(t.out, /^XSA-236 .*\n {6}worker-thread race needs the SMP hypervisor \(issue 8/m);
+    // A worker race that cannot hit its window yet says why: XSA-218's two
+    // unmaps are two vCPUs of one domain, and a WorkerHost runs one per domain.
+    assert.match(t.out, /^XSA-218 .*\n {6}worker-thread race needs the SMP hypervisor \(issue 8/m);
+    // The toolstack's destroy (XSA-236) and transfer (XSA-73) run beside hypercalls: no such line.
+    assert.doesNotMatch(t.out, /^XSA-(236|73) .*\n {6}worker-thread race needs/m);
     const j = JSON.parse(gnttab(['xsa', 'list', '--json']).out) as {
       id: number;
       runnable: boolean;
@@ -21,8 +23,10 @@ describe('gnttab xsa', () => {
       threadsNeed?: string;
     }[];
     assert.match(j.find((e) => e.id === 218)?.threadsNeed ?? '', /two vCPU threads/);
-    // XSA-501's copy and set_version run side by side: its race runs for real.
-    assert.equal(j.find((e) => e.id === 501)?.threadsNeed, undefined);
+    // XSA-501's copy and set_version run side by side, as do XSA-236's destroy
+    // and copy and XSA-287's transfer and map: their races run for real.
+    for (const id of [501, 236, 287])
+      assert.equal(j.find((e) => e.id === id)?.threadsNeed, undefined, `XSA-${id}`);
     assert.ok(j.some((e) => e.id === 218 && e.runnable));
     assert.ok(j.some((e) => e.id === 284 && !e.runnable && e.notApplicable !== undefined));
   });
